@@ -1,0 +1,81 @@
+# hierindex — PGXS build.
+#
+#   make                 build hierindex.so (and hierindex_gpu.so when nvcc is found)
+#   make CUDA=0          skip the GPU module
+#   make install         install into the PostgreSQL found by pg_config
+#   make installcheck    pg_regress against a running server
+#
+# hierindex.so never links CUDA: it must load on machines without a GPU.
+# hierindex_gpu.so is a separate module, opened with dlopen only when a GPU
+# build is asked for.
+
+EXTENSION = hierindex
+EXTVERSION = 0.1.0
+
+MODULE_big = hierindex
+OBJS = \
+	src/hierindex.o \
+	src/distance.o \
+	src/distance_avx2.o \
+	src/distance_avx512.o \
+	src/vector_parse.o \
+	src/vector_io.o \
+	src/vector_ops.o
+
+DATA = sql/hierindex--$(EXTVERSION).sql
+
+REGRESS = vector_io vector_cast vector_ops vector_agg vector_errors
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+
+# -O3 and OpenMP for the graph builders; C11 (gnu11 for PostgreSQL's headers).
+# No -march: the AVX2/AVX-512 kernels carry their own target attributes and are
+# chosen at load time, so one build runs on any x86-64 CPU.
+PG_CFLAGS = -std=gnu11 -O3 -fopenmp -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-cast-function-type
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -fopenmp -lm
+
+# No LLVM bitcode: JIT inlining of our C functions buys nothing, and it would
+# make clang a build requirement.
+override with_llvm = no
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# ---------------------------------------------------------------------------
+# GPU module (src/gpu), built only when nvcc is available and CUDA != 0.
+# ---------------------------------------------------------------------------
+CUDA ?= 1
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+GPU_SOURCES = $(wildcard $(srcdir)/src/gpu/*.cu)
+GPU_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCC_FLAGS = -O3 -std=c++17 -Xcompiler -fPIC,-Wall,-Wextra -shared $(GPU_ARCH)
+
+ifeq ($(CUDA),1)
+ifneq ($(NVCC),)
+ifneq ($(GPU_SOURCES),)
+all: hierindex_gpu.so
+install: install-gpu
+uninstall: uninstall-gpu
+
+hierindex_gpu.so: $(GPU_SOURCES) $(srcdir)/src/gpu/gpu.h
+	$(NVCC) $(NVCC_FLAGS) -I$(srcdir)/src/gpu -o $@ $(GPU_SOURCES) -lcublas
+
+install-gpu: hierindex_gpu.so
+	$(INSTALL_SHLIB) hierindex_gpu.so '$(DESTDIR)$(pkglibdir)/hierindex_gpu.so'
+
+uninstall-gpu:
+	rm -f '$(DESTDIR)$(pkglibdir)/hierindex_gpu.so'
+endif
+endif
+endif
+
+EXTRA_CLEAN = hierindex_gpu.so
+
+.PHONY: install-gpu uninstall-gpu unit fuzz
+
+# Plain-C unit tests, fuzz targets and micro-benchmarks (no PostgreSQL).
+unit:
+	$(MAKE) -C test/unit
+fuzz:
+	$(MAKE) -C test/fuzz

@@ -1,0 +1,22 @@
+/*
+ * hierindex.c — module entry point.
+ *
+ * Chooses the distance kernels for this CPU once, when the library is loaded,
+ * so that every later call (SQL functions, index builds, scans) goes through
+ * the fastest implementation without re-checking.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "distance.h"
+
+PG_MODULE_MAGIC;
+
+extern void _PG_init(void);
+
+void
+_PG_init(void)
+{
+	distance_init();
+}
