@@ -142,10 +142,11 @@ BUILD_OK=1
 make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null 2>&1
 if run_logged "$WORK/build.log" make -j"$(nproc)" PG_CONFIG="$PG_CONFIG" COPT=-Werror; then
 	if [ -f hierindex_gpu.so ]; then
-		echo "build: ok (hierindex.so and the GPU module hierindex_gpu.so)"
+		record build 0 0 "ok: hierindex.so and the GPU module hierindex_gpu.so"
 	else
-		echo "build: ok (hierindex.so; GPU module not built: no nvcc, or CUDA=0)"
+		record build 0 0 "ok: hierindex.so (GPU module not built: no nvcc, or CUDA=0)"
 	fi
+	echo "build: ${SUMMARY[-1]##*  ok: }"
 else
 	BUILD_OK=0
 	record build 0 1 "make COPT=-Werror failed"
@@ -185,6 +186,7 @@ if [ "$BUILD_OK" -eq 1 ]; then
 		record install 0 1 "could not take $HIERINDEX_INSTALL_LOCK"
 	elif run_logged "$WORK/install.log" make_install; then
 		INSTALL_OK=1
+		record install 0 0 "ok: $("$PG_CONFIG" --pkglibdir)"
 	else
 		record install 0 1 "make install failed"
 	fi
