@@ -24,6 +24,11 @@ SELECT avg(v) FROM (VALUES ('[1]'::vector), ('[2]')) AS t(v);
 SELECT avg(v) FILTER (WHERE g = 1) FROM vector_agg_t;
 SELECT v, avg(v) OVER (ORDER BY v) AS running_avg, sum(v) OVER (ORDER BY v) AS running_sum
 FROM vector_agg_t WHERE g = 1 AND v IS NOT NULL ORDER BY v;
+-- a moving frame restarts the in-place state for each row: over [1],[2],[3],[4]
+-- with the row before: avg [1],[1.5],[2.5],[3.5], sum [1],[3],[5],[7]
+SELECT i, avg(('[' || i || ']')::vector) OVER w, sum(('[' || i || ']')::vector) OVER w
+FROM generate_series(1, 4) AS i
+WINDOW w AS (ORDER BY i ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) ORDER BY i;
 
 -- different dimensions between rows are an error
 INSERT INTO vector_agg_t VALUES (4, '[1,2]'), (4, '[1,2,3]');
