@@ -17,9 +17,10 @@
  * Calls go through the DistanceKernels function pointers exactly as the
  * extension makes them, so the indirect-call cost is included.
  *
- * Method: each cell is warmed up for WARMUP_NS, then timed over RUNS runs of
- * a call count calibrated to take about RUN_NS each; the cell shows the
- * median run.  Results feed a volatile sink so the calls cannot be optimised
+ * Method: each (kernel, function, dim, pool) is warmed up for WARMUP_NS and
+ * a call count calibrated to take about RUN_NS; then RUNS rounds each time
+ * one run of every kernel (interleaved, so that load from elsewhere hits all
+ * kernels alike); a cell shows the median run.  Results feed a volatile sink so the calls cannot be optimised
  * away.  The machine is shared, so expect some noise; the medians are what
  * to compare.
  *
@@ -176,16 +177,17 @@ compare_doubles(const void *x, const void *y)
 	return (a > b) - (a < b);
 }
 
-/* median ns per call of one (kernel, function, dim, pool) cell */
-static double
-measure(const DistanceKernels *k, int fn, const float *query, Pool *p, int dim)
+/*
+ * Warm one kernel up on one (function, dim, pool) and return the number of
+ * calls that takes about RUN_NS.
+ */
+static long
+calibrate(const DistanceKernels *k, int fn, const float *query, Pool *p, int dim)
 {
-	double		per_call[RUNS];
 	double		start,
 				elapsed;
 	long		calls = 16;
 
-	/* warm up, and grow the call count until one run takes about RUN_NS */
 	start = now_ns();
 	do
 	{
@@ -197,18 +199,36 @@ measure(const DistanceKernels *k, int fn, const float *query, Pool *p, int dim)
 			calls *= 2;
 	} while (now_ns() - start < WARMUP_NS);
 	calls = (long) (calls * (RUN_NS / (elapsed > 0 ? elapsed : 1)));
-	if (calls < 16)
-		calls = 16;
+	return calls < 16 ? 16 : calls;
+}
 
+/*
+ * Median ns per call of every kernel on one (function, dim, pool).  The runs
+ * of the kernels are interleaved (round r runs each kernel once), so that a
+ * burst of load from elsewhere on the machine hits all kernels alike.
+ */
+static void
+measure(const DistanceKernels *const *kernels, int n_kernels, int fn,
+		const float *query, Pool *p, int dim, double *median_ns)
+{
+	double		per_call[3][RUNS];
+	long		calls[3];
+
+	for (int k = 0; k < n_kernels; k++)
+		calls[k] = calibrate(kernels[k], fn, query, p, dim);
 	for (int r = 0; r < RUNS; r++)
-	{
-		double		t0 = now_ns();
+		for (int k = 0; k < n_kernels; k++)
+		{
+			double		t0 = now_ns();
 
-		run_calls(k, fn, query, p, dim, calls);
-		per_call[r] = (now_ns() - t0) / calls;
+			run_calls(kernels[k], fn, query, p, dim, calls[k]);
+			per_call[k][r] = (now_ns() - t0) / calls[k];
+		}
+	for (int k = 0; k < n_kernels; k++)
+	{
+		qsort(per_call[k], RUNS, sizeof(double), compare_doubles);
+		median_ns[k] = per_call[k][RUNS / 2];
 	}
-	qsort(per_call, RUNS, sizeof(double), compare_doubles);
-	return per_call[RUNS / 2];
 }
 
 int
@@ -259,8 +279,7 @@ main(int argc, char **argv)
 		fill_random(query, dim);
 		for (int fn = 0; fn < N_FUNCTIONS; fn++)
 			for (int p = 0; p < 2; p++)
-				for (int k = 0; k < n_kernels; k++)
-					result[d][fn][p][k] = measure(kernels[k], fn, query, &pools[p], dim);
+				measure(kernels, n_kernels, fn, query, &pools[p], dim, result[d][fn][p]);
 		pool_free(&pools[0]);
 		pool_free(&pools[1]);
 		free(query);

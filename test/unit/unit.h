@@ -11,6 +11,11 @@
  *		...
  *		return unit_summary();
  *
+ * Checks: UNIT_CHECK(cond, fmt, ...) (the printf-style message is required:
+ * give the inputs and values needed to reproduce a failure),
+ * UNIT_CHECK_TRUE(cond), UNIT_CHECK_INT_EQ, UNIT_CHECK_STR_EQ and
+ * UNIT_CHECK_NEAR (which print both values themselves).  Each returns
+ * whether it passed.  unit_skip() records a case that cannot run here.
  * A check made outside any case counts as a case of its own.  Each failed
  * check prints one line with the case name, file:line, the failed expression
  * and a message; only the first UNIT_MAX_REPORTED_FAILURES failures of a case
