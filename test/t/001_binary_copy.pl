@@ -20,7 +20,9 @@
 #   PERL5LIB=/usr/lib/postgresql/15/lib/pgxs/src/test/perl \
 #   PATH=/usr/lib/postgresql/15/bin:$PATH \
 #   PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
-#   TESTDIR=<writable tmp dir> prove test/t/
+#   TESTDIR=<writable tmp dir> prove --ext=.pl test/t/
+# (prove picks only *.t files from a directory unless told --ext=.pl, or
+# given the files: prove test/t/*.pl.)
 
 use strict;
 use warnings;
@@ -390,28 +392,29 @@ my @invalid = (
 	],
 	[
 		'dim 16001', 't', pack('s> s> N*', 16001, 0, (0x3f800000) x 16001),
-		qr/dimension/i, qr/16001|16000/
+		qr/dimension/i, qr/16001/
 	],
 	[
 		'unused != 0', 't', pack('s> s> N N', 2, 7, 0x3f800000, 0x3f800000),
-		qr/unused/i, qr/\b7\b/
+		qr/unused|reserved/i, qr/\b7\b/
 	],
 	[
 		'fewer floats than dim', 't',
 		pack('s> s> N*', 4, 0, 0x3f800000, 0x3f800000, 0x3f800000),
-		qr/short|insufficient|fewer|expected|too few|data/i, undef
+		qr/short|insufficient|fewer|too few|bytes/i,
+		qr/\b20\b.*\b16\b|\b16\b.*\b20\b/    # needs 20 bytes, has 16
 	],
 	[
 		'NaN element', 't', pack('s> s> N*', 3, 0, 0x3f800000, 0x7fc00000, 0),
-		qr/NaN|finite/i, undef
+		qr/NaN/, qr/element 2\b/i
 	],
 	[
 		'Infinity element', 't', pack('s> s> N*', 2, 0, 0x7f800000, 0),
-		qr/infinit|finite/i, undef
+		qr/infinit/i, qr/element 1\b/i
 	],
 	[
 		'-Infinity element', 't', pack('s> s> N*', 2, 0, 0, 0xff800000),
-		qr/infinit|finite/i, undef
+		qr/infinit/i, qr/element 2\b/i
 	],
 	[
 		'2-d value for vector(3)', 't3', vector_binary(0x3f800000, 0x40000000),
