@@ -43,30 +43,25 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # ---------------------------------------------------------------------------
-# GPU module (src/gpu), built only when nvcc is available and CUDA != 0.
+# GPU module (src/gpu/Makefile), built only when nvcc is available and CUDA != 0.
 # ---------------------------------------------------------------------------
 CUDA ?= 1
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
-GPU_SOURCES = $(wildcard $(srcdir)/src/gpu/*.cu)
-GPU_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
-NVCC_FLAGS = -O3 -std=c++17 -Xcompiler -fPIC,-Wall,-Wextra -shared $(GPU_ARCH)
 
 ifeq ($(CUDA),1)
 ifneq ($(NVCC),)
-ifneq ($(GPU_SOURCES),)
 all: hierindex_gpu.so
 install: install-gpu
 uninstall: uninstall-gpu
 
-hierindex_gpu.so: $(GPU_SOURCES) $(srcdir)/src/gpu/gpu.h
-	$(NVCC) $(NVCC_FLAGS) -I$(srcdir)/src/gpu -o $@ $(GPU_SOURCES) -lcublas
+hierindex_gpu.so: $(wildcard $(srcdir)/src/gpu/*.cu) $(srcdir)/src/gpu/gpu.h
+	$(MAKE) -C $(srcdir)/src/gpu NVCC=$(NVCC) OUTPUT=$(abspath $@)
 
 install-gpu: hierindex_gpu.so
 	$(INSTALL_SHLIB) hierindex_gpu.so '$(DESTDIR)$(pkglibdir)/hierindex_gpu.so'
 
 uninstall-gpu:
 	rm -f '$(DESTDIR)$(pkglibdir)/hierindex_gpu.so'
-endif
 endif
 endif
 

@@ -247,13 +247,13 @@ CREATE OPERATOR <= (
 CREATE OPERATOR = (
 	LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_eq,
 	COMMUTATOR = = , NEGATOR = <> ,
-	RESTRICT = neqsel, JOIN = neqjoinsel
+	RESTRICT = eqsel, JOIN = eqjoinsel
 );
 
 CREATE OPERATOR <> (
 	LEFTARG = vector, RIGHTARG = vector, PROCEDURE = vector_ne,
 	COMMUTATOR = <> , NEGATOR = = ,
-	RESTRICT = eqsel, JOIN = eqjoinsel
+	RESTRICT = neqsel, JOIN = neqjoinsel
 );
 
 CREATE OPERATOR >= (

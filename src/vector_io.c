@@ -327,21 +327,28 @@ vector_recv(PG_FUNCTION_ARGS)
 		case VECTOR_PARSE_OK:
 			break;
 		case VECTOR_PARSE_SHORT_BUFFER:
+			if (parsed.dim == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+						 errmsg("invalid binary data for type vector"),
+						 errdetail("The 4-byte header is missing: only %zu bytes were given.",
+								   len)));
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 					 errmsg("invalid binary data for type vector"),
-					 parsed.dim > 0 ?
-					 errdetail("A vector of %d dimensions takes %zu bytes, but only %zu were given.",
-							   parsed.dim, 4 + 4 * (size_t) parsed.dim, len) :
-					 errdetail("The 4-byte header is missing: only %zu bytes were given.",
-							   len)));
+					 errdetail_plural("The header says %d dimension, which takes %zu bytes, but only %zu were given.",
+									  "The header says %d dimensions, which take %zu bytes, but only %zu were given.",
+									  parsed.dim, parsed.dim,
+									  4 + 4 * (size_t) parsed.dim, len)));
 			break;
 		case VECTOR_PARSE_EXTRA_BYTES:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 					 errmsg("invalid binary data for type vector"),
-					 errdetail("A vector of %d dimensions takes %zu bytes, but %zu were given.",
-							   parsed.dim, 4 + 4 * (size_t) parsed.dim, len)));
+					 errdetail_plural("The header says %d dimension, which takes %zu bytes, but %zu were given.",
+									  "The header says %d dimensions, which take %zu bytes, but %zu were given.",
+									  parsed.dim, parsed.dim,
+									  4 + 4 * (size_t) parsed.dim, len)));
 			break;
 		case VECTOR_PARSE_BAD_DIM:
 			ereport(ERROR,
@@ -358,11 +365,24 @@ vector_recv(PG_FUNCTION_ARGS)
 							   parsed.bad_value)));
 			break;
 		case VECTOR_PARSE_NOT_FINITE:
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_EXCEPTION),
-					 errmsg("invalid binary data for type vector"),
-					 errdetail("Element %zu is NaN or infinite.",
-							   parsed.error_offset + 1)));
+			{
+				/* re-read the element to say which non-finite value it is */
+				StringInfoData element;
+				float		value;
+
+				element.data = (char *) data + 4 + 4 * parsed.error_offset;
+				element.len = 4;
+				element.maxlen = 4;
+				element.cursor = 0;
+				value = pq_getmsgfloat4(&element);
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_EXCEPTION),
+						 errmsg("invalid binary data for type vector"),
+						 errdetail("Element %zu is %s, which is not allowed in a vector.",
+								   parsed.error_offset + 1,
+								   isnan(value) ? "NaN" :
+								   value > 0 ? "Infinity" : "-Infinity")));
+			}
 			break;
 		default:
 			elog(ERROR, "unexpected vector binary parse status %d: %s",
@@ -419,7 +439,7 @@ report_array_element_range(int index, const char *text)
 			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 			 errmsg("value out of range for type vector"),
 			 errdetail("Array element %d (%s) is out of range for type real.",
-					   index, text)));
+					   index, quote_text(text, strlen(text)))));
 }
 
 /*

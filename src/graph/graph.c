@@ -1,0 +1,266 @@
+/*
+ * graph.c — allocation, level draws and vector storage of the in-memory graph.
+ *
+ * Levels are drawn up front from a hash of (seed, element id) rather than from
+ * a shared random stream: the draw is then independent of thread scheduling
+ * and insertion order, and the size of the upper-layer pool is known exactly
+ * before any insertion starts, so nothing is allocated while threads run.
+ */
+#include "graph_internal.h"
+#include "distance.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* splitmix64: a well-mixed 64-bit hash, enough for level draws. */
+static uint64_t
+mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+int
+graph_draw_level(uint64_t seed, int64_t id, int m)
+{
+	uint64_t	h = mix64(seed ^ mix64((uint64_t) id));
+	/* uniform in (0, 1]: 53 random bits, never 0 so the log is finite */
+	double		u = ((double) (h >> 11) + 1.0) / 9007199254740992.0;
+	double		level = -log(u) / log((double) m);
+
+	return level >= GRAPH_MAX_LEVEL ? GRAPH_MAX_LEVEL : (int) level;
+}
+
+static const char *
+graph_check_params(const GraphParams *params)
+{
+	if (params->dim < 1)
+		return "dimension must be at least 1";
+	if (params->m < 2 || params->m > GRAPH_MAX_M)
+		return "m must be between 2 and 100";
+	if (params->ef_construction < 1)
+		return "ef_construction must be at least 1";
+	if (params->metric < GRAPH_METRIC_L2 || params->metric > GRAPH_METRIC_L1)
+		return "unknown metric";
+	return NULL;
+}
+
+size_t
+graph_memory_estimate(const GraphParams *params, int64_t capacity)
+{
+	size_t		m0 = 2 * (size_t) params->m;
+	size_t		per_element;
+
+	/*
+	 * Expected upper layers per element: sum over L>=1 of P(level >= L) =
+	 * sum m^-L = 1/(m-1).
+	 */
+	per_element = sizeof(float) * params->dim + 1 + sizeof(int32_t) * (1 + m0) +
+		sizeof(int64_t) + sizeof(omp_lock_t) +
+		(size_t) ceil(sizeof(int32_t) * (1 + params->m) / (double) (params->m - 1));
+	return per_element * (size_t) capacity;
+}
+
+Graph *
+graph_create(const GraphParams *params, int64_t capacity, const char **error)
+{
+	Graph	   *graph;
+	int64_t		upper_slots = 0;
+	omp_lock_t *locks;
+
+	*error = graph_check_params(params);
+	if (*error)
+		return NULL;
+	if (capacity < 0 || capacity > INT32_MAX)
+	{
+		*error = "too many elements for one graph";
+		return NULL;
+	}
+
+	graph = calloc(1, sizeof(Graph));
+	if (graph == NULL)
+		goto oom;
+	graph->params = *params;
+	graph->m0 = 2 * params->m;
+	graph->capacity = capacity;
+	graph->entry_point = GRAPH_NO_ELEMENT;
+	graph->max_level = -1;
+
+	graph->levels = malloc(capacity > 0 ? capacity : 1);
+	graph->upper_offset = malloc(sizeof(int64_t) * (capacity > 0 ? capacity : 1));
+	if (graph->levels == NULL || graph->upper_offset == NULL)
+		goto oom;
+	for (int64_t i = 0; i < capacity; i++)
+	{
+		int			level = graph_draw_level(params->seed, i, params->m);
+
+		graph->levels[i] = (uint8_t) level;
+		if (level > 0)
+		{
+			graph->upper_offset[i] = upper_slots;
+			upper_slots += (int64_t) level * (1 + params->m);
+		}
+		else
+			graph->upper_offset[i] = -1;
+	}
+
+	graph->vectors = malloc(sizeof(float) * (size_t) params->dim * (capacity > 0 ? capacity : 1));
+	graph->links0 = calloc((size_t) (capacity > 0 ? capacity : 1) * (1 + graph->m0), sizeof(int32_t));
+	graph->upper_links = calloc(upper_slots > 0 ? upper_slots : 1, sizeof(int32_t));
+	locks = malloc(sizeof(omp_lock_t) * (capacity > 0 ? capacity : 1));
+	graph->entry_lock = malloc(sizeof(omp_lock_t));
+	graph->locks = locks;
+	if (graph->vectors == NULL || graph->links0 == NULL ||
+		graph->upper_links == NULL || locks == NULL || graph->entry_lock == NULL)
+		goto oom;
+	for (int64_t i = 0; i < capacity; i++)
+		omp_init_lock(&locks[i]);
+	omp_init_lock((omp_lock_t *) graph->entry_lock);
+	return graph;
+
+oom:
+	if (graph)
+	{
+		/* locks were not initialised yet: free the memory only */
+		free(graph->levels);
+		free(graph->upper_offset);
+		free(graph->vectors);
+		free(graph->links0);
+		free(graph->upper_links);
+		free(graph->locks);
+		free(graph->entry_lock);
+		free(graph);
+	}
+	*error = "out of memory allocating the graph";
+	return NULL;
+}
+
+void
+graph_free(Graph *graph)
+{
+	if (graph == NULL)
+		return;
+	for (int64_t i = 0; i < graph->capacity; i++)
+		omp_destroy_lock(&((omp_lock_t *) graph->locks)[i]);
+	omp_destroy_lock((omp_lock_t *) graph->entry_lock);
+	free(graph->levels);
+	free(graph->upper_offset);
+	free(graph->vectors);
+	free(graph->links0);
+	free(graph->upper_links);
+	free(graph->locks);
+	free(graph->entry_lock);
+	free(graph);
+}
+
+int
+graph_set_vector(Graph *graph, int64_t id, const float *vector)
+{
+	int			dim = graph->params.dim;
+	float	   *row = graph->vectors + id * dim;
+
+	if (graph->params.metric == GRAPH_METRIC_COSINE)
+	{
+		double		norm = sqrt((double) distance_inner_product(vector, vector, dim));
+
+		if (!(norm > 0.0))
+			return -1;
+		for (int i = 0; i < dim; i++)
+			row[i] = (float) (vector[i] / norm);
+	}
+	else
+		memcpy(row, vector, sizeof(float) * dim);
+	if (id >= graph->count)
+		graph->count = id + 1;
+	return 0;
+}
+
+float
+graph_distance(const Graph *graph, const float *query, int32_t id)
+{
+	const float *row = graph->vectors + (int64_t) id * graph->params.dim;
+	int			dim = graph->params.dim;
+
+	switch (graph->params.metric)
+	{
+		case GRAPH_METRIC_L2:
+			return distance_l2_squared(query, row, dim);
+		case GRAPH_METRIC_INNER_PRODUCT:
+			return -distance_inner_product(query, row, dim);
+		case GRAPH_METRIC_COSINE:
+			return 1.0f - distance_inner_product(query, row, dim);
+		case GRAPH_METRIC_L1:
+			return distance_l1(query, row, dim);
+	}
+	return 0.0f;
+}
+
+int
+graph_neighbors(const Graph *graph, int32_t id, int layer, const int32_t **ids)
+{
+	const int32_t *slot;
+
+	if (layer > graph->levels[id])
+	{
+		*ids = NULL;
+		return 0;
+	}
+	slot = graph_slot(graph, id, layer);
+	*ids = slot + 1;
+	return slot[0];
+}
+
+void
+graph_lock_element(const Graph *graph, int32_t id)
+{
+	omp_set_lock(&((omp_lock_t *) graph->locks)[id]);
+}
+
+void
+graph_unlock_element(const Graph *graph, int32_t id)
+{
+	omp_unset_lock(&((omp_lock_t *) graph->locks)[id]);
+}
+
+GraphVisited *
+graph_visited_create(int64_t capacity)
+{
+	GraphVisited *visited = malloc(sizeof(GraphVisited));
+
+	if (visited == NULL)
+		return NULL;
+	visited->marks = calloc(capacity > 0 ? capacity : 1, sizeof(uint32_t));
+	if (visited->marks == NULL)
+	{
+		free(visited);
+		return NULL;
+	}
+	visited->generation = 0;
+	visited->capacity = capacity;
+	return visited;
+}
+
+void
+graph_visited_free(GraphVisited *visited)
+{
+	if (visited)
+	{
+		free(visited->marks);
+		free(visited);
+	}
+}
+
+void
+visited_reset(GraphVisited *visited)
+{
+	if (++visited->generation == 0)
+	{
+		/* wrapped after 4 billion searches: clear once and start over */
+		memset(visited->marks, 0, sizeof(uint32_t) * visited->capacity);
+		visited->generation = 1;
+	}
+}

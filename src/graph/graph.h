@@ -1,0 +1,135 @@
+/*
+ * graph.h — the in-memory HNSW graph engine (plain C + OpenMP, no PostgreSQL).
+ *
+ * This is the layer both bulk builders share: the CPU builder here fills it
+ * with HNSW insertions run in parallel, the GPU builder (src/gpu) fills the
+ * same structure from an exact k-NN graph, and the page writer (src/hnsw)
+ * lays out whatever it holds without knowing which builder ran.
+ *
+ * Layout (flat, so searches walk contiguous memory):
+ *   vectors   n x dim floats, one array; under cosine each row is stored
+ *             normalised, so cosine distance becomes 1 - dot product;
+ *   levels    one byte per element, drawn up front (see graph_draw_level);
+ *   layer 0   n slots of (1 + m0) int32: slot[0] is the neighbour count,
+ *             slot[1..m0] the neighbour ids;
+ *   layers>0  for elements with level L > 0, L slots of (1 + m) int32 in one
+ *             pool, found through upper_offset[].
+ *
+ * Threads: graph_build_range() inserts a range of elements in parallel with
+ * per-element locks.  It makes no PostgreSQL calls and allocates nothing
+ * outside the graph, so a PostgreSQL backend can call it in chunks and poll for
+ * interrupts between chunks.  All allocation happens in graph_create().
+ */
+#ifndef HIERINDEX_GRAPH_H
+#define HIERINDEX_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GRAPH_MAX_M 100		/* as the index option allows */
+#define GRAPH_MAX_LEVEL 16		/* 16^16 elements would be needed to exceed it at m=16 */
+#define GRAPH_NO_ELEMENT (-1)
+
+typedef enum GraphMetric
+{
+	GRAPH_METRIC_L2,			/* squared Euclidean distance */
+	GRAPH_METRIC_INNER_PRODUCT, /* negative inner product */
+	GRAPH_METRIC_COSINE,		/* 1 - cosine similarity (rows normalised) */
+	GRAPH_METRIC_L1				/* taxicab distance */
+} GraphMetric;
+
+typedef struct GraphParams
+{
+	int			dim;			/* dimensions of each stored vector */
+	int			m;				/* links per element on layers > 0 */
+	int			ef_construction;	/* candidate list size while inserting */
+	GraphMetric metric;
+	uint64_t	seed;			/* level draws are a pure function of (seed, id) */
+} GraphParams;
+
+typedef struct Graph
+{
+	GraphParams params;
+	int			m0;				/* links per element on layer 0 (2 m) */
+	int64_t		capacity;		/* elements allocated */
+	int64_t		count;			/* elements whose vectors are set */
+	float	   *vectors;		/* capacity x dim */
+	uint8_t    *levels;			/* capacity */
+	int32_t    *links0;			/* capacity x (1 + m0) */
+	int64_t    *upper_offset;	/* capacity; -1 when level is 0 */
+	int32_t    *upper_links;	/* pool of (1 + m) slots per upper layer */
+	void	   *locks;			/* capacity omp locks, one per element */
+	void	   *entry_lock;		/* guards entry_point and max_level */
+	int32_t		entry_point;	/* GRAPH_NO_ELEMENT while empty */
+	int			max_level;
+	int64_t		inserted;		/* elements linked into the graph so far */
+} Graph;
+
+/* One search result. */
+typedef struct GraphNeighbor
+{
+	float		distance;
+	int32_t		id;
+} GraphNeighbor;
+
+/*
+ * Bytes graph_create() will allocate for `capacity` elements; lets the caller
+ * compare with a memory budget before committing to an in-memory build.  The
+ * upper-layer pool is estimated from the expected level distribution.
+ */
+extern size_t graph_memory_estimate(const GraphParams *params, int64_t capacity);
+
+/*
+ * Allocate a graph for up to `capacity` elements and draw every element's
+ * level.  Returns NULL (and sets *error to a static message) on a bad
+ * parameter or when memory cannot be allocated.
+ */
+extern Graph *graph_create(const GraphParams *params, int64_t capacity,
+						   const char **error);
+extern void graph_free(Graph *graph);
+
+/* The level of element `id` for this seed: floor(-ln(U) / ln(m)), capped. */
+extern int	graph_draw_level(uint64_t seed, int64_t id, int m);
+
+/*
+ * Copy one vector into slot `id` (normalising it under cosine).  Returns 0, or
+ * -1 when it cannot be indexed (a zero vector under cosine).
+ */
+extern int	graph_set_vector(Graph *graph, int64_t id, const float *vector);
+
+/*
+ * Link elements [start, end) into the graph using `threads` OpenMP threads
+ * (0 = the OpenMP default).  Vectors of those elements must have been set.
+ * With one thread and a fixed seed the result is deterministic.  Returns 0,
+ * or -1 when a thread could not allocate its scratch memory (the graph is then
+ * incomplete and must be discarded).
+ */
+extern int	graph_build_range(Graph *graph, int64_t start, int64_t end, int threads);
+
+/*
+ * After the last graph_build_range(): make every element reachable on layer 0
+ * from the entry point (pruning can orphan a few).  Serial; returns how many
+ * links were added, or -1 when out of memory.
+ */
+extern int64_t graph_connect_unreachable(Graph *graph);
+
+/*
+ * The k nearest elements to `query` (ef >= k candidates examined on layer 0),
+ * written to out[] in ascending distance; returns how many were found.  The
+ * query is normalised internally under cosine.  Thread-safe against other
+ * searches, not against concurrent builds.  `visited` is caller-provided
+ * scratch of graph->count entries (see graph_visited_create).
+ */
+typedef struct GraphVisited GraphVisited;
+extern GraphVisited *graph_visited_create(int64_t capacity);
+extern void graph_visited_free(GraphVisited *visited);
+extern int	graph_search(const Graph *graph, const float *query, int k, int ef,
+						 GraphVisited *visited, GraphNeighbor *out);
+
+/* Neighbour list of `id` on `layer`: returns the count, *ids points into the graph. */
+extern int	graph_neighbors(const Graph *graph, int32_t id, int layer, const int32_t **ids);
+
+/* Distance between a query vector (already prepared) and stored element id. */
+extern float graph_distance(const Graph *graph, const float *query, int32_t id);
+
+#endif							/* HIERINDEX_GRAPH_H */

@@ -1,0 +1,468 @@
+/*
+ * graph_build.c — parallel HNSW insertion (Malkov & Yashunin, arXiv 1603.09320).
+ *
+ * Each element is inserted as in the paper's Algorithm 1: greedy descent
+ * through the layers above its level, then on each of its layers a beam
+ * search with ef_construction candidates, from which Algorithm 4's heuristic
+ * keeps at most m neighbours that are closer to the new element than to any
+ * neighbour already kept (this spreads links across directions instead of
+ * spending them all inside one cluster).  Each kept neighbour gets a reverse
+ * link; when its list is full (m on upper layers, 2m on layer 0) the union is
+ * pruned with the same heuristic.
+ *
+ * Concurrency: OpenMP threads insert different elements at once.  Every
+ * neighbour list is read and written under its element's lock; a thread holds
+ * at most one element lock at a time, so there is no lock ordering to get
+ * wrong.  An element whose level exceeds the current top holds the entry lock
+ * for its whole insertion, so the entry point only ever moves to an element
+ * that is fully linked.  Threads allocate only with malloc and make no
+ * PostgreSQL calls (see DESIGN.md).
+ */
+#include "graph_internal.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct BuildScratch
+{
+	GraphVisited *visited;
+	NeighborHeap candidates;
+	NeighborHeap results;
+	GraphNeighbor *sorted;		/* ef_construction, ascending */
+	GraphNeighbor *selected;	/* up to m0 */
+	GraphNeighbor *pool;		/* 2 m0 + 1: a full list plus new links */
+	GraphNeighbor *pruned;		/* m0: what pruning keeps of the pool */
+} BuildScratch;
+
+static int
+scratch_init(BuildScratch *scratch, const Graph *graph)
+{
+	int			ef = graph->params.ef_construction;
+
+	memset(scratch, 0, sizeof(*scratch));
+	scratch->visited = graph_visited_create(graph->capacity);
+	scratch->candidates.capacity = ef * 4 + 16;
+	scratch->candidates.items = malloc(sizeof(GraphNeighbor) * scratch->candidates.capacity);
+	scratch->candidates.max_heap = 0;
+	scratch->results.capacity = ef + 2;
+	scratch->results.items = malloc(sizeof(GraphNeighbor) * scratch->results.capacity);
+	scratch->results.max_heap = 1;
+	scratch->sorted = malloc(sizeof(GraphNeighbor) * (ef + 1));
+	scratch->selected = malloc(sizeof(GraphNeighbor) * (graph->m0 + 1));
+	scratch->pool = malloc(sizeof(GraphNeighbor) * (2 * graph->m0 + 1));
+	scratch->pruned = malloc(sizeof(GraphNeighbor) * (graph->m0 + 1));
+	return scratch->visited && scratch->candidates.items && scratch->results.items &&
+		scratch->sorted && scratch->selected && scratch->pool && scratch->pruned ? 0 : -1;
+}
+
+static void
+scratch_free(BuildScratch *scratch)
+{
+	graph_visited_free(scratch->visited);
+	free(scratch->candidates.items);
+	free(scratch->results.items);
+	free(scratch->sorted);
+	free(scratch->selected);
+	free(scratch->pool);
+	free(scratch->pruned);
+}
+
+static int
+compare_neighbors(const void *a, const void *b)
+{
+	const GraphNeighbor *x = a,
+			   *y = b;
+
+	if (x->distance != y->distance)
+		return x->distance < y->distance ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);	/* ties: stable, deterministic */
+}
+
+/*
+ * Algorithm 4 (without extending candidates or keeping pruned ones): walk the
+ * candidates nearest first and keep one only if it is closer to the base
+ * element than to every neighbour kept so far.  `sorted` is ascending.
+ */
+static int
+select_neighbors(const Graph *graph, const GraphNeighbor *sorted, int count,
+				 int max, GraphNeighbor *selected)
+{
+	int			kept = 0;
+	int			dim = graph->params.dim;
+
+	for (int i = 0; i < count && kept < max; i++)
+	{
+		const float *candidate = graph->vectors + (int64_t) sorted[i].id * dim;
+		int			good = 1;
+
+		for (int j = 0; j < kept; j++)
+		{
+			if (graph_distance(graph, candidate, selected[j].id) < sorted[i].distance)
+			{
+				good = 0;
+				break;
+			}
+		}
+		if (good)
+			selected[kept++] = sorted[i];
+	}
+	return kept;
+}
+
+/* Give `target` a link to `source` on `layer`, pruning a full list. */
+static void
+add_reverse_link(Graph *graph, BuildScratch *scratch, int32_t target,
+				 int32_t source, float distance, int layer)
+{
+	int			max = layer == 0 ? graph->m0 : graph->params.m;
+	int32_t    *slot = graph_slot(graph, target, layer);
+	int			dim = graph->params.dim;
+
+	graph_lock_element(graph, target);
+	for (int i = 0; i < slot[0]; i++)
+	{
+		if (slot[1 + i] == source)
+		{
+			/* linked already, by a concurrent merge (see insert_element) */
+			graph_unlock_element(graph, target);
+			return;
+		}
+	}
+	if (slot[0] < max)
+		slot[1 + slot[0]++] = source;
+	else
+	{
+		const float *target_vector = graph->vectors + (int64_t) target * dim;
+		int			kept;
+
+		for (int i = 0; i < max; i++)
+		{
+			scratch->pool[i].id = slot[1 + i];
+			scratch->pool[i].distance = graph_distance(graph, target_vector, slot[1 + i]);
+		}
+		scratch->pool[max].id = source;
+		scratch->pool[max].distance = distance;
+		qsort(scratch->pool, max + 1, sizeof(GraphNeighbor), compare_neighbors);
+		kept = select_neighbors(graph, scratch->pool, max + 1, max, scratch->pruned);
+		for (int i = 0; i < kept; i++)
+			slot[1 + i] = scratch->pruned[i].id;
+		slot[0] = kept;
+	}
+	graph_unlock_element(graph, target);
+}
+
+static void
+insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
+{
+	omp_lock_t *entry_lock = (omp_lock_t *) graph->entry_lock;
+	const float *vector = graph->vectors + (int64_t) id * graph->params.dim;
+	int			level = graph->levels[id];
+	int			top;
+	int			holds_entry_lock;
+	int32_t		entry;
+	float		entry_distance;
+
+	omp_set_lock(entry_lock);
+	entry = graph->entry_point;
+	top = graph->max_level;
+	if (entry == GRAPH_NO_ELEMENT)
+	{
+		graph->entry_point = id;
+		graph->max_level = level;
+		omp_unset_lock(entry_lock);
+		return;
+	}
+	holds_entry_lock = level > top;
+	if (!holds_entry_lock)
+		omp_unset_lock(entry_lock);
+
+	entry_distance = graph_distance(graph, vector, entry);
+	for (int layer = top; layer > level; layer--)
+		entry = search_greedy(graph, vector, entry, &entry_distance, layer, 1);
+
+	for (int layer = (level < top ? level : top); layer >= 0; layer--)
+	{
+		int			found;
+		int			kept;
+		int32_t    *slot;
+
+		search_layer(graph, vector, entry, entry_distance,
+					 graph->params.ef_construction, layer, 1,
+					 scratch->visited, &scratch->candidates, &scratch->results);
+		found = scratch->results.size;
+		for (int i = found - 1; i >= 0; i--)
+			scratch->sorted[i] = heap_pop(&scratch->results);
+		/* equal distances come out of the heap in arbitrary order */
+		qsort(scratch->sorted, found, sizeof(GraphNeighbor), compare_neighbors);
+
+		kept = select_neighbors(graph, scratch->sorted, found, graph->params.m,
+								scratch->selected);
+
+		slot = graph_slot(graph, id, layer);
+		graph_lock_element(graph, id);
+		if (slot[0] == 0)
+		{
+			for (int i = 0; i < kept; i++)
+				slot[1 + i] = scratch->selected[i].id;
+			slot[0] = kept;
+		}
+		else
+		{
+			/*
+			 * A concurrent insertion reached this element from a layer above
+			 * and already linked to it here.  Keep those links: merge them
+			 * with ours and prune the union to the layer's width.
+			 */
+			int			max = layer == 0 ? graph->m0 : graph->params.m;
+			int			pooled = 0;
+			int			merged;
+
+			for (int i = 0; i < slot[0]; i++)
+			{
+				scratch->pool[pooled].id = slot[1 + i];
+				scratch->pool[pooled++].distance = graph_distance(graph, vector, slot[1 + i]);
+			}
+			for (int i = 0; i < kept; i++)
+			{
+				int			duplicate = 0;
+
+				for (int j = 0; j < slot[0]; j++)
+					duplicate |= slot[1 + j] == scratch->selected[i].id;
+				if (!duplicate)
+					scratch->pool[pooled++] = scratch->selected[i];
+			}
+			qsort(scratch->pool, pooled, sizeof(GraphNeighbor), compare_neighbors);
+			merged = select_neighbors(graph, scratch->pool, pooled, max, scratch->pruned);
+			for (int i = 0; i < merged; i++)
+				slot[1 + i] = scratch->pruned[i].id;
+			slot[0] = merged;
+		}
+		graph_unlock_element(graph, id);
+
+		for (int i = 0; i < kept; i++)
+			add_reverse_link(graph, scratch, scratch->selected[i].id, id,
+							 scratch->selected[i].distance, layer);
+
+		entry = scratch->sorted[0].id;
+		entry_distance = scratch->sorted[0].distance;
+	}
+
+	if (holds_entry_lock)
+	{
+		graph->entry_point = id;
+		graph->max_level = level;
+		omp_unset_lock(entry_lock);
+	}
+}
+
+int
+graph_build_range(Graph *graph, int64_t start, int64_t end, int threads)
+{
+	int			failed = 0;
+
+	if (start >= end)
+		return 0;
+	if (threads <= 0)
+		threads = omp_get_max_threads();
+
+	/* the first element becomes the entry point; nothing to search yet */
+	if (graph->entry_point == GRAPH_NO_ELEMENT)
+	{
+		BuildScratch scratch;
+
+		if (scratch_init(&scratch, graph) != 0)
+		{
+			scratch_free(&scratch);
+			return -1;
+		}
+		insert_element(graph, &scratch, (int32_t) start);
+		scratch_free(&scratch);
+		start++;
+		graph->inserted++;
+	}
+
+#pragma omp parallel num_threads(threads)
+	{
+		BuildScratch scratch;
+		int			ok = scratch_init(&scratch, graph) == 0;
+
+		if (!ok)
+		{
+#pragma omp atomic write
+			failed = 1;
+		}
+
+		/*
+		 * Dynamic chunks of 16: insertion costs vary a lot with level, and
+		 * small chunks keep the threads near each other in insertion order,
+		 * which keeps the graph close to what a serial build would make.
+		 */
+#pragma omp for schedule(dynamic, 16)
+		for (int64_t i = start; i < end; i++)
+			if (ok)
+				insert_element(graph, &scratch, (int32_t) i);
+		scratch_free(&scratch);
+	}
+	if (failed)
+		return -1;				/* some elements were skipped: the graph is unusable */
+	graph->inserted += end - start;
+	return 0;
+}
+
+/*
+ * Mark everything reachable on layer 0 from `start`, breadth first.
+ * Returns how many elements were newly marked.
+ */
+static int64_t
+mark_reachable(const Graph *graph, int32_t start, char *reachable, int32_t *queue)
+{
+	int64_t		head = 0,
+				tail = 0;
+
+	if (reachable[start])
+		return 0;
+	reachable[start] = 1;
+	queue[tail++] = start;
+	while (head < tail)
+	{
+		const int32_t *slot = graph_slot(graph, queue[head++], 0);
+
+		for (int i = 0; i < slot[0]; i++)
+			if (!reachable[slot[1 + i]])
+			{
+				reachable[slot[1 + i]] = 1;
+				queue[tail++] = slot[1 + i];
+			}
+	}
+	return tail;
+}
+
+int64_t
+graph_connect_unreachable(Graph *graph)
+{
+	int64_t		n = graph->inserted;
+	char	   *reachable = calloc(n > 0 ? n : 1, 1);
+	int32_t    *queue = malloc(sizeof(int32_t) * (n > 0 ? n : 1));
+	int32_t    *indegree = calloc(n > 0 ? n : 1, sizeof(int32_t));
+	BuildScratch scratch;
+	int64_t		relinked = 0;
+	int			dim = graph->params.dim;
+
+	if (reachable == NULL || queue == NULL || indegree == NULL ||
+		scratch_init(&scratch, graph) != 0)
+	{
+		free(reachable);
+		free(queue);
+		free(indegree);
+		scratch_free(&scratch);
+		return -1;
+	}
+	if (graph->entry_point == GRAPH_NO_ELEMENT)
+		goto done;
+
+	for (int64_t id = 0; id < n; id++)
+	{
+		const int32_t *slot = graph_slot(graph, (int32_t) id, 0);
+
+		for (int i = 0; i < slot[0]; i++)
+			indegree[slot[1 + i]]++;
+	}
+
+	/*
+	 * Pruning can drop an element's last incoming link, leaving it stored but
+	 * impossible to find.  For each such element, search for its nearest
+	 * reachable elements and have the nearest one with a free slot link to
+	 * it; when all of them are full, replace in the nearest list a neighbour
+	 * that has another incoming link, so that no element is orphaned in turn.
+	 * One pass nearly always suffices; a few more catch elements that only a
+	 * later relink made findable.
+	 */
+	for (int pass = 0; pass < 4; pass++)
+	{
+		int64_t		missing = 0;
+
+		memset(reachable, 0, n);
+		mark_reachable(graph, graph->entry_point, reachable, queue);
+		for (int64_t id = 0; id < n; id++)
+		{
+			const float *vector;
+			int32_t		entry = graph->entry_point;
+			float		entry_distance;
+			int			found = 0;
+			int			linked = 0;
+
+			if (reachable[id])
+				continue;
+			missing++;
+			vector = graph->vectors + id * dim;
+			entry_distance = graph_distance(graph, vector, entry);
+			for (int layer = graph->max_level; layer > 0; layer--)
+				entry = search_greedy(graph, vector, entry, &entry_distance, layer, 0);
+			search_layer(graph, vector, entry, entry_distance,
+						 graph->params.ef_construction, 0, 0, scratch.visited,
+						 &scratch.candidates, &scratch.results);
+			/* nearest first into sorted[] */
+			found = scratch.results.size;
+			for (int i = found - 1; i >= 0; i--)
+				scratch.sorted[i] = heap_pop(&scratch.results);
+
+			for (int i = 0; i < found && !linked; i++)
+			{
+				int32_t    *slot = graph_slot(graph, scratch.sorted[i].id, 0);
+
+				if (scratch.sorted[i].id != id && reachable[scratch.sorted[i].id] &&
+					slot[0] < graph->m0)
+				{
+					slot[1 + slot[0]++] = (int32_t) id;
+					linked = 1;
+				}
+			}
+			for (int i = 0; i < found && !linked; i++)
+			{
+				int32_t		base_id = scratch.sorted[i].id;
+				int32_t    *slot = graph_slot(graph, base_id, 0);
+				const float *base = graph->vectors + (int64_t) base_id * dim;
+				int			victim = -1;
+				float		victim_distance = -1;
+
+				if (base_id == id || !reachable[base_id])
+					continue;
+				for (int j = 0; j < slot[0]; j++)
+				{
+					float		d;
+
+					if (indegree[slot[1 + j]] < 2)
+						continue;
+					d = graph_distance(graph, base, slot[1 + j]);
+					if (d > victim_distance)
+					{
+						victim_distance = d;
+						victim = j;
+					}
+				}
+				if (victim >= 0)
+				{
+					indegree[slot[1 + victim]]--;
+					slot[1 + victim] = (int32_t) id;
+					linked = 1;
+				}
+			}
+			if (linked)
+			{
+				indegree[id]++;
+				relinked++;
+				mark_reachable(graph, (int32_t) id, reachable, queue);
+			}
+		}
+		if (missing == 0)
+			break;
+	}
+
+done:
+	free(reachable);
+	free(queue);
+	free(indegree);
+	scratch_free(&scratch);
+	return relinked;
+}

@@ -1,0 +1,429 @@
+/*
+ * test_graph.c — the in-memory HNSW engine tested alone, against brute force.
+ *
+ * Recall is always measured against exact k-NN computed here in double
+ * precision, never against the graph itself.  Also checked: determinism with
+ * one thread and a fixed seed, equal quality with one and several threads,
+ * structural invariants (ids in range, no self links, upper-layer links only
+ * to elements that live on that layer, every element reachable from the entry
+ * point), the level distribution, and the edge cases (empty graph, one
+ * element, zero vectors under cosine).
+ */
+#define _GNU_SOURCE				/* M_PI */
+#include "graph/graph.h"
+#include "distance.h"
+#include "unit.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state = 42;
+
+static double
+rng_uniform(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (double) (rng_state >> 11) / 9007199254740992.0;
+}
+
+static double
+rng_normal(void)
+{
+	double		u = rng_uniform() + 1e-12,
+				v = rng_uniform();
+
+	return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v);
+}
+
+/* n points around `clusters` centres, so that neighbourhoods are uneven. */
+static float *
+make_clustered(int64_t n, int dim, int clusters, uint64_t seed)
+{
+	float	   *centres = malloc(sizeof(float) * clusters * dim);
+	float	   *data = malloc(sizeof(float) * n * dim);
+
+	rng_state = seed;
+	for (int i = 0; i < clusters * dim; i++)
+		centres[i] = (float) (rng_normal() * 3.0);
+	for (int64_t i = 0; i < n; i++)
+	{
+		int			c = (int) (rng_uniform() * clusters);
+
+		for (int j = 0; j < dim; j++)
+			data[i * dim + j] = centres[c * dim + j] + (float) rng_normal();
+	}
+	free(centres);
+	return data;
+}
+
+static double
+exact_distance(GraphMetric metric, const float *a, const float *b, int dim)
+{
+	double		s = 0,
+				na = 0,
+				nb = 0;
+
+	for (int i = 0; i < dim; i++)
+	{
+		switch (metric)
+		{
+			case GRAPH_METRIC_L2:
+				s += ((double) a[i] - b[i]) * ((double) a[i] - b[i]);
+				break;
+			case GRAPH_METRIC_INNER_PRODUCT:
+				s -= (double) a[i] * b[i];
+				break;
+			case GRAPH_METRIC_COSINE:
+				s += (double) a[i] * b[i];
+				na += (double) a[i] * a[i];
+				nb += (double) b[i] * b[i];
+				break;
+			case GRAPH_METRIC_L1:
+				s += fabs((double) a[i] - b[i]);
+				break;
+		}
+	}
+	if (metric == GRAPH_METRIC_COSINE)
+		return 1.0 - s / sqrt(na * nb);
+	return s;
+}
+
+/* Exact k nearest of query among data[0..n), ids into out (ascending). */
+static void
+brute_force(GraphMetric metric, const float *data, int64_t n, int dim,
+			const float *query, int k, int32_t *out)
+{
+	double	   *best = malloc(sizeof(double) * k);
+	int			found = 0;
+
+	for (int64_t i = 0; i < n; i++)
+	{
+		double		d = exact_distance(metric, query, data + i * dim, dim);
+		int			pos;
+
+		if (found == k && d >= best[k - 1])
+			continue;
+		pos = found < k ? found++ : k - 1;
+		while (pos > 0 && best[pos - 1] > d)
+		{
+			best[pos] = best[pos - 1];
+			out[pos] = out[pos - 1];
+			pos--;
+		}
+		best[pos] = d;
+		out[pos] = (int32_t) i;
+	}
+	free(best);
+}
+
+static Graph *
+build_graph(GraphMetric metric, const float *data, int64_t n, int dim, int m,
+			int efc, int threads, uint64_t seed)
+{
+	GraphParams params = {dim, m, efc, metric, seed};
+	const char *error = NULL;
+	Graph	   *graph = graph_create(&params, n, &error);
+
+	if (graph == NULL)
+	{
+		fprintf(stderr, "graph_create: %s\n", error);
+		exit(2);
+	}
+	for (int64_t i = 0; i < n; i++)
+		graph_set_vector(graph, i, data + i * dim);
+	if (graph_build_range(graph, 0, n, threads) != 0 ||
+		graph_connect_unreachable(graph) < 0)
+	{
+		fprintf(stderr, "graph_build_range failed\n");
+		exit(2);
+	}
+	return graph;
+}
+
+/* Mean recall@k of graph search over nq queries against brute force. */
+static double
+measure_recall(const Graph *graph, GraphMetric metric, const float *data,
+			   int64_t n, int dim, const float *queries, int nq, int k, int ef)
+{
+	GraphVisited *visited = graph_visited_create(n);
+	GraphNeighbor *found = malloc(sizeof(GraphNeighbor) * k);
+	int32_t    *exact = malloc(sizeof(int32_t) * k);
+	int64_t		hits = 0;
+
+	for (int q = 0; q < nq; q++)
+	{
+		int			got = graph_search(graph, queries + (int64_t) q * dim, k, ef,
+									   visited, found);
+
+		brute_force(metric, data, n, dim, queries + (int64_t) q * dim, k, exact);
+		for (int i = 0; i < got; i++)
+			for (int j = 0; j < k; j++)
+				if (found[i].id == exact[j])
+				{
+					hits++;
+					break;
+				}
+	}
+	graph_visited_free(visited);
+	free(found);
+	free(exact);
+	return (double) hits / ((double) nq * k);
+}
+
+/* Structural invariants; returns the number of problems found. */
+static int64_t
+check_structure(const Graph *graph)
+{
+	int64_t		problems = 0;
+	int64_t		n = graph->count;
+	int32_t    *queue = malloc(sizeof(int32_t) * n);
+	char	   *seen = calloc(n, 1);
+	int64_t		head = 0,
+				tail = 0;
+
+	for (int64_t id = 0; id < n; id++)
+	{
+		for (int layer = 0; layer <= graph->levels[id]; layer++)
+		{
+			const int32_t *ids;
+			int			count = graph_neighbors(graph, (int32_t) id, layer, &ids);
+			int			max = layer == 0 ? graph->m0 : graph->params.m;
+
+			if (count < 0 || count > max)
+				problems++;
+			for (int i = 0; i < count; i++)
+			{
+				if (ids[i] < 0 || ids[i] >= n || ids[i] == id ||
+					graph->levels[ids[i]] < layer)
+					problems++;
+				for (int j = 0; j < i; j++)
+					if (ids[j] == ids[i])
+						problems++;	/* duplicate link */
+			}
+		}
+	}
+	if (graph->entry_point < 0 || graph->levels[graph->entry_point] != graph->max_level)
+		problems++;
+	for (int64_t id = 0; id < n; id++)
+		if (graph->levels[id] > graph->max_level)
+			problems++;
+
+	/* every element reachable on layer 0 from the entry point */
+	queue[tail++] = graph->entry_point;
+	seen[graph->entry_point] = 1;
+	while (head < tail)
+	{
+		const int32_t *ids;
+		int			count = graph_neighbors(graph, queue[head++], 0, &ids);
+
+		for (int i = 0; i < count; i++)
+			if (!seen[ids[i]])
+			{
+				seen[ids[i]] = 1;
+				queue[tail++] = ids[i];
+			}
+	}
+	if (tail != n)
+	{
+		fprintf(stderr, "  %lld of %lld elements unreachable from the entry point\n",
+				(long long) (n - tail), (long long) n);
+		problems += n - tail;
+	}
+	free(queue);
+	free(seen);
+	return problems;
+}
+
+static const char *
+metric_name(GraphMetric metric)
+{
+	static const char *names[] = {"l2", "inner_product", "cosine", "l1"};
+
+	return names[metric];
+}
+
+static void
+test_recall_per_metric(void)
+{
+	const int	n = 6000,
+				dim = 32,
+				nq = 200,
+				k = 10;
+	float	   *data = make_clustered(n + nq, dim, 30, 7);
+	float	   *queries = data + (int64_t) n * dim;
+
+	for (GraphMetric metric = GRAPH_METRIC_L2; metric <= GRAPH_METRIC_L1; metric++)
+	{
+		Graph	   *graph = build_graph(metric, data, n, dim, 16, 64, 0, 1);
+		double		recall = measure_recall(graph, metric, data, n, dim, queries,
+											nq, k, 100);
+		int64_t		problems = check_structure(graph);
+
+		printf("  %-14s recall@10 at ef 100: %.4f\n", metric_name(metric), recall);
+		UNIT_CHECK(recall >= 0.98, "%s: recall@10 %.4f >= 0.98 at ef_search 100",
+				   metric_name(metric), recall);
+		UNIT_CHECK(problems == 0, "%s: structure clean (%lld problems)",
+				   metric_name(metric), (long long) problems);
+		graph_free(graph);
+	}
+	free(data);
+}
+
+static void
+test_recall_grows_with_ef(void)
+{
+	const int	n = 8000,
+				dim = 48,
+				nq = 200,
+				k = 10;
+	float	   *data = make_clustered(n + nq, dim, 50, 11);
+	float	   *queries = data + (int64_t) n * dim;
+	Graph	   *graph = build_graph(GRAPH_METRIC_L2, data, n, dim, 8, 32, 0, 3);
+	double		low = measure_recall(graph, GRAPH_METRIC_L2, data, n, dim, queries, nq, k, 10);
+	double		high = measure_recall(graph, GRAPH_METRIC_L2, data, n, dim, queries, nq, k, 200);
+
+	printf("  m=8 efc=32: recall@10 %.4f at ef 10, %.4f at ef 200\n", low, high);
+	UNIT_CHECK(high > low, "recall rises with ef_search (%.4f -> %.4f)", low, high);
+	UNIT_CHECK(high >= 0.97, "recall %.4f >= 0.97 at ef 200 even with m=8", high);
+	graph_free(graph);
+	free(data);
+}
+
+static void
+test_determinism_and_threads(void)
+{
+	const int	n = 5000,
+				dim = 24,
+				nq = 200,
+				k = 10;
+	float	   *data = make_clustered(n + nq, dim, 20, 5);
+	float	   *queries = data + (int64_t) n * dim;
+	Graph	   *a = build_graph(GRAPH_METRIC_L2, data, n, dim, 16, 64, 1, 9);
+	Graph	   *b = build_graph(GRAPH_METRIC_L2, data, n, dim, 16, 64, 1, 9);
+	Graph	   *c = build_graph(GRAPH_METRIC_L2, data, n, dim, 16, 64, 4, 9);
+	int64_t		upper_slots = 0;
+	double		recall_1,
+				recall_n;
+
+	for (int64_t i = 0; i < n; i++)
+		upper_slots += (int64_t) a->levels[i] * (1 + a->params.m);
+	UNIT_CHECK(a->entry_point == b->entry_point &&
+			   memcmp(a->levels, b->levels, n) == 0 &&
+			   memcmp(a->links0, b->links0, sizeof(int32_t) * n * (1 + a->m0)) == 0 &&
+			   memcmp(a->upper_links, b->upper_links, sizeof(int32_t) * upper_slots) == 0,
+			   "one thread, same seed: identical graphs");
+	UNIT_CHECK(memcmp(a->levels, c->levels, n) == 0,
+			   "levels do not depend on the thread count");
+
+	recall_1 = measure_recall(a, GRAPH_METRIC_L2, data, n, dim, queries, nq, k, 64);
+	recall_n = measure_recall(c, GRAPH_METRIC_L2, data, n, dim, queries, nq, k, 64);
+	printf("  recall@10 at ef 64: %.4f with 1 thread, %.4f with 4 threads\n",
+		   recall_1, recall_n);
+	/*
+	 * Parallel insertion order depends on scheduling, so the graphs differ;
+	 * their quality must not.  Both bars are far above what a broken parallel
+	 * build (lost links, skipped elements) reaches.
+	 */
+	UNIT_CHECK(recall_1 >= 0.98 && recall_n >= 0.98,
+			   "recall >= 0.98 with 1 and 4 threads (%.4f, %.4f)", recall_1, recall_n);
+	UNIT_CHECK(fabs(recall_1 - recall_n) <= 0.02,
+			   "same recall with 1 and 4 threads (%.4f vs %.4f)", recall_1, recall_n);
+	UNIT_CHECK(check_structure(c) == 0, "4-thread build: structure clean");
+	graph_free(a);
+	graph_free(b);
+	graph_free(c);
+	free(data);
+}
+
+static void
+test_level_distribution(void)
+{
+	const int64_t draws = 1000000;
+	int64_t		at_least[4] = {0};
+
+	for (int64_t i = 0; i < draws; i++)
+	{
+		int			level = graph_draw_level(123, i, 16);
+
+		for (int l = 1; l < 4; l++)
+			if (level >= l)
+				at_least[l]++;
+	}
+	/* P(level >= L) = m^-L with mL = 1/ln(m) */
+	for (int l = 1; l < 4; l++)
+	{
+		double		expected = pow(16.0, -l) * draws;
+
+		UNIT_CHECK(fabs(at_least[l] - expected) <= 5 * sqrt(expected) + 1,
+				   "P(level >= %d): %lld drawn, %.0f expected", l,
+				   (long long) at_least[l], expected);
+	}
+	UNIT_CHECK(graph_draw_level(123, 77, 16) == graph_draw_level(123, 77, 16) &&
+			   graph_draw_level(1, 0, 16) >= 0, "level draws are pure functions");
+}
+
+static void
+test_edge_cases(void)
+{
+	GraphParams params = {4, 16, 64, GRAPH_METRIC_COSINE, 1};
+	const char *error = NULL;
+	Graph	   *graph;
+	GraphVisited *visited;
+	GraphNeighbor out[5];
+	float		zero[4] = {0, 0, 0, 0};
+	float		v[4] = {1, 2, 3, 4};
+	float		w[4] = {-1, 0.5f, 0, 2};
+
+	params.m = 1;
+	UNIT_CHECK(graph_create(&params, 10, &error) == NULL && error != NULL,
+			   "m = 1 rejected: %s", error ? error : "(no message)");
+	params.m = 101;
+	UNIT_CHECK(graph_create(&params, 10, &error) == NULL, "m = 101 rejected");
+	params.m = 16;
+	params.dim = 0;
+	UNIT_CHECK(graph_create(&params, 10, &error) == NULL, "dim = 0 rejected");
+	params.dim = 4;
+
+	graph = graph_create(&params, 3, &error);
+	visited = graph_visited_create(3);
+	UNIT_CHECK(graph != NULL && visited != NULL, "small graph allocated");
+	UNIT_CHECK(graph_search(graph, v, 5, 10, visited, out) == 0,
+			   "search of an empty graph finds nothing");
+	UNIT_CHECK(graph_set_vector(graph, 0, zero) == -1,
+			   "zero vector refused under cosine");
+	graph_set_vector(graph, 0, v);
+	graph_build_range(graph, 0, 1, 1);
+	UNIT_CHECK(graph_search(graph, w, 5, 10, visited, out) == 1 && out[0].id == 0,
+			   "one-element graph returns that element");
+	graph_set_vector(graph, 1, w);
+	graph_set_vector(graph, 2, v);
+	graph_build_range(graph, 1, 3, 2);
+	UNIT_CHECK(graph_search(graph, w, 5, 10, visited, out) == 3 &&
+			   out[0].id == 1 && fabsf(out[0].distance) < 1e-6f &&
+			   out[1].distance <= out[2].distance,
+			   "three elements come back nearest first");
+	UNIT_CHECK(graph_search(graph, zero, 5, 10, visited, out) == 0,
+			   "a zero query has no cosine neighbours");
+	UNIT_CHECK(check_structure(graph) == 0, "tiny graph structure clean");
+	graph_visited_free(visited);
+	graph_free(graph);
+}
+
+int
+main(void)
+{
+	distance_init();
+	printf("graph engine (kernels: %s, %d OpenMP threads)\n",
+		   distance_active.name, omp_get_max_threads());
+	test_edge_cases();
+	test_level_distribution();
+	test_recall_per_metric();
+	test_recall_grows_with_ef();
+	test_determinism_and_threads();
+	return unit_summary();
+}
