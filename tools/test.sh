@@ -13,6 +13,9 @@
 #           is built too when nvcc is found)
 #   unit    make -C test/unit check      counts: the "N passed, N failed"
 #                                        lines the test programs print
+#   gpu     make -C test/gpu check       counts: as unit (check-gpu when an
+#                                        NVIDIA device is visible; skipped
+#                                        when the GPU module was not built)
 #   regress make installcheck            counts: one per pg_regress test
 #           (after make install, against a throwaway cluster)
 #   tap     prove test/t/*.pl            counts: TAP assertions
@@ -153,19 +156,19 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-# unit: plain-C tests
+# unit and gpu: C test programs that print "N passed, N failed"
 # ---------------------------------------------------------------------------
-header "unit (make -C test/unit check)"
-if [ ! -f test/unit/Makefile ]; then
-	echo "no unit tests yet (test/unit/Makefile missing)"
-	record unit 0 0 "no tests yet"
-else
-	run_logged "$WORK/unit.log" make -C test/unit check
+
+# run_c_tests SECTION DIR TARGET: make -C DIR TARGET, summing the
+# "N passed, N failed" lines of the test programs.
+run_c_tests()
+{
+	local section=$1 dir=$2 target=$3 rc passed failed reported note=""
+	run_logged "$WORK/$section.log" make -C "$dir" "$target"
 	rc=$?
 	read -r passed failed < <(awk '/^[0-9]+ passed, [0-9]+ failed$/ { p += $1; f += $3 }
-		END { print p + 0, f + 0 }' "$WORK/unit.log")
-	reported=$(count_matches "$WORK/unit.log" '^[0-9]+ passed, [0-9]+ failed$')
-	note=""
+		END { print p + 0, f + 0 }' "$WORK/$section.log")
+	reported=$(count_matches "$WORK/$section.log" '^[0-9]+ passed, [0-9]+ failed$')
 	if [ "$reported" -eq 0 ]; then
 		failed=$((failed + 1))
 		note="no 'N passed, N failed' line (exit status $rc)"
@@ -173,7 +176,36 @@ else
 		failed=1
 		note="exit status $rc but no failed test reported"
 	fi
-	record unit "$passed" "$failed" "$note"
+	record "$section" "$passed" "$failed" "$note"
+}
+
+header "unit (make -C test/unit check)"
+if [ ! -f test/unit/Makefile ]; then
+	echo "no unit tests yet (test/unit/Makefile missing)"
+	record unit 0 0 "no tests yet"
+else
+	run_c_tests unit test/unit check
+fi
+
+# The GPU module's tests: `check` verifies that, without a usable GPU, the
+# module loads and its probe fails cleanly; `check-gpu` (chosen when an
+# NVIDIA device is visible) that the probe describes the device.
+GPU_TARGET=check
+if [ -e /dev/nvidia0 ] || nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+	GPU_TARGET=check-gpu
+fi
+header "gpu (make -C test/gpu $GPU_TARGET)"
+if [ ! -f test/gpu/Makefile ]; then
+	echo "no GPU module tests yet (test/gpu/Makefile missing)"
+	record gpu 0 0 "no tests yet"
+elif [ "$BUILD_OK" -ne 1 ]; then
+	echo "not run: the build failed"
+	record gpu 0 1 "not run (no build)"
+elif [ ! -f hierindex_gpu.so ]; then
+	echo "not run: hierindex_gpu.so was not built (no nvcc, or CUDA=0)"
+	record gpu 0 0 "skipped: GPU module not built"
+else
+	run_c_tests gpu test/gpu "$GPU_TARGET"
 fi
 
 # ---------------------------------------------------------------------------
