@@ -49,7 +49,7 @@ PGXS_DIR=$("$PG_CONFIG" --pgxs 2>/dev/null | sed 's|/src/makefiles/pgxs.mk$||')
 
 usage()
 {
-	sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
