@@ -65,6 +65,22 @@ graph_memory_estimate(const GraphParams *params, int64_t capacity)
 	return per_element * (size_t) capacity;
 }
 
+/* Release a graph's memory (NULL members are fine); locks are not touched. */
+static void
+graph_free_memory(Graph *graph)
+{
+	if (graph == NULL)
+		return;
+	free(graph->levels);
+	free(graph->upper_offset);
+	free(graph->vectors);
+	free(graph->links0);
+	free(graph->upper_links);
+	free(graph->locks);
+	free(graph->entry_lock);
+	free(graph);
+}
+
 Graph *
 graph_create(const GraphParams *params, int64_t capacity, const char **error)
 {
@@ -123,18 +139,8 @@ graph_create(const GraphParams *params, int64_t capacity, const char **error)
 	return graph;
 
 oom:
-	if (graph)
-	{
-		/* locks were not initialised yet: free the memory only */
-		free(graph->levels);
-		free(graph->upper_offset);
-		free(graph->vectors);
-		free(graph->links0);
-		free(graph->upper_links);
-		free(graph->locks);
-		free(graph->entry_lock);
-		free(graph);
-	}
+	/* no lock was initialised yet: release the memory only */
+	graph_free_memory(graph);
 	*error = "out of memory allocating the graph";
 	return NULL;
 }
@@ -147,14 +153,7 @@ graph_free(Graph *graph)
 	for (int64_t i = 0; i < graph->capacity; i++)
 		omp_destroy_lock(&((omp_lock_t *) graph->locks)[i]);
 	omp_destroy_lock((omp_lock_t *) graph->entry_lock);
-	free(graph->levels);
-	free(graph->upper_offset);
-	free(graph->vectors);
-	free(graph->links0);
-	free(graph->upper_links);
-	free(graph->locks);
-	free(graph->entry_lock);
-	free(graph);
+	graph_free_memory(graph);
 }
 
 int

@@ -29,6 +29,7 @@
 #define _POSIX_C_SOURCE 200809L	/* clock_gettime under -std=c11 */
 
 #include "distance.h"
+#include "random.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -74,23 +75,13 @@ now_ns(void)
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
-static uint64_t rng_state = 42;
-
-static uint64_t
-rng_next(void)
-{
-	uint64_t	z = (rng_state += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
+/* rng_state, rng_next, rng_unit: ../unit/random.h */
 
 static void
 fill_random(float *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		x[i] = (float) ((double) (rng_next() >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+		x[i] = (float) (rng_unit() * 2.0 - 1.0);
 }
 
 /* Make the pool's vectors and a shuffled visiting order (Fisher-Yates). */

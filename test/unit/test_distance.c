@@ -35,6 +35,7 @@
 #define _DEFAULT_SOURCE			/* mmap, sigaction, sigsetjmp under -std=c11 */
 
 #include "distance.h"
+#include "random.h"
 #include "unit.h"
 
 #include <math.h>
@@ -74,24 +75,7 @@ static const int long_lengths[] = {768, 1536, 3072, 16000};
 /* ---------------------------------------------------------------------------
  * Deterministic random inputs (splitmix64)
  * ------------------------------------------------------------------------- */
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-
-static uint64_t
-rng_next(void)
-{
-	uint64_t	z = (rng_state += 0x9E3779B97F4A7C15ull);
-
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-/* uniform in [0, 1) */
-static double
-rng_unit(void)
-{
-	return (double) (rng_next() >> 11) * (1.0 / 9007199254740992.0);
-}
+/* rng_state, rng_next, rng_unit: random.h */
 
 static void
 fill_uniform(float *x, int n)

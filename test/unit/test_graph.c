@@ -9,9 +9,9 @@
  * point), the level distribution, and the edge cases (empty graph, one
  * element, zero vectors under cosine).
  */
-#define _GNU_SOURCE				/* M_PI */
 #include "graph/graph.h"
 #include "distance.h"
+#include "random.h"
 #include "unit.h"
 
 #include <math.h>
@@ -20,25 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng_state = 42;
-
-static double
-rng_uniform(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (double) (rng_state >> 11) / 9007199254740992.0;
-}
-
-static double
-rng_normal(void)
-{
-	double		u = rng_uniform() + 1e-12,
-				v = rng_uniform();
-
-	return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v);
-}
 
 /* n points around `clusters` centres, so that neighbourhoods are uneven. */
 static float *
@@ -52,7 +33,7 @@ make_clustered(int64_t n, int dim, int clusters, uint64_t seed)
 		centres[i] = (float) (rng_normal() * 3.0);
 	for (int64_t i = 0; i < n; i++)
 	{
-		int			c = (int) (rng_uniform() * clusters);
+		int			c = (int) (rng_unit() * clusters);
 
 		for (int j = 0; j < dim; j++)
 			data[i * dim + j] = centres[c * dim + j] + (float) rng_normal();
