@@ -110,12 +110,47 @@ select_neighbors(const Graph *graph, const GraphNeighbor *sorted, int count,
 	return kept;
 }
 
+/*
+ * Fill scratch->pool with the links in `slot`, each with its distance to
+ * `base`; returns how many.
+ */
+static int
+pool_links(const Graph *graph, BuildScratch *scratch, const float *base,
+		   const int32_t *slot)
+{
+	int			pooled = 0;
+
+	for (int i = 0; i < slot[0]; i++)
+	{
+		scratch->pool[pooled].id = slot[1 + i];
+		scratch->pool[pooled++].distance = graph_distance(graph, base, slot[1 + i]);
+	}
+	return pooled;
+}
+
+/*
+ * Replace the links in `slot` with what the heuristic keeps of the first
+ * `pooled` entries of scratch->pool, at most `max`.  Caller holds the lock.
+ */
+static void
+prune_pool_into_slot(const Graph *graph, BuildScratch *scratch, int32_t *slot,
+					 int pooled, int max)
+{
+	int			kept;
+
+	qsort(scratch->pool, pooled, sizeof(GraphNeighbor), compare_neighbors);
+	kept = select_neighbors(graph, scratch->pool, pooled, max, scratch->pruned);
+	for (int i = 0; i < kept; i++)
+		slot[1 + i] = scratch->pruned[i].id;
+	slot[0] = kept;
+}
+
 /* Give `target` a link to `source` on `layer`, pruning a full list. */
 static void
 add_reverse_link(Graph *graph, BuildScratch *scratch, int32_t target,
 				 int32_t source, float distance, int layer)
 {
-	int			max = layer == 0 ? graph->m0 : graph->params.m;
+	int			max = graph_layer_width(graph, layer);
 	int32_t    *slot = graph_slot(graph, target, layer);
 	int			dim = graph->params.dim;
 
@@ -133,21 +168,13 @@ add_reverse_link(Graph *graph, BuildScratch *scratch, int32_t target,
 		slot[1 + slot[0]++] = source;
 	else
 	{
-		const float *target_vector = graph->vectors + (int64_t) target * dim;
-		int			kept;
+		int			pooled = pool_links(graph, scratch,
+										graph->vectors + (int64_t) target * dim,
+										slot);
 
-		for (int i = 0; i < max; i++)
-		{
-			scratch->pool[i].id = slot[1 + i];
-			scratch->pool[i].distance = graph_distance(graph, target_vector, slot[1 + i]);
-		}
-		scratch->pool[max].id = source;
-		scratch->pool[max].distance = distance;
-		qsort(scratch->pool, max + 1, sizeof(GraphNeighbor), compare_neighbors);
-		kept = select_neighbors(graph, scratch->pool, max + 1, max, scratch->pruned);
-		for (int i = 0; i < kept; i++)
-			slot[1 + i] = scratch->pruned[i].id;
-		slot[0] = kept;
+		scratch->pool[pooled].id = source;
+		scratch->pool[pooled++].distance = distance;
+		prune_pool_into_slot(graph, scratch, slot, pooled, max);
 	}
 	graph_unlock_element(graph, target);
 }
@@ -214,15 +241,8 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 			 * and already linked to it here.  Keep those links: merge them
 			 * with ours and prune the union to the layer's width.
 			 */
-			int			max = layer == 0 ? graph->m0 : graph->params.m;
-			int			pooled = 0;
-			int			merged;
+			int			pooled = pool_links(graph, scratch, vector, slot);
 
-			for (int i = 0; i < slot[0]; i++)
-			{
-				scratch->pool[pooled].id = slot[1 + i];
-				scratch->pool[pooled++].distance = graph_distance(graph, vector, slot[1 + i]);
-			}
 			for (int i = 0; i < kept; i++)
 			{
 				int			duplicate = 0;
@@ -232,11 +252,8 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 				if (!duplicate)
 					scratch->pool[pooled++] = scratch->selected[i];
 			}
-			qsort(scratch->pool, pooled, sizeof(GraphNeighbor), compare_neighbors);
-			merged = select_neighbors(graph, scratch->pool, pooled, max, scratch->pruned);
-			for (int i = 0; i < merged; i++)
-				slot[1 + i] = scratch->pruned[i].id;
-			slot[0] = merged;
+			prune_pool_into_slot(graph, scratch, slot, pooled,
+								 graph_layer_width(graph, layer));
 		}
 		graph_unlock_element(graph, id);
 

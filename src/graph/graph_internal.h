@@ -73,6 +73,13 @@ graph_slot(const Graph *graph, int32_t id, int layer)
 		(int64_t) (layer - 1) * (1 + graph->params.m);
 }
 
+/* How many links an element keeps on `layer`: 2m on layer 0, m above. */
+static inline int
+graph_layer_width(const Graph *graph, int layer)
+{
+	return layer == 0 ? graph->m0 : graph->params.m;
+}
+
 /*
  * Greedy descent: from `entry`, move to the closest neighbour on `layer`
  * until no neighbour is closer.  `lock` says whether neighbour lists must be
