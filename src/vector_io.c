@@ -28,6 +28,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "vector.h"
@@ -138,6 +139,23 @@ quote_text(const char *str, size_t len)
 	return psprintf("%.*s...", clip, str);
 }
 
+/*
+ * Room for the largest vector, where the parsers write before the dimension
+ * is known.  Allocated once per backend: a fresh 64 kB buffer per value would
+ * cost a malloc and a free for every row of a COPY.  Parsing never calls back
+ * into anything that could parse another vector, so one buffer is enough.
+ */
+static float *
+parse_scratch(void)
+{
+	static float *scratch = NULL;
+
+	if (scratch == NULL)
+		scratch = MemoryContextAlloc(TopMemoryContext,
+									 sizeof(float) * VECTOR_MAX_DIM);
+	return scratch;
+}
+
 /* Whether a number's text spells an infinity (as opposed to overflowing). */
 static bool
 names_infinity(const char *text)
@@ -235,7 +253,7 @@ vector_in(PG_FUNCTION_ARGS)
 {
 	char	   *str = PG_GETARG_CSTRING(0);
 	int32		typmod = PG_GETARG_INT32(2);
-	float	   *values = palloc(sizeof(float) * VECTOR_MAX_DIM);
+	float	   *values = parse_scratch();
 	VectorParseResult parsed;
 	Vector	   *result;
 
@@ -246,7 +264,6 @@ vector_in(PG_FUNCTION_ARGS)
 	vector_check_typmod(parsed.dim, typmod);
 	result = vector_new(parsed.dim);
 	memcpy(result->x, values, sizeof(float) * parsed.dim);
-	pfree(values);
 	PG_RETURN_VECTOR_P(result);
 }
 
@@ -317,7 +334,7 @@ vector_recv(PG_FUNCTION_ARGS)
 	int32		typmod = PG_GETARG_INT32(2);
 	const unsigned char *data = (const unsigned char *) buf->data + buf->cursor;
 	size_t		len = (size_t) (buf->len - buf->cursor);
-	float	   *values = palloc(sizeof(float) * VECTOR_MAX_DIM);
+	float	   *values = parse_scratch();
 	VectorParseResult parsed;
 	Vector	   *result;
 
@@ -396,7 +413,6 @@ vector_recv(PG_FUNCTION_ARGS)
 	vector_check_typmod(parsed.dim, typmod);
 	result = vector_new(parsed.dim);
 	memcpy(result->x, values, sizeof(float) * parsed.dim);
-	pfree(values);
 	PG_RETURN_VECTOR_P(result);
 }
 
