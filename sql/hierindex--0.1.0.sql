@@ -276,3 +276,78 @@ CREATE OPERATOR CLASS vector_ops
 	OPERATOR 4 >= ,
 	OPERATOR 5 > ,
 	FUNCTION 1 vector_cmp(vector, vector);
+
+-- ---------------------------------------------------------------------------
+-- The hnsw access method
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION hnsw_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+
+CREATE ACCESS METHOD hnsw TYPE INDEX HANDLER hnsw_handler;
+
+COMMENT ON ACCESS METHOD hnsw IS 'hierarchical navigable small world graph index';
+
+-- Support function 1 of each operator class names the metric the graph is
+-- built and searched with (a GraphMetric code); matryoshka shares them.
+CREATE FUNCTION hierindex_metric_l2(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION hierindex_metric_inner_product(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION hierindex_metric_cosine(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION hierindex_metric_l1(internal) RETURNS int4
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE OPERATOR CLASS vector_l2_ops
+	DEFAULT FOR TYPE vector USING hnsw AS
+	OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 hierindex_metric_l2(internal);
+
+CREATE OPERATOR CLASS vector_ip_ops
+	FOR TYPE vector USING hnsw AS
+	OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 hierindex_metric_inner_product(internal);
+
+CREATE OPERATOR CLASS vector_cosine_ops
+	FOR TYPE vector USING hnsw AS
+	OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 hierindex_metric_cosine(internal);
+
+CREATE OPERATOR CLASS vector_l1_ops
+	FOR TYPE vector USING hnsw AS
+	OPERATOR 1 <+> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 hierindex_metric_l1(internal);
+
+-- ---------------------------------------------------------------------------
+-- Inspection (both access methods)
+-- ---------------------------------------------------------------------------
+
+-- One row of facts about an index.  level_elements[i] counts elements whose
+-- top layer is i-1 (arrays are 1-based); level_avg_degree[i] is the average
+-- neighbour count on layer i-1 of the elements present there.
+CREATE FUNCTION hierindex_index_info(index regclass,
+	OUT access_method text,
+	OUT metric text,
+	OUT dimensions int4,
+	OUT m int4,
+	OUT ef_construction int4,
+	OUT elements int8,
+	OUT heap_tids int8,
+	OUT deleted_elements int8,
+	OUT pages int8,
+	OUT max_level int4,
+	OUT level_elements int8[],
+	OUT level_avg_degree float8[],
+	OUT entry_point tid,
+	OUT build_method text,
+	OUT build_seconds float8,
+	OUT format_version int4)
+	RETURNS record
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
+
+-- One row per structural problem found by walking the whole index; no rows
+-- for a healthy index.
+CREATE FUNCTION hierindex_check(index regclass)
+	RETURNS TABLE (problem text, blkno int8, offnum int4, detail text)
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;

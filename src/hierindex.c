@@ -10,6 +10,7 @@
 #include "fmgr.h"
 
 #include "distance.h"
+#include "hnsw/hnsw.h"
 
 PG_MODULE_MAGIC;
 
@@ -19,4 +20,5 @@ void
 _PG_init(void)
 {
 	distance_init();
+	hnsw_init();
 }

@@ -145,6 +145,97 @@ oom:
 	return NULL;
 }
 
+int
+graph_grow(Graph *graph, int64_t capacity)
+{
+	int64_t		old = graph->capacity;
+	int64_t		upper_slots = 0;
+	int64_t		old_upper_slots = 0;
+	uint8_t    *levels;
+	int64_t    *upper_offset;
+	float	   *vectors;
+	int32_t    *links0;
+	int32_t    *upper_links;
+	omp_lock_t *locks;
+
+	if (capacity <= old)
+		return 0;
+	if (capacity > INT32_MAX)
+		return -1;
+
+	/* size of the upper-layer pool before and after */
+	for (int64_t i = 0; i < old; i++)
+		old_upper_slots += (int64_t) graph->levels[i] * (1 + graph->params.m);
+	upper_slots = old_upper_slots;
+	for (int64_t i = old; i < capacity; i++)
+		upper_slots += (int64_t) graph_draw_level(graph->params.seed, i, graph->params.m) *
+			(1 + graph->params.m);
+
+	/*
+	 * realloc one array at a time; after each success the graph points at the
+	 * new block, so a later failure leaves a consistent (if partly larger)
+	 * graph whose capacity is still the old one.
+	 */
+	levels = realloc(graph->levels, capacity);
+	if (levels == NULL)
+		return -1;
+	graph->levels = levels;
+	upper_offset = realloc(graph->upper_offset, sizeof(int64_t) * capacity);
+	if (upper_offset == NULL)
+		return -1;
+	graph->upper_offset = upper_offset;
+	vectors = realloc(graph->vectors, sizeof(float) * (size_t) graph->params.dim * capacity);
+	if (vectors == NULL)
+		return -1;
+	graph->vectors = vectors;
+	links0 = realloc(graph->links0, sizeof(int32_t) * (size_t) capacity * (1 + graph->m0));
+	if (links0 == NULL)
+		return -1;
+	graph->links0 = links0;
+	upper_links = realloc(graph->upper_links, sizeof(int32_t) * (upper_slots > 0 ? upper_slots : 1));
+	if (upper_links == NULL)
+		return -1;
+	graph->upper_links = upper_links;
+
+	/*
+	 * omp locks must not be moved once initialised: destroy them first (no
+	 * thread holds one: nothing runs on the graph now, see graph.h) and
+	 * initialise them again wherever they end up.
+	 */
+	for (int64_t i = 0; i < old; i++)
+		omp_destroy_lock(&((omp_lock_t *) graph->locks)[i]);
+	locks = realloc(graph->locks, sizeof(omp_lock_t) * capacity);
+	if (locks == NULL)
+	{
+		for (int64_t i = 0; i < old; i++)
+			omp_init_lock(&((omp_lock_t *) graph->locks)[i]);
+		return -1;
+	}
+	graph->locks = locks;
+	for (int64_t i = 0; i < capacity; i++)
+		omp_init_lock(&locks[i]);
+
+	memset(links0 + old * (1 + graph->m0), 0,
+		   sizeof(int32_t) * (size_t) (capacity - old) * (1 + graph->m0));
+	memset(upper_links + old_upper_slots, 0,
+		   sizeof(int32_t) * (size_t) (upper_slots - old_upper_slots));
+	for (int64_t i = old, next = old_upper_slots; i < capacity; i++)
+	{
+		int			level = graph_draw_level(graph->params.seed, i, graph->params.m);
+
+		levels[i] = (uint8_t) level;
+		if (level > 0)
+		{
+			upper_offset[i] = next;
+			next += (int64_t) level * (1 + graph->params.m);
+		}
+		else
+			upper_offset[i] = -1;
+	}
+	graph->capacity = capacity;
+	return 0;
+}
+
 void
 graph_free(Graph *graph)
 {

@@ -132,4 +132,96 @@ extern int	graph_neighbors(const Graph *graph, int32_t id, int layer, const int3
 /* Distance between a query vector (already prepared) and stored element id. */
 extern float graph_distance(const Graph *graph, const float *query, int32_t id);
 
+/*
+ * Growing: the PostgreSQL build does not know the row count before its heap
+ * scan, so it starts from an estimate and grows.  Keeps everything set so
+ * far; levels of the new slots are drawn as graph_create() would have.
+ * Returns 0, or -1 when memory cannot be allocated (the graph is unchanged).
+ * Not while a build or search runs.
+ */
+extern int	graph_grow(Graph *graph, int64_t capacity);
+
+/* ------------------------------------------------------------------------
+ * Walking a graph that is not in this flat form.
+ *
+ * The index scan and the on-disk insert (src/hnsw) walk a graph stored in
+ * database pages with the same search code as the in-memory engine.  The
+ * caller names elements by dense int32 handles it assigns as it meets them
+ * (from 0 upwards), answers distance and neighbour questions through
+ * callbacks, and keeps the visited marks (it knows how many handles exist).
+ *
+ * Callbacks may longjmp (a PostgreSQL ERROR): the walk functions allocate
+ * nothing, all their memory is the caller's GraphWalkScratch.
+ * ------------------------------------------------------------------------ */
+typedef struct GraphAccess
+{
+	void	   *context;
+
+	/* distance from the walk's query to element `id` */
+	float		(*distance) (void *context, int32_t id);
+
+	/*
+	 * Neighbours of `id` on `layer`, written to out[] (room for 2 *
+	 * GRAPH_MAX_M); returns how many.  May assign new handles.
+	 */
+	int			(*neighbors) (void *context, int32_t id, int layer, int32_t *out);
+
+	/* forget every visited mark (start of a layer search) */
+	void		(*visited_reset) (void *context);
+
+	/* mark `id` visited; returns 1 if it was already marked */
+	int			(*visited_test_and_set) (void *context, int32_t id);
+} GraphAccess;
+
+/* Working memory for one walk: heaps sized for ef and the widest layer. */
+typedef struct GraphWalkScratch
+{
+	GraphNeighbor *candidates;	/* candidate_capacity entries */
+	int			candidate_capacity;
+	GraphNeighbor *results;		/* ef + 2 entries */
+	int			ef;
+} GraphWalkScratch;
+
+/* Entries each array of a GraphWalkScratch needs for this ef and m0. */
+extern int	graph_walk_candidate_capacity(int ef, int m0);
+
+/*
+ * Greedy descent on `layer` from `entry` (whose distance is *entry_distance):
+ * move to the closest neighbour until none is closer.  Returns the element
+ * reached and updates *entry_distance.
+ */
+extern int32_t graph_walk_greedy(const GraphAccess *access, int32_t entry,
+								 float *entry_distance, int layer);
+
+/*
+ * Beam search on `layer` from `entry` with `ef` candidates (ef <=
+ * scratch->ef).  Writes up to ef elements to out[] in ascending distance
+ * (ties by handle) and returns how many.
+ */
+extern int	graph_walk_layer(const GraphAccess *access, GraphWalkScratch *scratch,
+							 int32_t entry, float entry_distance, int ef,
+							 int layer, GraphNeighbor *out);
+
+/*
+ * Algorithm 4 of the paper (no candidate extension, no keeping of pruned
+ * ones) over candidates sorted ascending by distance to the base element:
+ * keep a candidate only if it is closer to the base than to every neighbour
+ * kept so far.  pair_distance gives the distance between two candidates.
+ * Writes at most `max` to selected[] and returns how many.  The in-memory
+ * builder uses the same function.
+ */
+extern int	graph_select_neighbors(const GraphNeighbor *sorted, int count, int max,
+								   float (*pair_distance) (void *context, int32_t a, int32_t b),
+								   void *context, GraphNeighbor *selected);
+
+/* qsort comparator for GraphNeighbor: ascending distance, ties by id. */
+extern int	graph_neighbor_compare(const void *a, const void *b);
+
+/*
+ * Distance under `metric` between two prepared vectors (normalised rows
+ * under cosine), the same function the engine uses everywhere.
+ */
+extern float graph_metric_distance(GraphMetric metric, const float *a,
+								   const float *b, int dim);
+
 #endif							/* HIERINDEX_GRAPH_H */

@@ -1,0 +1,229 @@
+/*
+ * hnsw.c — the hnsw access method's handler, index options and settings.
+ *
+ * Everything a user names in SQL lives here: the options m and
+ * ef_construction (same names, defaults and ranges as pgvector, so schemas
+ * move over unchanged), the settings hnsw.ef_search and
+ * hierindex.build_threads, and the support functions that tell an operator
+ * class's metric to the graph engine.  The phases themselves are in the
+ * other hnsw_*.c files (see hnsw.h).
+ */
+#include "postgres.h"
+
+#include <omp.h>
+
+#include "access/amapi.h"
+#include "access/reloptions.h"
+#include "catalog/pg_type.h"
+#include "commands/progress.h"
+#include "commands/vacuum.h"
+#include "fmgr.h"
+#include "utils/guc.h"
+#include "utils/rel.h"
+#include "utils/selfuncs.h"
+
+#include "hnsw/hnsw.h"
+
+int			hnsw_ef_search = HNSW_DEFAULT_EF_SEARCH;
+int			hierindex_build_threads = 0;
+
+static relopt_kind hnsw_relopt_kind;
+
+void
+hnsw_init(void)
+{
+	hnsw_relopt_kind = add_reloption_kind();
+	add_int_reloption(hnsw_relopt_kind, "m",
+					  "Links per element on upper layers (2m on layer 0)",
+					  HNSW_DEFAULT_M, HNSW_MIN_M, HNSW_MAX_M,
+					  AccessExclusiveLock);
+	add_int_reloption(hnsw_relopt_kind, "ef_construction",
+					  "Candidate list size while building the graph",
+					  HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_MIN_EF_CONSTRUCTION,
+					  HNSW_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
+
+	DefineCustomIntVariable("hnsw.ef_search",
+							"Candidate list size of an hnsw index scan.",
+							"Larger values find more of the true nearest neighbours, more slowly.",
+							&hnsw_ef_search, HNSW_DEFAULT_EF_SEARCH,
+							HNSW_MIN_EF_SEARCH, HNSW_MAX_EF_SEARCH,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("hnsw");
+
+	DefineCustomIntVariable("hierindex.build_threads",
+							"Threads of an in-memory index build (0: all cores).",
+							NULL,
+							&hierindex_build_threads, 0, 0, 1024,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+}
+
+static bytea *
+hnsw_options(Datum reloptions, bool validate)
+{
+	static const relopt_parse_elt table[] = {
+		{"m", RELOPT_TYPE_INT, offsetof(HnswOptions, m)},
+		{"ef_construction", RELOPT_TYPE_INT, offsetof(HnswOptions, ef_construction)},
+	};
+	HnswOptions *options;
+
+	options = (HnswOptions *) build_reloptions(reloptions, validate,
+											   hnsw_relopt_kind,
+											   sizeof(HnswOptions),
+											   table, lengthof(table));
+
+	/*
+	 * Algorithm 4 picks m links out of ef_construction candidates; fewer than
+	 * 2m candidates leave it nothing to choose from on layer 0.
+	 */
+	if (validate && options != NULL &&
+		options->ef_construction < 2 * options->m)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ef_construction must be greater than or equal to 2 * m"),
+				 errdetail("ef_construction is %d and m is %d.",
+						   options->ef_construction, options->m)));
+	return (bytea *) options;
+}
+
+int
+hnsw_option_m(Relation index)
+{
+	HnswOptions *options = (HnswOptions *) index->rd_options;
+
+	return options ? options->m : HNSW_DEFAULT_M;
+}
+
+int
+hnsw_option_ef_construction(Relation index)
+{
+	HnswOptions *options = (HnswOptions *) index->rd_options;
+
+	return options ? options->ef_construction : HNSW_DEFAULT_EF_CONSTRUCTION;
+}
+
+int
+hnsw_build_thread_count(void)
+{
+	return hierindex_build_threads > 0 ? hierindex_build_threads : omp_get_num_procs();
+}
+
+/*
+ * The metric comes from support function 1 of the column's operator class,
+ * so any operator class that names one of ours works, under any name.
+ */
+GraphMetric
+hnsw_index_metric(Relation index)
+{
+	FmgrInfo   *procinfo = index_getprocinfo(index, 1, 1);
+	int32		metric = DatumGetInt32(FunctionCall1(procinfo, PointerGetDatum(NULL)));
+
+	if (metric < GRAPH_METRIC_L2 || metric > GRAPH_METRIC_L1)
+		elog(ERROR, "support function 1 of index \"%s\" returned unknown metric %d",
+			 RelationGetRelationName(index), metric);
+	return (GraphMetric) metric;
+}
+
+PG_FUNCTION_INFO_V1(hierindex_metric_l2);
+Datum
+hierindex_metric_l2(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(GRAPH_METRIC_L2);
+}
+
+PG_FUNCTION_INFO_V1(hierindex_metric_inner_product);
+Datum
+hierindex_metric_inner_product(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(GRAPH_METRIC_INNER_PRODUCT);
+}
+
+PG_FUNCTION_INFO_V1(hierindex_metric_cosine);
+Datum
+hierindex_metric_cosine(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(GRAPH_METRIC_COSINE);
+}
+
+PG_FUNCTION_INFO_V1(hierindex_metric_l1);
+Datum
+hierindex_metric_l1(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(GRAPH_METRIC_L1);
+}
+
+static char *
+hnsw_build_phase_name(int64 phase)
+{
+	switch (phase)
+	{
+		case PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE:
+			return "initializing";
+		case HNSW_PHASE_LOAD:
+			return "loading tuples";
+		case HNSW_PHASE_GRAPH:
+			return "building graph";
+		case HNSW_PHASE_WRITE:
+			return "writing pages";
+		default:
+			return NULL;
+	}
+}
+
+/* Every operator class must name an ORDER BY operator and support function 1. */
+static bool
+hnsw_validate(Oid opclassoid)
+{
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(hnsw_handler);
+Datum
+hnsw_handler(PG_FUNCTION_ARGS)
+{
+	IndexAmRoutine *am = makeNode(IndexAmRoutine);
+
+	am->amstrategies = 0;
+	am->amsupport = 1;
+	am->amoptsprocnum = 0;
+	am->amcanorder = false;
+	am->amcanorderbyop = true;
+	am->amcanbackward = false;
+	am->amcanunique = false;
+	am->amcanmulticol = false;
+	am->amoptionalkey = true;
+	am->amsearcharray = false;
+	am->amsearchnulls = false;
+	am->amstorage = false;
+	am->amclusterable = false;
+	am->ampredlocks = false;
+	am->amcanparallel = false;
+	am->amcaninclude = false;
+	am->amusemaintenanceworkmem = false;
+	am->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
+	am->amkeytype = InvalidOid;
+
+	am->ambuild = hnsw_build;
+	am->ambuildempty = hnsw_build_empty;
+	am->aminsert = hnsw_insert;
+	am->ambulkdelete = hnsw_bulk_delete;
+	am->amvacuumcleanup = hnsw_vacuum_cleanup;
+	am->amcanreturn = NULL;
+	am->amcostestimate = hnsw_cost_estimate;
+	am->amoptions = hnsw_options;
+	am->amproperty = NULL;
+	am->ambuildphasename = hnsw_build_phase_name;
+	am->amvalidate = hnsw_validate;
+	am->amadjustmembers = NULL;
+	am->ambeginscan = hnsw_begin_scan;
+	am->amrescan = hnsw_rescan;
+	am->amgettuple = hnsw_get_tuple;
+	am->amgetbitmap = NULL;
+	am->amendscan = hnsw_end_scan;
+	am->ammarkpos = NULL;
+	am->amrestrpos = NULL;
+	am->amestimateparallelscan = NULL;
+	am->aminitparallelscan = NULL;
+	am->amparallelrescan = NULL;
+
+	PG_RETURN_POINTER(am);
+}

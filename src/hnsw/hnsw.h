@@ -1,0 +1,254 @@
+/*
+ * hnsw.h — the hnsw access method: on-disk format and the interfaces between
+ * its phases (build, bulk write, insert, scan, vacuum, inspection).
+ *
+ * The format is explained in src/hnsw/README; this header is its C form.  The
+ * page layer (this folder) is shared with the matryoshka access method, so
+ * nothing here depends on which builder (CPU or GPU) made a graph.
+ *
+ * Files, one phase each:
+ *   hnsw.c          handler, index options, settings (GUCs), validation
+ *   hnsw_page.c     page and tuple layout: init, size, form, read, meta page
+ *   hnsw_write.c    bulk page writer: an in-memory Graph to pages, one WAL pass
+ *   hnsw_build.c    ambuild/ambuildempty: heap scan -> Graph -> bulk writer
+ *   hnsw_walk.c     GraphAccess over pages: the graph walk used by scan/insert
+ *   hnsw_insert.c   aminsert: one element at a time, GenericXLog
+ *   hnsw_scan.c     index scan and cost estimate
+ *   hnsw_vacuum.c   ambulkdelete / amvacuumcleanup
+ *   hnsw_inspect.c  hierindex_index_info(), hierindex_check()
+ */
+#ifndef HIERINDEX_HNSW_H
+#define HIERINDEX_HNSW_H
+
+#include "postgres.h"
+
+#include "access/amapi.h"
+#include "access/generic_xlog.h"
+#include "access/reloptions.h"
+#include "nodes/execnodes.h"
+#include "storage/bufmgr.h"
+#include "storage/itemptr.h"
+#include "utils/relcache.h"
+
+#include "graph/graph.h"
+
+/* ------------------------------------------------------------------------
+ * Limits and defaults
+ * ------------------------------------------------------------------------ */
+#define HNSW_MAX_DIM			2000	/* as pgvector: one vector + header per page */
+#define HNSW_DEFAULT_M			16
+#define HNSW_MIN_M				2
+#define HNSW_MAX_M				100
+#define HNSW_DEFAULT_EF_CONSTRUCTION	64
+#define HNSW_MIN_EF_CONSTRUCTION	4
+#define HNSW_MAX_EF_CONSTRUCTION	1000
+#define HNSW_DEFAULT_EF_SEARCH	40
+#define HNSW_MIN_EF_SEARCH		1
+#define HNSW_MAX_EF_SEARCH		1000
+
+/* heap TIDs an element holds: rows with the identical vector share one */
+#define HNSW_HEAPTIDS			10
+
+/* ------------------------------------------------------------------------
+ * Pages
+ * ------------------------------------------------------------------------ */
+#define HNSW_METAPAGE_BLKNO		0
+#define HNSW_MAGIC				0x48535731	/* "HSW1" */
+#define HNSW_FORMAT_VERSION		1
+#define HNSW_PAGE_ID			0xFF91	/* last two bytes of every page */
+
+/* HnswPageOpaqueData.flags */
+#define HNSW_PAGE_META			0x0001
+#define HNSW_PAGE_ELEMENT		0x0002
+
+typedef struct HnswPageOpaqueData
+{
+	BlockNumber next_blkno;		/* reserved (InvalidBlockNumber) */
+	uint16		flags;
+	uint16		page_id;		/* HNSW_PAGE_ID */
+} HnswPageOpaqueData;
+
+typedef HnswPageOpaqueData *HnswPageOpaque;
+
+#define HnswPageGetOpaque(page) ((HnswPageOpaque) PageGetSpecialPointer(page))
+
+/* how the graph in the index was made (meta page, hierindex_index_info) */
+#define HNSW_BUILD_CPU			0	/* in-memory OpenMP build */
+#define HNSW_BUILD_GPU			1	/* GPU k-NN graph build */
+#define HNSW_BUILD_INSERTS		2	/* element by element (memory fallback) */
+
+/*
+ * Block 0.  Written by the build, then changed only under an exclusive
+ * buffer lock through GenericXLog.
+ */
+typedef struct HnswMetaPageData
+{
+	uint32		magic;			/* HNSW_MAGIC */
+	uint32		version;		/* HNSW_FORMAT_VERSION */
+	uint32		dimensions;		/* floats in each stored vector */
+	uint16		m;
+	uint16		ef_construction;
+	uint8		metric;			/* GraphMetric */
+	uint8		build_method;	/* HNSW_BUILD_* */
+	uint16		max_level;		/* level of the entry point */
+	ItemPointerData entry_point;	/* element tuple; invalid when empty */
+	uint16		unused;
+	BlockNumber insert_page;	/* where inserts look for free space first */
+	int64		element_count;	/* element tuples ever written */
+	int64		heaptid_count;	/* heap TIDs ever stored */
+	float8		build_seconds;	/* wall time of the CREATE INDEX */
+	uint64		seed;			/* level draws of the build */
+} HnswMetaPageData;
+
+typedef HnswMetaPageData *HnswMetaPage;
+
+#define HnswPageGetMeta(page) ((HnswMetaPage) PageGetContents(page))
+
+/*
+ * Element tuple: an indexed vector and the heap rows that hold it.
+ * Its neighbour lists are a separate tuple (neighbortid), on the same page
+ * whenever both fit.
+ */
+#define HNSW_ELEMENT_TUPLE		1
+#define HNSW_NEIGHBOR_TUPLE		2
+
+typedef struct HnswElementTupleData
+{
+	uint8		type;			/* HNSW_ELEMENT_TUPLE */
+	uint8		level;			/* top layer of this element */
+	uint8		deleted;		/* no live heap row; still a waypoint */
+	uint8		heaptid_count;	/* used entries of heaptids[] */
+	ItemPointerData heaptids[HNSW_HEAPTIDS];
+	ItemPointerData neighbortid;	/* its HnswNeighborTupleData */
+	uint16		unused;
+	float		vector[FLEXIBLE_ARRAY_MEMBER];	/* dimensions floats */
+} HnswElementTupleData;
+
+typedef HnswElementTupleData *HnswElementTuple;
+
+/*
+ * Neighbour tuple: for layer 0, 2m slots, then m slots per upper layer up to
+ * the element's level.  Each layer's list is packed at the front of its
+ * slots; the first invalid ItemPointer (or the end of the slots) ends it.
+ * Entries point at element tuples.
+ */
+typedef struct HnswNeighborTupleData
+{
+	uint8		type;			/* HNSW_NEIGHBOR_TUPLE */
+	uint8		level;			/* equals the element's level */
+	uint16		unused;
+	ItemPointerData slots[FLEXIBLE_ARRAY_MEMBER];
+} HnswNeighborTupleData;
+
+typedef HnswNeighborTupleData *HnswNeighborTuple;
+
+/* ------------------------------------------------------------------------
+ * Per-index facts every phase needs (from the meta page or the reloptions)
+ * ------------------------------------------------------------------------ */
+typedef struct HnswShape
+{
+	int			dimensions;
+	int			m;
+	int			m0;				/* 2 m */
+	int			ef_construction;
+	GraphMetric metric;
+} HnswShape;
+
+/* index options (reloptions) */
+typedef struct HnswOptions
+{
+	int32		vl_len_;		/* varlena header (do not touch directly) */
+	int			m;
+	int			ef_construction;
+} HnswOptions;
+
+/* build phases shown in pg_stat_progress_create_index (hnsw.c names them) */
+#define HNSW_PHASE_LOAD			2	/* loading tuples from the heap */
+#define HNSW_PHASE_GRAPH		3	/* linking the in-memory graph */
+#define HNSW_PHASE_WRITE		4	/* writing pages */
+
+/* settings (GUCs), defined in hnsw.c */
+extern int	hnsw_ef_search;
+extern int	hierindex_build_threads;	/* 0: all cores */
+
+/* hnsw.c */
+extern void hnsw_init(void);	/* called from _PG_init */
+extern int	hnsw_option_m(Relation index);
+extern int	hnsw_option_ef_construction(Relation index);
+extern int	hnsw_build_thread_count(void);	/* hierindex.build_threads or all cores */
+extern GraphMetric hnsw_index_metric(Relation index);	/* from opclass support 1 */
+
+/* hnsw_page.c: layout */
+extern Size hnsw_element_tuple_size(int dimensions);
+extern Size hnsw_neighbor_tuple_size(int level, int m);
+extern int	hnsw_neighbor_offset(int layer, int m);	/* first slot of a layer */
+extern int	hnsw_layer_width(int layer, int m);		/* 2m on 0, m above */
+extern void hnsw_init_page(Page page, uint16 flags);
+extern void hnsw_check_page(Relation index, Page page, BlockNumber blkno);
+
+/* hnsw_page.c: meta page */
+extern void hnsw_write_meta_page(Relation index, ForkNumber fork,
+								 const HnswMetaPageData *meta);	/* new block 0 */
+extern void hnsw_read_meta(Relation index, HnswMetaPageData *meta);	/* checked copy */
+extern void hnsw_shape_from_meta(const HnswMetaPageData *meta, HnswShape *shape);
+
+/*
+ * Prepare a datum for the index: detoast, check dimensions, normalise under
+ * cosine.  Writes `dimensions` floats to out; returns false for a vector that
+ * is not indexed (zero under cosine).  ERRORs on a dimension mismatch.
+ */
+extern bool hnsw_prepare_vector(const HnswShape *shape, Datum value, float *out);
+
+/* hnsw_write.c: the bulk page writer shared by every builder */
+typedef struct HnswHeapTids
+{
+	/* element i owns tids[start[i] .. start[i + 1]) (1..HNSW_HEAPTIDS) */
+	const ItemPointerData *tids;
+	const int64 *start;
+} HnswHeapTids;
+
+/*
+ * Lay out graph elements [0, graph->count) in breadth-first order from the
+ * entry point, write them after the meta page (which it also writes), and
+ * WAL-log everything once with log_newpage_range().  Index must be empty.
+ */
+extern void hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
+							 const HnswHeapTids *heaptids, uint8 build_method,
+							 float8 build_seconds);
+
+/* hnsw_build.c */
+extern IndexBuildResult *hnsw_build(Relation heap, Relation index, IndexInfo *info);
+extern void hnsw_build_empty(Relation index);
+
+/* hnsw_insert.c */
+extern bool hnsw_insert(Relation index, Datum *values, bool *isnull,
+						ItemPointer heap_tid, Relation heap,
+						IndexUniqueCheck check_unique, bool index_unchanged,
+						IndexInfo *info);
+
+/*
+ * Insert one prepared vector for heap_tid into a built index (the insert
+ * path, also used by a build that ran out of maintenance_work_mem).
+ */
+extern void hnsw_insert_vector(Relation index, const float *vector, ItemPointer heap_tid);
+
+/* hnsw_scan.c */
+extern IndexScanDesc hnsw_begin_scan(Relation index, int nkeys, int norderbys);
+extern void hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
+						ScanKey orderbys, int norderbys);
+extern bool hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir);
+extern void hnsw_end_scan(IndexScanDesc scan);
+extern void hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
+							   double loop_count, Cost *startup_cost,
+							   Cost *total_cost, Selectivity *selectivity,
+							   double *correlation, double *pages);
+
+/* hnsw_vacuum.c */
+extern IndexBulkDeleteResult *hnsw_bulk_delete(IndexVacuumInfo *info,
+											   IndexBulkDeleteResult *stats,
+											   IndexBulkDeleteCallback callback,
+											   void *callback_state);
+extern IndexBulkDeleteResult *hnsw_vacuum_cleanup(IndexVacuumInfo *info,
+												  IndexBulkDeleteResult *stats);
+
+#endif							/* HIERINDEX_HNSW_H */

@@ -1,0 +1,163 @@
+/*
+ * hnsw_page.c — page and tuple layout of hnsw indexes (see README).
+ *
+ * The one place that knows sizes and offsets: how big an element or
+ * neighbour tuple is, where a layer's neighbour slots start, how a page is
+ * initialised and checked, and how the meta page is written and read.  Every
+ * other phase goes through these functions, so the format can change in one
+ * place (with HNSW_FORMAT_VERSION).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/generic_xlog.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "utils/rel.h"
+
+#include "hnsw/hnsw.h"
+#include "vector.h"
+
+Size
+hnsw_element_tuple_size(int dimensions)
+{
+	return MAXALIGN(offsetof(HnswElementTupleData, vector) +
+					sizeof(float) * dimensions);
+}
+
+int
+hnsw_layer_width(int layer, int m)
+{
+	return layer == 0 ? 2 * m : m;
+}
+
+int
+hnsw_neighbor_offset(int layer, int m)
+{
+	return layer == 0 ? 0 : 2 * m + (layer - 1) * m;
+}
+
+Size
+hnsw_neighbor_tuple_size(int level, int m)
+{
+	return MAXALIGN(offsetof(HnswNeighborTupleData, slots) +
+					sizeof(ItemPointerData) * (2 * m + level * m));
+}
+
+void
+hnsw_init_page(Page page, uint16 flags)
+{
+	HnswPageOpaque opaque;
+
+	PageInit(page, BLCKSZ, sizeof(HnswPageOpaqueData));
+	opaque = HnswPageGetOpaque(page);
+	opaque->next_blkno = InvalidBlockNumber;
+	opaque->flags = flags;
+	opaque->page_id = HNSW_PAGE_ID;
+}
+
+/*
+ * ERROR on a page that is not one of ours (a corrupt or foreign block): every
+ * reader checks before trusting offsets inside it.
+ */
+void
+hnsw_check_page(Relation index, Page page, BlockNumber blkno)
+{
+	if (PageIsNew(page) ||
+		PageGetSpecialSize(page) != MAXALIGN(sizeof(HnswPageOpaqueData)) ||
+		HnswPageGetOpaque(page)->page_id != HNSW_PAGE_ID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" contains corrupted page at block %u",
+						RelationGetRelationName(index), blkno),
+				 errhint("Please REINDEX it.")));
+}
+
+/*
+ * Write block 0 of an empty fork.  The caller WAL-logs it: the bulk writer
+ * logs all pages at once, ambuildempty logs the init fork with log_newpage.
+ */
+void
+hnsw_write_meta_page(Relation index, ForkNumber fork, const HnswMetaPageData *meta)
+{
+	Buffer		buffer;
+	Page		page;
+
+	buffer = ReadBufferExtended(index, fork, P_NEW, RBM_NORMAL, NULL);
+	if (BufferGetBlockNumber(buffer) != HNSW_METAPAGE_BLKNO)
+		elog(ERROR, "index \"%s\" is not empty", RelationGetRelationName(index));
+	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+	page = BufferGetPage(buffer);
+	hnsw_init_page(page, HNSW_PAGE_META);
+	memcpy(HnswPageGetMeta(page), meta, sizeof(HnswMetaPageData));
+	((PageHeader) page)->pd_lower =
+		((char *) HnswPageGetMeta(page) + sizeof(HnswMetaPageData)) - (char *) page;
+	MarkBufferDirty(buffer);
+	UnlockReleaseBuffer(buffer);
+}
+
+void
+hnsw_read_meta(Relation index, HnswMetaPageData *meta)
+{
+	Buffer		buffer;
+	Page		page;
+
+	buffer = ReadBuffer(index, HNSW_METAPAGE_BLKNO);
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buffer);
+	hnsw_check_page(index, page, HNSW_METAPAGE_BLKNO);
+	memcpy(meta, HnswPageGetMeta(page), sizeof(HnswMetaPageData));
+	UnlockReleaseBuffer(buffer);
+
+	if (meta->magic != HNSW_MAGIC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" is not an hnsw index (bad magic number %08x)",
+						RelationGetRelationName(index), meta->magic)));
+	if (meta->version != HNSW_FORMAT_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("index \"%s\" has on-disk format version %u, this build reads version %d",
+						RelationGetRelationName(index), meta->version,
+						HNSW_FORMAT_VERSION),
+				 errhint("REINDEX it.")));
+}
+
+void
+hnsw_shape_from_meta(const HnswMetaPageData *meta, HnswShape *shape)
+{
+	shape->dimensions = meta->dimensions;
+	shape->m = meta->m;
+	shape->m0 = 2 * meta->m;
+	shape->ef_construction = meta->ef_construction;
+	shape->metric = (GraphMetric) meta->metric;
+}
+
+bool
+hnsw_prepare_vector(const HnswShape *shape, Datum value, float *out)
+{
+	Vector	   *vector = DatumGetVector(value);
+
+	if (vector->dim != shape->dimensions)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("expected %d dimensions, not %d",
+						shape->dimensions, vector->dim)));
+
+	if (shape->metric == GRAPH_METRIC_COSINE)
+	{
+		double		norm = 0.0;
+
+		for (int i = 0; i < vector->dim; i++)
+			norm += (double) vector->x[i] * vector->x[i];
+		if (!(norm > 0.0))
+			return false;		/* no direction: cosine distance undefined */
+		norm = sqrt(norm);
+		for (int i = 0; i < vector->dim; i++)
+			out[i] = (float) (vector->x[i] / norm);
+	}
+	else
+		memcpy(out, vector->x, sizeof(float) * vector->dim);
+	return true;
+}
