@@ -216,6 +216,34 @@ extern void hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph
 							 const HnswHeapTids *heaptids, uint8 build_method,
 							 float8 build_seconds);
 
+/*
+ * hnsw_walk.c: the graph of one index as a GraphAccess, so scans and inserts
+ * use the engine's own search (graph_walk_greedy, graph_walk_layer) and
+ * neighbour selection (graph_select_neighbors) on pages.  Handles are dense
+ * int32 numbers given to elements as the walk meets them.  All memory is
+ * palloc'd in the caller's current memory context.
+ */
+typedef struct HnswWalk HnswWalk;
+
+/*
+ * keep_vectors: copy each element's vector when its distance is computed
+ * (inserts need them for pair distances; scans do not).
+ */
+extern HnswWalk *hnsw_walk_begin(Relation index, const HnswShape *shape,
+								 int ef, bool keep_vectors);
+/* forget every handle and set a new prepared query vector */
+extern void hnsw_walk_reset(HnswWalk *walk, const float *query);
+extern GraphAccess *hnsw_walk_access(HnswWalk *walk);
+extern GraphWalkScratch *hnsw_walk_scratch(HnswWalk *walk);
+/* handle of an element tuple (assigning one if new) */
+extern int32 hnsw_walk_handle(HnswWalk *walk, ItemPointer element_tid);
+extern ItemPointer hnsw_walk_tid(HnswWalk *walk, int32 handle);
+/* the element's vector (keep_vectors walks, after its distance was computed) */
+extern const float *hnsw_walk_vector(HnswWalk *walk, int32 handle);
+/* distance between two elements' kept vectors: for graph_select_neighbors */
+extern float hnsw_walk_pair_distance(void *walk, int32 a, int32 b);
+extern void hnsw_walk_end(HnswWalk *walk);
+
 /* hnsw_build.c */
 extern IndexBuildResult *hnsw_build(Relation heap, Relation index, IndexInfo *info);
 extern void hnsw_build_empty(Relation index);
