@@ -27,8 +27,7 @@
 typedef struct BuildScratch
 {
 	GraphVisited *visited;
-	NeighborHeap candidates;
-	NeighborHeap results;
+	GraphWalkScratch walk;
 	GraphNeighbor *sorted;		/* ef_construction, ascending */
 	GraphNeighbor *selected;	/* up to m0 */
 	GraphNeighbor *pool;		/* 2 m0 + 1: a full list plus new links */
@@ -42,17 +41,12 @@ scratch_init(BuildScratch *scratch, const Graph *graph)
 
 	memset(scratch, 0, sizeof(*scratch));
 	scratch->visited = graph_visited_create(graph->capacity);
-	scratch->candidates.capacity = ef * 4 + 16;
-	scratch->candidates.items = malloc(sizeof(GraphNeighbor) * scratch->candidates.capacity);
-	scratch->candidates.max_heap = 0;
-	scratch->results.capacity = ef + 2;
-	scratch->results.items = malloc(sizeof(GraphNeighbor) * scratch->results.capacity);
-	scratch->results.max_heap = 1;
+	walk_scratch_alloc(&scratch->walk, ef, graph->m0);
 	scratch->sorted = malloc(sizeof(GraphNeighbor) * (ef + 1));
 	scratch->selected = malloc(sizeof(GraphNeighbor) * (graph->m0 + 1));
 	scratch->pool = malloc(sizeof(GraphNeighbor) * (2 * graph->m0 + 1));
 	scratch->pruned = malloc(sizeof(GraphNeighbor) * (graph->m0 + 1));
-	return scratch->visited && scratch->candidates.items && scratch->results.items &&
+	return scratch->visited && scratch->walk.candidates && scratch->walk.results &&
 		scratch->sorted && scratch->selected && scratch->pool && scratch->pruned ? 0 : -1;
 }
 
@@ -60,54 +54,11 @@ static void
 scratch_free(BuildScratch *scratch)
 {
 	graph_visited_free(scratch->visited);
-	free(scratch->candidates.items);
-	free(scratch->results.items);
+	walk_scratch_free(&scratch->walk);
 	free(scratch->sorted);
 	free(scratch->selected);
 	free(scratch->pool);
 	free(scratch->pruned);
-}
-
-static int
-compare_neighbors(const void *a, const void *b)
-{
-	const GraphNeighbor *x = a,
-			   *y = b;
-
-	if (x->distance != y->distance)
-		return x->distance < y->distance ? -1 : 1;
-	return (x->id > y->id) - (x->id < y->id);	/* ties: stable, deterministic */
-}
-
-/*
- * Algorithm 4 (without extending candidates or keeping pruned ones): walk the
- * candidates nearest first and keep one only if it is closer to the base
- * element than to every neighbour kept so far.  `sorted` is ascending.
- */
-static int
-select_neighbors(const Graph *graph, const GraphNeighbor *sorted, int count,
-				 int max, GraphNeighbor *selected)
-{
-	int			kept = 0;
-	int			dim = graph->params.dim;
-
-	for (int i = 0; i < count && kept < max; i++)
-	{
-		const float *candidate = graph->vectors + (int64_t) sorted[i].id * dim;
-		int			good = 1;
-
-		for (int j = 0; j < kept; j++)
-		{
-			if (graph_distance(graph, candidate, selected[j].id) < sorted[i].distance)
-			{
-				good = 0;
-				break;
-			}
-		}
-		if (good)
-			selected[kept++] = sorted[i];
-	}
-	return kept;
 }
 
 /*
@@ -138,8 +89,9 @@ prune_pool_into_slot(const Graph *graph, BuildScratch *scratch, int32_t *slot,
 {
 	int			kept;
 
-	qsort(scratch->pool, pooled, sizeof(GraphNeighbor), compare_neighbors);
-	kept = select_neighbors(graph, scratch->pool, pooled, max, scratch->pruned);
+	qsort(scratch->pool, pooled, sizeof(GraphNeighbor), graph_neighbor_compare);
+	kept = graph_select_neighbors(scratch->pool, pooled, max, memory_pair_distance,
+								  (void *) graph, scratch->pruned);
 	for (int i = 0; i < kept; i++)
 		slot[1 + i] = scratch->pruned[i].id;
 	slot[0] = kept;
@@ -187,6 +139,7 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 	int			level = graph->levels[id];
 	int			top;
 	int			holds_entry_lock;
+	MemoryWalk	walk;
 	int32_t		entry;
 	float		entry_distance;
 
@@ -204,9 +157,10 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 	if (!holds_entry_lock)
 		omp_unset_lock(entry_lock);
 
+	memory_walk_init(&walk, graph, vector, 1, scratch->visited);
 	entry_distance = graph_distance(graph, vector, entry);
 	for (int layer = top; layer > level; layer--)
-		entry = search_greedy(graph, vector, entry, &entry_distance, layer, 1);
+		entry = graph_walk_greedy(&walk.access, entry, &entry_distance, layer);
 
 	for (int layer = (level < top ? level : top); layer >= 0; layer--)
 	{
@@ -214,17 +168,12 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 		int			kept;
 		int32_t    *slot;
 
-		search_layer(graph, vector, entry, entry_distance,
-					 graph->params.ef_construction, layer, 1,
-					 scratch->visited, &scratch->candidates, &scratch->results);
-		found = scratch->results.size;
-		for (int i = found - 1; i >= 0; i--)
-			scratch->sorted[i] = heap_pop(&scratch->results);
-		/* equal distances come out of the heap in arbitrary order */
-		qsort(scratch->sorted, found, sizeof(GraphNeighbor), compare_neighbors);
-
-		kept = select_neighbors(graph, scratch->sorted, found, graph->params.m,
-								scratch->selected);
+		found = graph_walk_layer(&walk.access, &scratch->walk, entry, entry_distance,
+								 graph->params.ef_construction, layer,
+								 scratch->sorted);
+		kept = graph_select_neighbors(scratch->sorted, found, graph->params.m,
+									  memory_pair_distance, (void *) graph,
+									  scratch->selected);
 
 		slot = graph_slot(graph, id, layer);
 		graph_lock_element(graph, id);
@@ -408,21 +357,19 @@ graph_connect_unreachable(Graph *graph)
 			float		entry_distance;
 			int			found = 0;
 			int			linked = 0;
+			MemoryWalk	walk;
 
 			if (reachable[id])
 				continue;
 			missing++;
 			vector = graph->vectors + id * dim;
+			memory_walk_init(&walk, graph, vector, 0, scratch.visited);
 			entry_distance = graph_distance(graph, vector, entry);
 			for (int layer = graph->max_level; layer > 0; layer--)
-				entry = search_greedy(graph, vector, entry, &entry_distance, layer, 0);
-			search_layer(graph, vector, entry, entry_distance,
-						 graph->params.ef_construction, 0, 0, scratch.visited,
-						 &scratch.candidates, &scratch.results);
+				entry = graph_walk_greedy(&walk.access, entry, &entry_distance, layer);
 			/* nearest first into sorted[] */
-			found = scratch.results.size;
-			for (int i = found - 1; i >= 0; i--)
-				scratch.sorted[i] = heap_pop(&scratch.results);
+			found = graph_walk_layer(&walk.access, &scratch.walk, entry, entry_distance,
+									 graph->params.ef_construction, 0, scratch.sorted);
 
 			for (int i = 0; i < found && !linked; i++)
 			{

@@ -53,15 +53,29 @@ visited_test_and_set(GraphVisited *visited, int32_t id)
 }
 
 /*
- * Scratch for one thread's searches: heaps sized for ef and a visited set.
+ * The in-memory graph seen through GraphAccess, so the build and queries use
+ * the same walk code (graph_walk.c) as walks over index pages.  `lock` says
+ * whether neighbour lists must be read under the per-element locks (during
+ * a parallel build).
  */
-typedef struct SearchScratch
+typedef struct MemoryWalk
 {
+	GraphAccess access;
+	const Graph *graph;
+	const float *query;
+	int			lock;
 	GraphVisited *visited;
-	GraphNeighbor *candidates_items;
-	GraphNeighbor *results_items;
-	int			capacity;
-} SearchScratch;
+} MemoryWalk;
+
+extern void memory_walk_init(MemoryWalk *walk, const Graph *graph,
+							 const float *query, int lock, GraphVisited *visited);
+
+/* GraphWalkScratch arrays malloc'd for ef and the graph's m0; -1 when out of memory */
+extern int	walk_scratch_alloc(GraphWalkScratch *scratch, int ef, int m0);
+extern void walk_scratch_free(GraphWalkScratch *scratch);
+
+/* pair distance callback over the graph's own rows (context: the Graph) */
+extern float memory_pair_distance(void *context, int32_t a, int32_t b);
 
 /* Slot of element id on layer (1 + width int32: count, then ids). */
 static inline int32_t *
@@ -79,23 +93,6 @@ graph_layer_width(const Graph *graph, int layer)
 {
 	return layer == 0 ? graph->m0 : graph->params.m;
 }
-
-/*
- * Greedy descent: from `entry`, move to the closest neighbour on `layer`
- * until no neighbour is closer.  `lock` says whether neighbour lists must be
- * read under the per-element locks (during a parallel build).
- */
-extern int32_t search_greedy(const Graph *graph, const float *query, int32_t entry,
-							 float *entry_distance, int layer, int lock);
-
-/*
- * Beam search on one layer from the given entry: returns up to ef closest
- * elements in results (a max-heap; caller drains it).
- */
-extern void search_layer(const Graph *graph, const float *query, int32_t entry,
-						 float entry_distance, int ef, int layer, int lock,
-						 GraphVisited *visited, NeighborHeap *candidates,
-						 NeighborHeap *results);
 
 extern void graph_lock_element(const Graph *graph, int32_t id);
 extern void graph_unlock_element(const Graph *graph, int32_t id);

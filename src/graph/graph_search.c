@@ -25,21 +25,7 @@ heap_push(NeighborHeap *heap, float distance, int32_t id)
 	GraphNeighbor item = {distance, id};
 	int			i;
 
-	if (heap->size == heap->capacity)
-	{
-		/*
-		 * The candidate heap has no tight bound; grow it.  If memory runs out
-		 * the candidate is dropped: the search gets slightly less thorough,
-		 * never wrong.
-		 */
-		int			capacity = heap->capacity * 2 + 16;
-		GraphNeighbor *items = realloc(heap->items, sizeof(GraphNeighbor) * capacity);
-
-		if (items == NULL)
-			return;
-		heap->items = items;
-		heap->capacity = capacity;
-	}
+	/* callers guarantee room (graph_walk_layer checks the candidate heap) */
 	i = heap->size++;
 
 	while (i > 0)
@@ -96,78 +82,73 @@ copy_neighbors(const Graph *graph, int32_t id, int layer, int lock, int32_t *buf
 	return count;
 }
 
-int32_t
-search_greedy(const Graph *graph, const float *query, int32_t entry,
-			  float *entry_distance, int layer, int lock)
+static float
+memory_distance(void *context, int32_t id)
 {
-	int32_t		buf[2 * GRAPH_MAX_M];
-	int32_t		current = entry;
-	float		current_distance = *entry_distance;
-	int			changed = 1;
+	MemoryWalk *walk = context;
 
-	while (changed)
-	{
-		int			count = copy_neighbors(graph, current, layer, lock, buf);
+	return graph_distance(walk->graph, walk->query, id);
+}
 
-		changed = 0;
-		for (int i = 0; i < count; i++)
-		{
-			float		d = graph_distance(graph, query, buf[i]);
+static int
+memory_neighbors(void *context, int32_t id, int layer, int32_t *out)
+{
+	MemoryWalk *walk = context;
 
-			if (d < current_distance)
-			{
-				current_distance = d;
-				current = buf[i];
-				changed = 1;
-			}
-		}
-	}
-	*entry_distance = current_distance;
-	return current;
+	return copy_neighbors(walk->graph, id, layer, walk->lock, out);
+}
+
+static void
+memory_visited_reset(void *context)
+{
+	visited_reset(((MemoryWalk *) context)->visited);
+}
+
+static int
+memory_visited_test_and_set(void *context, int32_t id)
+{
+	return visited_test_and_set(((MemoryWalk *) context)->visited, id);
 }
 
 void
-search_layer(const Graph *graph, const float *query, int32_t entry,
-			 float entry_distance, int ef, int layer, int lock,
-			 GraphVisited *visited, NeighborHeap *candidates,
-			 NeighborHeap *results)
+memory_walk_init(MemoryWalk *walk, const Graph *graph, const float *query,
+				 int lock, GraphVisited *visited)
 {
-	int32_t		buf[2 * GRAPH_MAX_M];
+	walk->access.context = walk;
+	walk->access.distance = memory_distance;
+	walk->access.neighbors = memory_neighbors;
+	walk->access.visited_reset = memory_visited_reset;
+	walk->access.visited_test_and_set = memory_visited_test_and_set;
+	walk->graph = graph;
+	walk->query = query;
+	walk->lock = lock;
+	walk->visited = visited;
+}
 
-	visited_reset(visited);
-	candidates->size = 0;
-	results->size = 0;
-	visited_test_and_set(visited, entry);
-	heap_push(candidates, entry_distance, entry);
-	heap_push(results, entry_distance, entry);
+float
+memory_pair_distance(void *context, int32_t a, int32_t b)
+{
+	const Graph *graph = context;
 
-	while (candidates->size > 0)
-	{
-		GraphNeighbor nearest = heap_pop(candidates);
-		int			count;
+	return graph_distance(graph, graph->vectors + (int64_t) a * graph->params.dim, b);
+}
 
-		/* every remaining candidate is farther than our worst result */
-		if (nearest.distance > heap_top(results).distance && results->size >= ef)
-			break;
+int
+walk_scratch_alloc(GraphWalkScratch *scratch, int ef, int m0)
+{
+	scratch->ef = ef;
+	scratch->candidate_capacity = graph_walk_candidate_capacity(ef, m0);
+	scratch->candidates = malloc(sizeof(GraphNeighbor) * scratch->candidate_capacity);
+	scratch->results = malloc(sizeof(GraphNeighbor) * (ef + 2));
+	return scratch->candidates && scratch->results ? 0 : -1;
+}
 
-		count = copy_neighbors(graph, nearest.id, layer, lock, buf);
-		for (int i = 0; i < count; i++)
-		{
-			int32_t		id = buf[i];
-			float		d;
-
-			if (visited_test_and_set(visited, id))
-				continue;
-			d = graph_distance(graph, query, id);
-			if (results->size < ef || d < heap_top(results).distance)
-			{
-				heap_push(candidates, d, id);
-				heap_push(results, d, id);
-				if (results->size > ef)
-					heap_pop(results);
-			}
-		}
-	}
+void
+walk_scratch_free(GraphWalkScratch *scratch)
+{
+	free(scratch->candidates);
+	free(scratch->results);
+	scratch->candidates = scratch->results = NULL;
 }
 
 int
@@ -178,8 +159,9 @@ graph_search(const Graph *graph, const float *query, int k, int ef,
 	float	   *normalised = NULL;
 	int32_t		entry = graph->entry_point;
 	float		entry_distance;
-	NeighborHeap candidates,
-				results;
+	MemoryWalk	walk;
+	GraphWalkScratch scratch = {0};
+	GraphNeighbor *results = NULL;
 	int			found;
 
 	if (entry == GRAPH_NO_ELEMENT || k < 1)
@@ -205,36 +187,25 @@ graph_search(const Graph *graph, const float *query, int k, int ef,
 		q = normalised;
 	}
 
+	memory_walk_init(&walk, graph, q, 0, visited);
 	entry_distance = graph_distance(graph, q, entry);
 	for (int layer = graph->max_level; layer > 0; layer--)
-		entry = search_greedy(graph, q, entry, &entry_distance, layer, 0);
+		entry = graph_walk_greedy(&walk.access, entry, &entry_distance, layer);
 
-	candidates.items = malloc(sizeof(GraphNeighbor) * (ef * 2 * graph->m0 + 1));
-	results.items = malloc(sizeof(GraphNeighbor) * (ef + 2));
-	if (candidates.items == NULL || results.items == NULL)
+	if (walk_scratch_alloc(&scratch, ef, graph->m0) != 0 ||
+		(results = malloc(sizeof(GraphNeighbor) * ef)) == NULL)
 	{
-		free(candidates.items);
-		free(results.items);
+		walk_scratch_free(&scratch);
 		free(normalised);
 		return -1;
 	}
-	candidates.capacity = ef * 2 * graph->m0 + 1;
-	candidates.max_heap = 0;
-	results.capacity = ef + 2;
-	results.max_heap = 1;
+	found = graph_walk_layer(&walk.access, &scratch, entry, entry_distance, ef, 0, results);
+	if (found > k)
+		found = k;
+	memcpy(out, results, sizeof(GraphNeighbor) * found);
 
-	search_layer(graph, q, entry, entry_distance, ef, 0, 0, visited,
-				 &candidates, &results);
-
-	/* drain the max-heap: farthest first, so fill out[] from the back */
-	while (results.size > k)
-		heap_pop(&results);
-	found = results.size;
-	for (int i = found - 1; i >= 0; i--)
-		out[i] = heap_pop(&results);
-
-	free(candidates.items);
-	free(results.items);
+	free(results);
+	walk_scratch_free(&scratch);
 	free(normalised);
 	return found;
 }

@@ -395,6 +395,179 @@ test_edge_cases(void)
 	graph_free(graph);
 }
 
+/*
+ * A graph seen through GraphAccess with handles that are a permutation of
+ * the element ids, the way the index scan sees pages: the walk must find
+ * exactly what the in-memory search finds.
+ */
+typedef struct PermutedAccess
+{
+	GraphAccess access;
+	const Graph *graph;
+	const float *query;
+	int32_t    *handle_of;		/* element id -> handle */
+	int32_t    *id_of;			/* handle -> element id */
+	uint32_t   *marks;
+	uint32_t	generation;
+	int64_t		distance_calls;
+} PermutedAccess;
+
+static float
+permuted_distance(void *context, int32_t handle)
+{
+	PermutedAccess *p = context;
+
+	p->distance_calls++;
+	return graph_distance(p->graph, p->query, p->id_of[handle]);
+}
+
+static int
+permuted_neighbors(void *context, int32_t handle, int layer, int32_t *out)
+{
+	PermutedAccess *p = context;
+	const int32_t *ids;
+	int			count = graph_neighbors(p->graph, p->id_of[handle], layer, &ids);
+
+	for (int i = 0; i < count; i++)
+		out[i] = p->handle_of[ids[i]];
+	return count;
+}
+
+static void
+permuted_visited_reset(void *context)
+{
+	((PermutedAccess *) context)->generation++;
+}
+
+static int
+permuted_visited_test_and_set(void *context, int32_t handle)
+{
+	PermutedAccess *p = context;
+
+	if (p->marks[handle] == p->generation)
+		return 1;
+	p->marks[handle] = p->generation;
+	return 0;
+}
+
+static void
+test_walk_through_callbacks(void)
+{
+	const int	n = 3000,
+				dim = 16,
+				ef = 40;
+	GraphParams params = {dim, 8, 40, GRAPH_METRIC_L2, 5};
+	const char *error = NULL;
+	float	   *data = make_clustered(n, dim, 20, 99);
+	Graph	   *graph = graph_create(&params, n, &error);
+	GraphVisited *visited = graph_visited_create(n);
+	PermutedAccess p = {0};
+	GraphWalkScratch scratch;
+	GraphNeighbor *walked = malloc(sizeof(GraphNeighbor) * ef);
+	GraphNeighbor *searched = malloc(sizeof(GraphNeighbor) * ef);
+	int			same = 0;
+
+	for (int i = 0; i < n; i++)
+		graph_set_vector(graph, i, data + (int64_t) i * dim);
+	graph_build_range(graph, 0, n, 1);
+
+	p.access.context = &p;
+	p.access.distance = permuted_distance;
+	p.access.neighbors = permuted_neighbors;
+	p.access.visited_reset = permuted_visited_reset;
+	p.access.visited_test_and_set = permuted_visited_test_and_set;
+	p.graph = graph;
+	p.handle_of = malloc(sizeof(int32_t) * n);
+	p.id_of = malloc(sizeof(int32_t) * n);
+	p.marks = calloc(n, sizeof(uint32_t));
+	for (int i = 0; i < n; i++)
+		p.handle_of[i] = (int32_t) ((i * 7919L) % n);	/* 7919 is prime, coprime to n */
+	for (int i = 0; i < n; i++)
+		p.id_of[p.handle_of[i]] = i;
+	scratch.ef = ef;
+	scratch.candidate_capacity = graph_walk_candidate_capacity(ef, 2 * params.m);
+	scratch.candidates = malloc(sizeof(GraphNeighbor) * scratch.candidate_capacity);
+	scratch.results = malloc(sizeof(GraphNeighbor) * (ef + 2));
+
+	for (int q = 0; q < 20; q++)
+	{
+		const float *query = data + (int64_t) (q * 131) * dim;
+		int32_t		entry = p.handle_of[graph->entry_point];
+		float		entry_distance;
+		int			found,
+					expected;
+		int			match = 1;
+
+		p.query = query;
+		entry_distance = permuted_distance(&p, entry);
+		for (int layer = graph->max_level; layer > 0; layer--)
+			entry = graph_walk_greedy(&p.access, entry, &entry_distance, layer);
+		found = graph_walk_layer(&p.access, &scratch, entry, entry_distance, ef, 0, walked);
+		expected = graph_search(graph, query, ef, ef, visited, searched);
+		match = found == expected;
+		for (int i = 0; match && i < found; i++)
+			match = walked[i].distance == searched[i].distance &&
+				p.id_of[walked[i].id] == searched[i].id;
+		same += match;
+	}
+	UNIT_CHECK(same == 20, "walk through callbacks with permuted handles equals the in-memory search (%d of 20 queries)", same);
+	UNIT_CHECK(walked[0].distance <= walked[1].distance, "walk results come nearest first");
+
+	free(scratch.candidates);
+	free(scratch.results);
+	free(p.handle_of);
+	free(p.id_of);
+	free(p.marks);
+	free(walked);
+	free(searched);
+	graph_visited_free(visited);
+	graph_free(graph);
+	free(data);
+}
+
+/*
+ * A graph grown from a small capacity holds the same vectors and levels as
+ * one created at full size, and builds to the same result with one thread.
+ */
+static void
+test_grow(void)
+{
+	const int	n = 2000,
+				dim = 8;
+	GraphParams params = {dim, 6, 30, GRAPH_METRIC_L2, 11};
+	const char *error = NULL;
+	float	   *data = make_clustered(n, dim, 10, 7);
+	Graph	   *grown = graph_create(&params, 10, &error);
+	Graph	   *direct = graph_create(&params, n, &error);
+	int			levels_equal = 1;
+	int			links_equal;
+	int			grow_failures = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (i == grown->capacity)
+			grow_failures += graph_grow(grown, grown->capacity * 3) != 0;
+		graph_set_vector(grown, i, data + (int64_t) i * dim);
+		graph_set_vector(direct, i, data + (int64_t) i * dim);
+	}
+	UNIT_CHECK(grow_failures == 0 && grown->capacity >= n && grown->count == n, "grown to %lld elements",
+			   (long long) grown->capacity);
+	for (int i = 0; i < n; i++)
+		levels_equal &= grown->levels[i] == direct->levels[i];
+	UNIT_CHECK(levels_equal, "grown graph drew the same levels");
+	UNIT_CHECK(memcmp(grown->vectors, direct->vectors, sizeof(float) * n * dim) == 0,
+			   "grown graph kept every vector");
+	graph_build_range(grown, 0, n, 1);
+	graph_build_range(direct, 0, n, 1);
+	links_equal = memcmp(grown->links0, direct->links0,
+						 sizeof(int32_t) * (size_t) n * (1 + grown->m0)) == 0;
+	UNIT_CHECK(links_equal, "grown and directly created graphs build identically");
+	UNIT_CHECK(check_structure(grown) == 0, "grown graph structure clean");
+	graph_free(grown);
+	graph_free(direct);
+	free(data);
+}
+
 int
 main(void)
 {
@@ -406,5 +579,7 @@ main(void)
 	test_recall_per_metric();
 	test_recall_grows_with_ef();
 	test_determinism_and_threads();
+	test_walk_through_callbacks();
+	test_grow();
 	return unit_summary();
 }
