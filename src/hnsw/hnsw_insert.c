@@ -80,7 +80,7 @@ typedef struct PrunePool
 {
 	GraphMetric metric;
 	int			dimensions;
-	float	  **vectors;
+	const float **vectors;
 } PrunePool;
 
 /* ------------------------------------------------------------------------
@@ -473,8 +473,10 @@ prune_pair_distance(void *context, int32 a, int32 b)
 /*
  * What Algorithm 4 keeps, at most `width`, of the full list `list` plus the
  * new element, as seen from the target element (whose vector is `base`).
- * Reads the members' vectors under share locks, one page at a time.
- * Writes the kept TIDs to out[] and returns how many.
+ * The members' vectors come through the insert's walk, which has read most
+ * of them already (they lie near the new element) and reads the others now,
+ * under share locks, one page at a time.  Writes the kept TIDs to out[] and
+ * returns how many.
  */
 static int
 prune_list(InsertState *state, const float *base, const ItemPointerData *list,
@@ -483,29 +485,39 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 	int			dims = state->shape.dimensions;
 	GraphNeighbor sorted[2 * GRAPH_MAX_M + 1];
 	GraphNeighbor kept[2 * GRAPH_MAX_M + 1];
+	int32		handles[2 * GRAPH_MAX_M];
 	ItemPointerData tids[2 * GRAPH_MAX_M + 1];
-	float	   *vectors[2 * GRAPH_MAX_M + 1];
+	const float *vectors[2 * GRAPH_MAX_M + 1];
 	PrunePool	pool = {state->shape.metric, dims, vectors};
 	int			pooled = 0;
 	int			nkept;
 
+	/* read first: a new handle may move the walk's vectors */
+	for (int i = 0; i < count; i++)
+	{
+		handles[i] = hnsw_walk_handle(state->walk, (ItemPointer) &list[i]);
+		(void) hnsw_walk_vector(state->walk, handles[i]);
+	}
 	for (int i = 0; i <= count; i++)
 	{
-		ItemPointerData tid = i < count ? list[i] : *new_tid;
-		ElementFacts facts;
+		const float *vector;
 
-		vectors[pooled] = palloc(sizeof(float) * dims);
 		if (i == count)
-			memcpy(vectors[pooled], state->vector, sizeof(float) * dims);
-		else if (!read_element(state, &tid, &facts, vectors[pooled]))
 		{
-			pfree(vectors[pooled]);
-			continue;			/* a bad link: pruning drops it */
+			vector = state->vector;
+			tids[pooled] = *new_tid;
 		}
-		tids[pooled] = tid;
+		else
+		{
+			vector = hnsw_walk_vector(state->walk, handles[i]);
+			if (vector == NULL)
+				continue;		/* a bad link: pruning drops it */
+			tids[pooled] = list[i];
+		}
+		vectors[pooled] = vector;
 		sorted[pooled].id = pooled;
 		sorted[pooled].distance = graph_metric_distance(state->shape.metric, base,
-														vectors[pooled], dims);
+														vector, dims);
 		pooled++;
 	}
 	qsort(sorted, pooled, sizeof(GraphNeighbor), graph_neighbor_compare);
@@ -513,8 +525,6 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 								   &pool, kept);
 	for (int i = 0; i < nkept; i++)
 		out[i] = tids[kept[i].id];
-	for (int i = 0; i < pooled; i++)
-		pfree(vectors[i]);
 	return nkept;
 }
 
@@ -522,14 +532,15 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
  * Give the neighbour at `target` a link to the new element on `layer`.  The
  * list is re-read under the exclusive lock: appended to when there is room,
  * else pruned from vectors read beforehand, and redone if the list changed
- * in between.  `base` is the target's vector (kept by the walk).
+ * in between.  `target_handle` names the target in the insert's walk.
  */
 static void
-add_back_link(InsertState *state, ItemPointer target, const float *base,
+add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			  int layer, ItemPointer new_tid)
 {
 	int			m = state->shape.m;
 	int			width = hnsw_layer_width(layer, m);
+	float	   *base = NULL;
 	ElementFacts facts;
 
 	if (!read_element(state, target, &facts, NULL) || facts.level < layer)
@@ -556,8 +567,20 @@ add_back_link(InsertState *state, ItemPointer target, const float *base,
 		if (seen_count < 0 || list_contains(seen, seen_count, new_tid))
 			return;
 		if (seen_count >= width)
+		{
+			/* a copy: the walk's vectors may move as it meets new elements */
+			if (base == NULL)
+			{
+				const float *vector = hnsw_walk_vector(state->walk, target_handle);
+
+				if (vector == NULL)
+					return;
+				base = palloc(sizeof(float) * state->shape.dimensions);
+				memcpy(base, vector, sizeof(float) * state->shape.dimensions);
+			}
 			pruned_count = prune_list(state, base, seen, seen_count, new_tid,
 									  width, pruned);
+		}
 
 		buffer = ReadBuffer(state->index, blkno);
 		LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
@@ -729,8 +752,10 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 	if (ItemPointerIsValid(&meta.entry_point) &&
 		choose_neighbors(state, &meta))
 	{
+		/* it shares an identical element's tuple */
+		hnsw_walk_end(state->walk);
 		UnlockPage(index, HNSW_METAPAGE_BLKNO, entry_lock);
-		return;					/* shares an identical element's tuple */
+		return;
 	}
 
 	/* step a; an empty index gets its entry point in the same record */
@@ -743,10 +768,13 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 		InsertLayer *chosen = &state->layers[layer];
 
 		for (int i = 0; i < chosen->count; i++)
-			add_back_link(state, &chosen->tids[i],
-						  hnsw_walk_vector(state->walk, chosen->handles[i]),
+			add_back_link(state, &chosen->tids[i], chosen->handles[i],
 						  layer, &element_tid);
 	}
+
+	/* the walk keeps a buffer pinned */
+	if (state->walk != NULL)
+		hnsw_walk_end(state->walk);
 
 	/* step c: now fully linked, it may become the entry point */
 	if (becomes_entry && ItemPointerIsValid(&meta.entry_point))
