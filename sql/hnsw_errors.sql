@@ -21,11 +21,15 @@ CREATE INDEX ON hnsw_err USING hnsw (v) WITH (m = 2, ef_construction = 3);
 CREATE INDEX ON hnsw_err USING hnsw (v) WITH (lists = 100);
 CREATE INDEX ON hnsw_err USING hnsw (v) WITH (ef_search = 40);
 CREATE INDEX ON hnsw_err USING hnsw (v) WITH (m = 'sixteen');
-CREATE INDEX ON hnsw_err USING hnsw (v) WITH (m = 2.5);
 CREATE INDEX ON hnsw_err USING hnsw (v) WITH (ef_construction = '');
 CREATE INDEX ON hnsw_err USING hnsw (v) WITH (m = 99999999999);
 -- none of them made an index
 SELECT count(*) FROM pg_index WHERE indrelid = 'hnsw_err'::regclass;
+-- PostgreSQL rounds a fractional value of an integer option (as it does for
+-- every integer reloption and setting): 2.5 is taken, as rint(2.5) = 2
+CREATE INDEX hnsw_err_frac ON hnsw_err USING hnsw (v) WITH (m = 2.5);
+SELECT m FROM hierindex_index_info('hnsw_err_frac');
+DROP INDEX hnsw_err_frac;
 
 -- the edges of the ranges are accepted
 CREATE INDEX hnsw_err_edge1 ON hnsw_err USING hnsw (v) WITH (m = 2, ef_construction = 4);

@@ -15,7 +15,7 @@
 -- run): with hnsw.ef_search 1000 the scan is exact there too, and the first
 -- 10 ids of 20 queries must equal those of a sequential scan.
 
-CREATE TABLE hnsw_items (id int PRIMARY KEY, v vector(3));
+CREATE TABLE hnsw_items (id int, v vector(3));
 INSERT INTO hnsw_items VALUES
 	(1, '[-1.4,-0.2,-0.8]'),
 	(2, '[-0.5,-0.9,1.6]'),
@@ -29,13 +29,13 @@ INSERT INTO hnsw_items VALUES
 	(10, '[2.9,-1.5,-0.8]'),
 	(11, '[1.4,4.5,-2.1]'),
 	(12, '[-4.6,4.7,3.3]');
-CREATE TABLE hnsw_queries (qid int PRIMARY KEY, q vector(3));
+CREATE TABLE hnsw_queries (qid int, q vector(3));
 INSERT INTO hnsw_queries VALUES
 	(1, '[2.9,0.2,-2.7]'),
 	(2, '[-3.5,-2.0,-0.4]'),
 	(3, '[-4.3,2.0,2.3]');
 
--- Only the index may answer (the queries table has no index: a seq scan).
+-- Only the index may answer (the queries table has none: a seq scan there).
 SET enable_seqscan = off;
 
 -- ---------------------------------------------------------------------------
@@ -54,10 +54,15 @@ FROM hnsw_queries ORDER BY qid;
 SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <-> q LIMIT 12)
 FROM hnsw_queries ORDER BY qid;
 -- ... and by a sequential scan: the same arrays
+SET enable_seqscan = on;
 SET enable_indexscan = off;
+EXPLAIN (COSTS OFF)
+SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <-> q LIMIT 12)
+FROM hnsw_queries ORDER BY qid;
 SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <-> q LIMIT 12)
 FROM hnsw_queries ORDER BY qid;
 RESET enable_indexscan;
+SET enable_seqscan = off;
 DROP INDEX hnsw_items_l2;
 
 -- the default operator class is vector_l2_ops
@@ -78,10 +83,12 @@ SELECT id, round((v <#> '[2.9,0.2,-2.7]')::numeric, 4) AS distance
 FROM hnsw_items ORDER BY v <#> '[2.9,0.2,-2.7]' LIMIT 5;
 SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <#> q LIMIT 12)
 FROM hnsw_queries ORDER BY qid;
+SET enable_seqscan = on;
 SET enable_indexscan = off;
 SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <#> q LIMIT 12)
 FROM hnsw_queries ORDER BY qid;
 RESET enable_indexscan;
+SET enable_seqscan = off;
 DROP INDEX hnsw_items_ip;
 
 -- ---------------------------------------------------------------------------
@@ -95,10 +102,12 @@ SELECT id, round((v <=> '[2.9,0.2,-2.7]')::numeric, 4) AS distance
 FROM hnsw_items ORDER BY v <=> '[2.9,0.2,-2.7]' LIMIT 5;
 SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <=> q LIMIT 12)
 FROM hnsw_queries ORDER BY qid;
+SET enable_seqscan = on;
 SET enable_indexscan = off;
 SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <=> q LIMIT 12)
 FROM hnsw_queries ORDER BY qid;
 RESET enable_indexscan;
+SET enable_seqscan = off;
 -- a scaled query has the same cosine order (the index stores unit vectors)
 SELECT array(SELECT id FROM hnsw_items ORDER BY v <=> '[29,2,-27]' LIMIT 12)
 	= array(SELECT id FROM hnsw_items ORDER BY v <=> '[2.9,0.2,-2.7]' LIMIT 12)
@@ -116,10 +125,12 @@ SELECT id, round((v <+> '[2.9,0.2,-2.7]')::numeric, 4) AS distance
 FROM hnsw_items ORDER BY v <+> '[2.9,0.2,-2.7]' LIMIT 5;
 SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <+> q LIMIT 12)
 FROM hnsw_queries ORDER BY qid;
+SET enable_seqscan = on;
 SET enable_indexscan = off;
 SELECT qid, array(SELECT id FROM hnsw_items ORDER BY v <+> q LIMIT 12)
 FROM hnsw_queries ORDER BY qid;
 RESET enable_indexscan;
+SET enable_seqscan = off;
 DROP INDEX hnsw_items_l1;
 
 -- ---------------------------------------------------------------------------
