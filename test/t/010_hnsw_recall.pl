@@ -1,5 +1,3 @@
-# Copyright (c) hierindex contributors
-#
 # 010_hnsw_recall.pl — recall of a bulk-built hnsw index, per operator class.
 #
 # 10000 clustered 64-d vectors (100 centres uniform in [-1,1]^64, each point
