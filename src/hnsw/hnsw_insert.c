@@ -571,7 +571,7 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 	for (int i = 0; i < nkept; i++)
 		out[i] = tids[kept[i].id];
 
-	/* copies of the new link that it pushed out (see relink_copies) */
+	/* copies of the new link that it pushed out (relinked by the caller) */
 	*displaced_count = 0;
 	for (int i = 1; i < pooled; i++)
 	{
