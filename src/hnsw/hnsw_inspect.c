@@ -53,6 +53,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/bitmapset.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
 #include "storage/lmgr.h"
@@ -449,15 +450,16 @@ hierindex_index_info(PG_FUNCTION_ARGS)
  * hierindex_check
  * ------------------------------------------------------------------------ */
 
-/* what a TID in the index points at (only sound tuples are recorded) */
-#define CHECK_ELEMENT			1
-#define CHECK_NEIGHBOR			2
+/* what a TID in the index points at */
+#define CHECK_ELEMENT			1	/* a sound element tuple */
+#define CHECK_NEIGHBOR			2	/* a sound neighbour tuple */
+#define CHECK_DAMAGED			3	/* a tuple already reported as bad */
 
 typedef struct CheckTidEntry
 {
 	uint64		key;			/* (block << 16) | offset */
 	int32		position;		/* in CheckState.elements or .neighbors */
-	uint8		kind;			/* CHECK_ELEMENT or CHECK_NEIGHBOR */
+	uint8		kind;			/* CHECK_ELEMENT, CHECK_NEIGHBOR, CHECK_DAMAGED */
 	char		status;			/* simplehash's */
 } CheckTidEntry;
 
@@ -510,6 +512,7 @@ typedef struct CheckState
 	HnswMetaPageData meta;
 	BlockNumber nblocks;
 	checktid_hash *tids;
+	Bitmapset  *bad_pages;		/* blocks that failed the page check */
 	CheckElement *elements;
 	int64		element_count;
 	int64		element_capacity;
@@ -651,6 +654,7 @@ check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 					 psprintf("element tuple is %zu bytes, %u dimensions need %zu",
 							  length, cs->meta.dimensions,
 							  element_min_length(cs->meta.dimensions)));
+		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
 		return;
 	}
 	if (etup->level > cs->meta.max_level || etup->level > GRAPH_MAX_LEVEL)
@@ -703,6 +707,7 @@ check_neighbor_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 		check_report(cs, "level out of range", blkno, offnum,
 					 psprintf("neighbour tuple level %u, limit %d",
 							  ntup->level, GRAPH_MAX_LEVEL));
+		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
 		return;
 	}
 	if (length < neighbor_min_length(ntup->level, cs->meta.m))
@@ -711,6 +716,7 @@ check_neighbor_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 					 psprintf("neighbour tuple is %zu bytes, level %u with m = %u needs %zu",
 							  length, ntup->level, cs->meta.m,
 							  neighbor_min_length(ntup->level, cs->meta.m)));
+		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
 		return;
 	}
 	if (cs->neighbor_count == cs->neighbor_capacity)
@@ -760,7 +766,10 @@ check_pages(CheckState *cs, bool links)
 		if (why)
 		{
 			if (!links)
+			{
 				check_report(cs, "bad page", blkno, InvalidOffsetNumber, why);
+				cs->bad_pages = bms_add_member(cs->bad_pages, (int) blkno);
+			}
 			continue;
 		}
 
@@ -787,15 +796,21 @@ check_pages(CheckState *cs, bool links)
 			if (item == NULL)
 			{
 				if (why)
+				{
 					check_report(cs, "bad tuple", blkno, offnum, why);
+					check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
+				}
 			}
 			else if (item[0] == HNSW_ELEMENT_TUPLE)
 				check_element_tuple(cs, blkno, offnum, (HnswElementTuple) item, length);
 			else if (item[0] == HNSW_NEIGHBOR_TUPLE)
 				check_neighbor_tuple(cs, blkno, offnum, (HnswNeighborTuple) item, length);
 			else
+			{
 				check_report(cs, "bad tuple", blkno, offnum,
 							 psprintf("tuple of unknown type %u", (uint8) item[0]));
+				check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
+			}
 		}
 	}
 	FreeAccessStrategy(strategy);
@@ -825,7 +840,9 @@ check_neighbor_ownership(CheckState *cs)
 			check_report(cs, "missing neighbour tuple", blkno, offnum,
 						 psprintf("neighbour TID %s points at %s",
 								  tid_text(&element->neighbortid),
-								  entry ? "an element tuple" : "no readable neighbour tuple"));
+								  entry == NULL ? "no tuple" :
+								  entry->kind == CHECK_ELEMENT ? "an element tuple" :
+								  "a damaged tuple"));
 			continue;
 		}
 		neighbor = &cs->neighbors[entry->position];
@@ -862,9 +879,13 @@ check_link_target_text(CheckState *cs, const ItemPointerData *target)
 		return psprintf("block %u is outside the element pages (1 to %u)",
 						blkno, cs->nblocks - 1);
 	entry = checktid_lookup(cs->tids, tid_key_of(target));
+	if (bms_is_member((int) blkno, cs->bad_pages))
+		return psprintf("block %u failed the page check", blkno);
 	if (entry && entry->kind == CHECK_NEIGHBOR)
 		return "it is a neighbour tuple";
-	return "there is no sound element tuple there";
+	if (entry && entry->kind == CHECK_DAMAGED)
+		return "the tuple there is damaged";
+	return "there is no tuple there";
 }
 
 static void
