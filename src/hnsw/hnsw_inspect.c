@@ -33,9 +33,11 @@
  *
  * To see one consistent state it takes ShareLock on the table and the
  * index, which blocks writers (inserts, VACUUM) for its duration, as
- * amcheck's bt_index_parent_check does.  During recovery (hot standby) only
- * AccessShareLock may be taken; replay may then change pages between the
- * passes, and a row may describe a state that replay has since repaired.
+ * amcheck's bt_index_parent_check does.  That lock is taken only for a role
+ * that LOCK TABLE would give it to (UPDATE, DELETE or TRUNCATE on the table)
+ * and only outside recovery; otherwise the check runs under AccessShareLock,
+ * says so in a NOTICE, and a change made (or replayed) between the passes
+ * may show up as a problem that a second run does not repeat.
  *
  * Who may call them: anyone with SELECT on the index's table, the same
  * people who could read the vectors anyway.
@@ -78,9 +80,17 @@ typedef struct InspectedIndex
 	const char *amname;			/* "hnsw" or "matryoshka" */
 } InspectedIndex;
 
+/*
+ * Open and lock the table and the index.  block_writers asks for ShareLock
+ * (hierindex_check wants one consistent state); it is granted only where
+ * LOCK TABLE ... IN SHARE MODE would be (UPDATE, DELETE or TRUNCATE on the
+ * table) and outside recovery, otherwise AccessShareLock is taken: a user
+ * who may only read a table must not be able to stall its writers.
+ */
 static void
-inspect_open(Oid indexoid, LOCKMODE lockmode, InspectedIndex *target)
+inspect_open(Oid indexoid, bool block_writers, InspectedIndex *target)
 {
+	LOCKMODE	lockmode = AccessShareLock;
 	char		relkind = get_rel_relkind(indexoid);
 	char	   *relname;
 	Oid			heapoid;
@@ -110,6 +120,10 @@ inspect_open(Oid indexoid, LOCKMODE lockmode, InspectedIndex *target)
 	aclresult = pg_class_aclcheck(heapoid, GetUserId(), ACL_SELECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(heapoid));
+	if (block_writers && !RecoveryInProgress() &&
+		pg_class_aclmask(heapoid, GetUserId(), ACL_UPDATE | ACL_DELETE | ACL_TRUNCATE,
+						 ACLMASK_ANY) != 0)
+		lockmode = ShareLock;
 
 	/* table before index, as every other index user locks them */
 	target->lockmode = lockmode;
@@ -325,7 +339,7 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	inspect_open(indexoid, AccessShareLock, &target);
+	inspect_open(indexoid, false, &target);
 	hnsw_read_meta(target.index, &meta);
 	if (meta.m < HNSW_MIN_M || meta.m > HNSW_MAX_M || meta.dimensions > HNSW_MAX_DIM)
 		info_corrupted(target.index, HNSW_METAPAGE_BLKNO, 0,
@@ -1058,8 +1072,17 @@ hierindex_check(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	/* ShareLock keeps writers out while we look; not allowed in recovery */
-	inspect_open(indexoid, RecoveryInProgress() ? AccessShareLock : ShareLock, &target);
+	inspect_open(indexoid, true, &target);
+	if (target.lockmode != ShareLock)
+		ereport(NOTICE,
+				(errmsg("checking index \"%s\" without blocking writers",
+						RelationGetRelationName(target.index)),
+				 errdetail(RecoveryInProgress() ?
+						   "Changes replayed during the check may be reported as problems." :
+						   "Changes made during the check may be reported as problems."),
+				 errhint("Run it again to confirm a problem%s.",
+						 RecoveryInProgress() ? "" :
+						 ", or as a role with UPDATE, DELETE or TRUNCATE on the table")));
 
 	workcxt = AllocSetContextCreate(CurrentMemoryContext, "hierindex_check",
 									ALLOCSET_DEFAULT_SIZES);
