@@ -1,0 +1,162 @@
+# 010_hnsw_recall.pl — recall of a bulk-built hnsw index, per operator class.
+#
+# 10000 clustered 64-d vectors (100 centres uniform in [-1,1]^64, each point
+# its centre plus uniform noise in [-0.75,0.75] per coordinate, so clusters
+# overlap) and 100 queries drawn the same way; setseed makes the data the
+# same on every run.  The data is not trivial: at ef_search 10 recall@10 is
+# about 0.92-0.98 depending on the metric (printed as a note).
+# For each operator class (l2, ip, cosine, l1) the index is built, and
+# recall@10 at hnsw.ef_search = 100 is measured against the exact top 10 of a
+# sequential scan: it must be at least 0.99.  The index must also pass
+# hierindex_check and hold one element per row.  The l2 case runs twice:
+# the second time with maintenance_work_mem = 1MB, where the graph does not
+# fit and the build adds most rows one by one (the same bar applies).
+#
+# Run as tools/test.sh does: prove test/t/*.pl as a non-root user, with
+# PostgreSQL's TAP modules on PERL5LIB and its bin directory on PATH.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $ROWS = 10000;
+my $QUERIES = 100;
+my $DIM = 64;
+my $K = 10;
+my $EF_SEARCH = 100;
+my $MIN_RECALL = 0.99;
+
+my $node = PostgreSQL::Test::Cluster->new('hnsw_recall');
+$node->init;
+$node->append_conf('postgresql.conf', "maintenance_work_mem = '256MB'");
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION hierindex');
+
+# Clustered data: one random() per coordinate, grouped into arrays.
+$node->safe_psql(
+	'postgres', qq{
+SELECT setseed(0.31);
+CREATE TABLE centres AS
+	SELECT c, array_agg(random() * 2 - 1 ORDER BY d) AS x
+	FROM generate_series(0, 99) c, generate_series(1, $DIM) d
+	GROUP BY c;
+CREATE TABLE items AS
+	SELECT i AS id,
+		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM) AS v
+	FROM generate_series(1, $ROWS) i
+		JOIN centres ON c = i % 100,
+		generate_series(1, $DIM) d
+	GROUP BY i;
+CREATE TABLE queries AS
+	SELECT q AS qid,
+		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM) AS q
+	FROM generate_series(1, $QUERIES) q
+		JOIN centres ON c = (q * 37) % 100,
+		generate_series(1, $DIM) d
+	GROUP BY q;
+ANALYZE items;
+ANALYZE queries;
+});
+is( $node->safe_psql('postgres',
+		'SELECT count(*), count(DISTINCT v) FROM items'),
+	"$ROWS|$ROWS",
+	"$ROWS distinct vectors loaded");
+
+# "SELECT qid, {ids}" for every query, the top $K by $op.
+sub knn_sql
+{
+	my ($op) = @_;
+	return "SELECT qid, array(SELECT id FROM items ORDER BY v $op q LIMIT $K) AS ids FROM queries";
+}
+
+for my $case (
+	[ 'l2', 'vector_l2_ops', '<->' ],
+	[ 'ip', 'vector_ip_ops', '<#>' ],
+	[ 'cosine', 'vector_cosine_ops', '<=>' ],
+	[ 'l1', 'vector_l1_ops', '<+>' ],
+	# maintenance_work_mem too small for the graph: the build writes what
+	# it holds and adds the rest one row at a time (the insert path)
+	[ 'l2', 'vector_l2_ops', '<->', '1MB' ])
+{
+	my ($name, $opclass, $op, $work_mem) = @$case;
+	my $index = "items_$name";
+	my $exact = "exact_$name";
+
+	# Exact answers first, while there is no index to use.
+	$node->safe_psql(
+		'postgres', qq{
+SET enable_indexscan = off;
+SET enable_bitmapscan = off;
+CREATE TABLE IF NOT EXISTS $exact AS @{[ knn_sql($op) ]};
+});
+
+	if (defined $work_mem)
+	{
+		my ($ret, $out, $err) = $node->psql('postgres',
+			"SET maintenance_work_mem = '$work_mem'; "
+			  . "CREATE INDEX $index ON items USING hnsw (v $opclass)");
+		is($ret, 0, "$name: build with maintenance_work_mem $work_mem succeeds")
+		  or diag($err);
+		like($err, qr/NOTICE:  .*maintenance_work_mem/,
+			"$name: the build says the graph did not fit in maintenance_work_mem");
+		$name .= " (maintenance_work_mem $work_mem)";
+	}
+	else
+	{
+		$node->safe_psql('postgres',
+			"CREATE INDEX $index ON items USING hnsw (v $opclass)");
+	}
+
+	my $plan = $node->safe_psql('postgres',
+		"EXPLAIN (COSTS OFF) @{[ knn_sql($op) ]}");
+	like($plan, qr/Index Scan using $index on items/,
+		"$name: the planner uses the index for ORDER BY ... LIMIT $K")
+	  or diag($plan);
+
+	my $recall = $node->safe_psql(
+		'postgres', qq{
+SET hnsw.ef_search = $EF_SEARCH;
+SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $K
+FROM (@{[ knn_sql($op) ]}) a JOIN $exact e USING (qid);
+});
+	my $recall_low = $node->safe_psql(
+		'postgres', qq{
+SET hnsw.ef_search = 10;
+SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $K
+FROM (@{[ knn_sql($op) ]}) a JOIN $exact e USING (qid);
+});
+	note("$name: recall\@$K at ef_search $EF_SEARCH = $recall, at ef_search 10 = $recall_low");
+	cmp_ok($recall, '>=', $MIN_RECALL,
+		"$name: recall\@$K at ef_search $EF_SEARCH is at least $MIN_RECALL (got $recall)");
+
+	# Every query got $K distinct rows (a short or repeating list would
+	# lower recall, but say so plainly).
+	is( $node->safe_psql(
+			'postgres', qq{
+SET hnsw.ef_search = $EF_SEARCH;
+SELECT count(*) FROM (@{[ knn_sql($op) ]}) a
+WHERE cardinality(ids) <> $K
+	OR (SELECT count(DISTINCT id) FROM unnest(ids) id) <> $K;
+}),
+		'0',
+		"$name: every query returns $K distinct rows");
+
+	is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
+		'', "$name: hierindex_check finds no problem");
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT metric, dimensions, elements, heap_tids, deleted_elements "
+			  . "FROM hierindex_index_info('$index')"),
+		join('|',
+			$exact eq 'exact_ip' ? 'inner_product' : substr($exact, 6),
+			$DIM, $ROWS, $ROWS, 0),
+		"$name: hierindex_index_info shows $ROWS elements of $DIM dimensions");
+
+	$node->safe_psql('postgres', "DROP INDEX $index");
+}
+
+$node->stop;
+done_testing();
