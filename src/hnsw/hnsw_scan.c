@@ -181,9 +181,10 @@ hnsw_scan_search(IndexScanDesc scan)
 	so->count = 0;
 	for (int i = 0; i < found; i++)
 	{
-		/* an element the walk could not read is no result */
-		if (isinf(so->found[i].distance))
-			continue;
+		/*
+		 * An element the walk could not read has no heap TIDs (its distance
+		 * is +inf, but so may be a real distance between huge vectors).
+		 */
 		so->count += hnsw_walk_heaptids(so->walk, so->found[i].id,
 										so->heaptids + so->count);
 	}
