@@ -258,14 +258,15 @@ SQL
 # sequential scan cannot pass for an index result.
 print_recall()
 {
-	local label=$1
-	sql -v k="$K" -v label="$label" <<'SQL'
+	local label=$1 ef_search=${2:-40}
+	sql -v k="$K" -v label="$label" -v ef="$ef_search" <<'SQL'
 SET enable_seqscan = off;
+SET hnsw.ef_search = :ef;
 SET plan_cache_mode = force_generic_plan;
 SELECT embedding AS q FROM demo_queries WHERE id = 1 \gset
 PREPARE knn(vector) AS SELECT id FROM demo_items ORDER BY embedding <-> $1 LIMIT :k;
 EXPLAIN (COSTS OFF) EXECUTE knn(:'q');
-SELECT :'label' AS index, count(*) AS queries,
+SELECT :'label' AS index, :ef AS ef_search, count(*) AS queries,
 	   round(avg(hits)::numeric / :k, 3) AS recall_at_k
 FROM (
 	SELECT q.id, count(t.id) AS hits
@@ -291,7 +292,12 @@ section_indexes()
 	if have_access_method hnsw; then
 		sql -c 'CREATE INDEX demo_items_hnsw ON demo_items USING hnsw (embedding vector_l2_ops)' ||
 			die "CREATE INDEX ... USING hnsw failed"
-		print_recall "hnsw (default options)" || die "recall query failed"
+		sql -c "SELECT elements, pages, max_level, level_elements, round(build_seconds::numeric, 2) AS build_s
+		        FROM hierindex_index_info('demo_items_hnsw')" || die "hierindex_index_info failed"
+		sql -c "SELECT count(*) AS structural_problems FROM hierindex_check('demo_items_hnsw')" ||
+			die "hierindex_check failed"
+		print_recall "hnsw (m 16, ef_construction 64)" 40 || die "recall query failed"
+		print_recall "hnsw (m 16, ef_construction 64)" 100 || die "recall query failed"
 		sql -c 'DROP INDEX demo_items_hnsw' || die "DROP INDEX failed"
 	else
 		echo "hnsw: not in this build yet (in development); skipped"
