@@ -272,21 +272,9 @@ graph_set_vector(Graph *graph, int64_t id, const float *vector)
 float
 graph_distance(const Graph *graph, const float *query, int32_t id)
 {
-	const float *row = graph->vectors + (int64_t) id * graph->params.dim;
-	int			dim = graph->params.dim;
-
-	switch (graph->params.metric)
-	{
-		case GRAPH_METRIC_L2:
-			return distance_l2_squared(query, row, dim);
-		case GRAPH_METRIC_INNER_PRODUCT:
-			return -distance_inner_product(query, row, dim);
-		case GRAPH_METRIC_COSINE:
-			return 1.0f - distance_inner_product(query, row, dim);
-		case GRAPH_METRIC_L1:
-			return distance_l1(query, row, dim);
-	}
-	return 0.0f;
+	return graph_metric_distance(graph->params.metric, query,
+								 graph->vectors + (int64_t) id * graph->params.dim,
+								 graph->params.dim);
 }
 
 int
