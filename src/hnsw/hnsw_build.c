@@ -553,6 +553,8 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	BuildState *state;
 	instr_time	started;
 	double		reltuples;
+	double		load_seconds;
+	double		link_seconds = 0.0;
 	Graph		empty_graph;
 	const Graph *written;
 	HnswHeapTids heaptids = {NULL, NULL};
@@ -628,11 +630,13 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 		duplicates_destroy(state->duplicates);
 		state->duplicates = NULL;
 	}
+	load_seconds = seconds_since(started);
 
 	/* link and write what is in memory */
 	if (state->graph != NULL && state->graph->count > 0)
 	{
 		link_graph(state);
+		link_seconds = seconds_since(started) - load_seconds;
 		collect_heap_tids(state, &heaptids);
 		written = state->graph;
 		build_method = HNSW_BUILD_CPU;
@@ -645,6 +649,9 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	}
 	hnsw_write_graph(index, MAIN_FORKNUM, written, &heaptids, build_method,
 					 seconds_since(started));
+	elog(DEBUG1, "hnsw build of \"%s\": load %.2f s, link %.2f s (%d threads), write %.2f s",
+		 RelationGetRelationName(index), load_seconds, link_seconds, state->threads,
+		 seconds_since(started) - load_seconds - link_seconds);
 
 	/* release the graph before the slow path: inserts need little memory */
 	graph_free(state->graph);
