@@ -18,6 +18,9 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use HierindexTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -29,48 +32,18 @@ my $K = 10;
 my $EF_SEARCH = 100;
 my $MIN_RECALL = 0.99;
 
-my $node = PostgreSQL::Test::Cluster->new('hnsw_recall');
-$node->init;
-$node->append_conf('postgresql.conf', "maintenance_work_mem = '256MB'");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION hierindex');
+my $node = start_hierindex_node('hnsw_recall',
+	conf => "maintenance_work_mem = '256MB'");
 
-# Clustered data: one random() per coordinate, grouped into arrays.
 $node->safe_psql(
-	'postgres', qq{
-SELECT setseed(0.31);
-CREATE TABLE centres AS
-	SELECT c, array_agg(random() * 2 - 1 ORDER BY d) AS x
-	FROM generate_series(0, 99) c, generate_series(1, $DIM) d
-	GROUP BY c;
-CREATE TABLE items AS
-	SELECT i AS id,
-		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM) AS v
-	FROM generate_series(1, $ROWS) i
-		JOIN centres ON c = i % 100,
-		generate_series(1, $DIM) d
-	GROUP BY i;
-CREATE TABLE queries AS
-	SELECT q AS qid,
-		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM) AS q
-	FROM generate_series(1, $QUERIES) q
-		JOIN centres ON c = (q * 37) % 100,
-		generate_series(1, $DIM) d
-	GROUP BY q;
-ANALYZE items;
-ANALYZE queries;
-});
+	'postgres',
+	clustered_centres_sql(0.31, $DIM)
+	  . items_and_queries_sql(dim => $DIM, rows => $ROWS, queries => $QUERIES)
+	  . 'ANALYZE items; ANALYZE queries;');
 is( $node->safe_psql('postgres',
 		'SELECT count(*), count(DISTINCT v) FROM items'),
 	"$ROWS|$ROWS",
 	"$ROWS distinct vectors loaded");
-
-# "SELECT qid, {ids}" for every query, the top $K by $op.
-sub knn_sql
-{
-	my ($op) = @_;
-	return "SELECT qid, array(SELECT id FROM items ORDER BY v $op q LIMIT $K) AS ids FROM queries";
-}
 
 for my $case (
 	[ 'l2', 'vector_l2_ops', '<->' ],
@@ -86,12 +59,8 @@ for my $case (
 	my $exact = "exact_$name";
 
 	# Exact answers first, while there is no index to use.
-	$node->safe_psql(
-		'postgres', qq{
-SET enable_indexscan = off;
-SET enable_bitmapscan = off;
-CREATE TABLE IF NOT EXISTS $exact AS @{[ knn_sql($op) ]};
-});
+	my $knn = knn_sql($op, $K);
+	$node->safe_psql('postgres', exact_answers_sql($exact, $knn));
 
 	if (defined $work_mem)
 	{
@@ -111,41 +80,31 @@ CREATE TABLE IF NOT EXISTS $exact AS @{[ knn_sql($op) ]};
 	}
 
 	my $plan = $node->safe_psql('postgres',
-		"EXPLAIN (COSTS OFF) @{[ knn_sql($op) ]}");
+		"EXPLAIN (COSTS OFF) $knn");
 	like($plan, qr/Index Scan using $index on items/,
 		"$name: the planner uses the index for ORDER BY ... LIMIT $K")
 	  or diag($plan);
 
-	my $recall = $node->safe_psql(
-		'postgres', qq{
-SET hnsw.ef_search = $EF_SEARCH;
-SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $K
-FROM (@{[ knn_sql($op) ]}) a JOIN $exact e USING (qid);
-});
-	my $recall_low = $node->safe_psql(
-		'postgres', qq{
-SET hnsw.ef_search = 10;
-SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $K
-FROM (@{[ knn_sql($op) ]}) a JOIN $exact e USING (qid);
-});
-	note("$name: recall\@$K at ef_search $EF_SEARCH = $recall, at ef_search 10 = $recall_low");
-	cmp_ok($recall, '>=', $MIN_RECALL,
-		"$name: recall\@$K at ef_search $EF_SEARCH is at least $MIN_RECALL (got $recall)");
+	my $recall = measure_recall($node, knn => $knn, k => $K, exact => $exact,
+		ef_search => $EF_SEARCH);
+	my $recall_low = measure_recall($node, knn => $knn, k => $K, exact => $exact,
+		ef_search => 10);
+	note("$name: recall\@$K at ef_search 10 = $recall_low");
+	recall_at_least($recall, $MIN_RECALL, "$name: recall\@$K at ef_search $EF_SEARCH");
 
 	# Every query got $K distinct rows (a short or repeating list would
 	# lower recall, but say so plainly).
 	is( $node->safe_psql(
 			'postgres', qq{
 SET hnsw.ef_search = $EF_SEARCH;
-SELECT count(*) FROM (@{[ knn_sql($op) ]}) a
+SELECT count(*) FROM ($knn) a
 WHERE cardinality(ids) <> $K
 	OR (SELECT count(DISTINCT id) FROM unnest(ids) id) <> $K;
 }),
 		'0',
 		"$name: every query returns $K distinct rows");
 
-	is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
-		'', "$name: hierindex_check finds no problem");
+	hierindex_check_is_clean($node, $index, "$name: hierindex_check finds no problem");
 	is( $node->safe_psql(
 			'postgres',
 			"SELECT metric, dimensions, elements, heap_tids, deleted_elements "

@@ -18,6 +18,9 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use HierindexTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -31,39 +34,15 @@ my $K = 10;
 my $EF_SEARCH = 100;
 my $MIN_RECALL = 0.95;
 
-my $node = PostgreSQL::Test::Cluster->new('hnsw_concurrent');
-$node->init;
-$node->append_conf('postgresql.conf', "max_connections = 20");
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION hierindex');
+my $node = start_hierindex_node('hnsw_concurrent', conf => "max_connections = 20");
 
-# 100 centres in [-1,1]^64; points are a centre plus uniform noise in
-# [-0.75,0.75] per coordinate (clusters overlap).  Ids of the initial rows
-# are 1..2000, those of pgbench's rows come from a sequence from 1000001.
+# Ids of the initial rows are 1..2000, those of pgbench's rows come from a
+# sequence from 1000001.
 $node->safe_psql(
-	'postgres', qq{
-SELECT setseed(0.47);
-CREATE TABLE centres AS
-	SELECT c, array_agg(random() * 2 - 1 ORDER BY d) AS x
-	FROM generate_series(0, 99) c, generate_series(1, $DIM) d
-	GROUP BY c;
-CREATE SEQUENCE inserted_ids START 1000001;
-CREATE TABLE items (id int NOT NULL, v vector($DIM));
-INSERT INTO items
-	SELECT i, array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM)
-	FROM generate_series(1, $INITIAL) i
-		JOIN centres ON c = i % 100,
-		generate_series(1, $DIM) d
-	GROUP BY i;
-CREATE TABLE queries AS
-	SELECT q AS qid,
-		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM) AS q
-	FROM generate_series(1, 100) q
-		JOIN centres ON c = (q * 37) % 100,
-		generate_series(1, $DIM) d
-	GROUP BY q;
-CREATE INDEX items_l2 ON items USING hnsw (v vector_l2_ops);
-});
+	'postgres',
+	clustered_centres_sql(0.47, $DIM)
+	  . items_and_queries_sql(dim => $DIM, rows => $INITIAL, queries => 100, inserted_ids_from => 1000001)
+	  . 'CREATE INDEX items_l2 ON items USING hnsw (v vector_l2_ops);');
 is($node->safe_psql('postgres', "SELECT elements FROM hierindex_index_info('items_l2')"),
 	$INITIAL, "index built on $INITIAL rows");
 
@@ -78,14 +57,7 @@ $node->pgbench(
 	[qr{^$}],
 	"pgbench: $CLIENTS clients insert $INSERTED rows",
 	{
-		'011_hnsw_insert' => q{
-\set c random(0, 99)
-INSERT INTO items
-	SELECT nextval('inserted_ids'),
-		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector(64)
-	FROM centres, generate_series(1, 64) d
-	WHERE c = :c;
-}
+		'011_hnsw_insert' => pgbench_insert_script($DIM, "nextval('inserted_ids')")
 	});
 
 my $total = $INITIAL + $INSERTED;
@@ -95,29 +67,18 @@ is( $node->safe_psql('postgres',
 		"SELECT elements, heap_tids, deleted_elements FROM hierindex_index_info('items_l2')"),
 	"$total|$total|0",
 	"index holds one element and one heap TID per row");
-is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('items_l2')"),
-	'', 'hierindex_check finds no problem after concurrent inserts');
+hierindex_check_is_clean($node, 'items_l2',
+	'hierindex_check finds no problem after concurrent inserts');
 
 $node->safe_psql('postgres', 'ANALYZE items');
-my $knn = "SELECT qid, array(SELECT id FROM items ORDER BY v <-> q LIMIT $K) AS ids FROM queries";
+my $knn = knn_sql('<->', $K);
 like($node->safe_psql('postgres', "EXPLAIN (COSTS OFF) $knn"),
 	qr/Index Scan using items_l2 on items/, 'the queries use the index');
 
-$node->safe_psql(
-	'postgres', qq{
-SET enable_indexscan = off;
-SET enable_bitmapscan = off;
-CREATE TABLE exact AS $knn;
-});
-my $recall = $node->safe_psql(
-	'postgres', qq{
-SET hnsw.ef_search = $EF_SEARCH;
-SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $K
-FROM ($knn) a JOIN exact e USING (qid);
-});
-note("recall\@$K at ef_search $EF_SEARCH after concurrent inserts = $recall");
-cmp_ok($recall, '>=', $MIN_RECALL,
-	"recall\@$K at ef_search $EF_SEARCH is at least $MIN_RECALL (got $recall)");
+my $recall = measure_recall($node, knn => $knn, k => $K, exact => 'exact',
+	ef_search => $EF_SEARCH, compute_exact => 1);
+recall_at_least($recall, $MIN_RECALL,
+	"recall\@$K at ef_search $EF_SEARCH after concurrent inserts");
 
 # The nearest rows to the queries include inserted ones, so the recall above
 # measures them too.
@@ -129,17 +90,10 @@ cmp_ok(
 	'the exact answers include rows inserted by pgbench');
 
 # Every inserted row, queried with its own vector, comes back first.
-my $self_query =
-  "SELECT count(*) FILTER (WHERE (SELECT t2.id FROM items t2 ORDER BY t2.v <-> t.v LIMIT 1) = t.id) "
-  . "FROM items t WHERE t.id > 1000000";
-like($node->safe_psql('postgres', "EXPLAIN (COSTS OFF) $self_query"),
+like(self_found($node, '<->', 'id > 1000000', $EF_SEARCH, explain => 1),
 	qr/Index Scan using items_l2 on items t2/, 'the self-queries use the index');
-is( $node->safe_psql(
-		'postgres', qq{
-SET hnsw.ef_search = $EF_SEARCH;
-$self_query;
-}),
-	$INSERTED,
+is(self_found($node, '<->', 'id > 1000000', $EF_SEARCH),
+	"$INSERTED/$INSERTED",
 	"all $INSERTED inserted rows are found first by their own vector");
 
 $node->stop;

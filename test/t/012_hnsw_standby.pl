@@ -17,6 +17,9 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use HierindexTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -24,32 +27,20 @@ use Test::More;
 my $DIM = 64;
 my $K = 10;
 
-my $primary = PostgreSQL::Test::Cluster->new('hnsw_primary');
-$primary->init(allows_streaming => 1);
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION hierindex');
+my $primary = start_hierindex_node('hnsw_primary', init => { allows_streaming => 1 });
 
 $primary->backup('before_index');
 my $standby = PostgreSQL::Test::Cluster->new('hnsw_standby');
 $standby->init_from_backup($primary, 'before_index', has_streaming => 1);
 $standby->start;
 
-# Clustered data: 100 centres in [-1,1]^64, points a centre plus uniform
-# noise in [-0.75,0.75] per coordinate.  The function draws n points.
+# Clustered data; the function points draws n points, ids first.., around
+# centre id % 100.
 $primary->safe_psql(
-	'postgres', qq{
-SELECT setseed(0.53);
-CREATE TABLE centres AS
-	SELECT c, array_agg(random() * 2 - 1 ORDER BY d) AS x
-	FROM generate_series(0, 99) c, generate_series(1, $DIM) d
-	GROUP BY c;
+	'postgres', clustered_centres_sql(0.53, $DIM) . qq{
 CREATE FUNCTION points(first int, n int) RETURNS TABLE (id int, v vector($DIM))
 LANGUAGE sql AS \$\$
-	SELECT i, array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM)
-	FROM generate_series(first, first + n - 1) i
-		JOIN centres ON c = i % 100,
-		generate_series(1, $DIM) d
-	GROUP BY i
+	@{[ clustered_points_sql(dim => $DIM, series => 'generate_series(first, first + n - 1)') ]}
 \$\$;
 CREATE TABLE items (id int, v vector($DIM));
 INSERT INTO items SELECT * FROM points(1, 3000);
@@ -88,8 +79,7 @@ is($standby->safe_psql('postgres', 'SELECT count(*) FROM items'),
 for my $case ([ 'l2', '<->', 'items_l2' ], [ 'cosine', '<=>', 'items_cosine' ])
 {
 	my ($name, $op, $index) = @$case;
-	my $knn =
-	  "SELECT qid, array(SELECT id FROM items ORDER BY v $op q LIMIT $K) FROM queries ORDER BY qid";
+	my $knn = knn_sql($op, $K, order => 1);
 
 	for my $node ($primary, $standby)
 	{
@@ -121,26 +111,15 @@ for my $case ([ 'l2', '<->', 'items_l2' ], [ 'cosine', '<=>', 'items_cosine' ])
 
 	# The standby's answers are good ones, not just the same ones (a
 	# standby is read-only: the exact answers stay in Perl).
-	my %exact = map { split /\|/ } split /\n/,
-	  $standby->safe_psql('postgres',
-		"SET enable_indexscan = off; SET enable_bitmapscan = off; $knn");
-	my %found = map { split /\|/ } split /\n/,
-	  $standby->safe_psql('postgres', "SET hnsw.ef_search = 100; $knn");
-	my ($hits, $wanted) = (0, 0);
-	for my $qid (keys %exact)
-	{
-		my %want = map { $_ => 1 } $exact{$qid} =~ /(\d+)/g;
-		$wanted += scalar keys %want;
-		$hits += grep { $want{$_} } ($found{$qid} // '') =~ /(\d+)/g;
-	}
-	my $recall = $wanted ? $hits / $wanted : 0;
+	my ($recall, $hits, $wanted) = recall_of_lists(
+		$standby->safe_psql('postgres',
+			"SET enable_indexscan = off; SET enable_bitmapscan = off; $knn"),
+		$standby->safe_psql('postgres', "SET hnsw.ef_search = 100; $knn"));
 	is($wanted, 50 * $K, "$name: exact answers on the standby: $K ids for each of 50 queries");
-	note("$name: recall\@$K at ef_search 100 on the standby = $recall");
-	cmp_ok($recall, '>=', 0.95,
-		"$name: recall\@$K on the standby is at least 0.95 (got $recall)");
+	recall_at_least($recall, 0.95, "$name: recall\@$K at ef_search 100 on the standby");
 
-	is($standby->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
-		'', "$name: hierindex_check on the standby finds no problem");
+	hierindex_check_is_clean($standby, $index,
+		"$name: hierindex_check on the standby finds no problem");
 	my $info =
 	  "SELECT metric, dimensions, m, ef_construction, elements, heap_tids, "
 	  . "deleted_elements, pages, max_level, level_elements, entry_point "

@@ -18,6 +18,9 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use HierindexTest;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -29,16 +32,14 @@ my $K = 10;
 my $INITIAL = 3000;
 my $MIN_RECALL = 0.95;
 
-my $node = PostgreSQL::Test::Cluster->new('hnsw_crash');
-$node->init(allows_streaming => 1);    # wal_level = replica
-$node->append_conf(
-	'postgresql.conf', q{
+my $node = start_hierindex_node(
+	'hnsw_crash',
+	init => { allows_streaming => 1 },    # wal_level = replica
+	conf => q{
 autovacuum = off
 checkpoint_timeout = '1h'
 max_wal_size = '1GB'
 });
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION hierindex');
 
 # kill -9 of the postmaster and every process it started, all at once (the
 # postmaster first, so it cannot react to its children dying), then wait
@@ -61,65 +62,25 @@ sub crash
 	}
 }
 
-sub recall
+# recall@K at ef_search 100 of the index for $op, against a sequential scan
+# done now, that is at least $MIN_RECALL (one test; $when names the moment).
+sub recall_is_good
 {
-	my ($op) = @_;
-	my $knn = "SELECT qid, array(SELECT id FROM items ORDER BY v $op q LIMIT $K) AS ids FROM queries";
-	return $node->safe_psql(
-		'postgres', qq{
-SET enable_indexscan = off;
-SET enable_bitmapscan = off;
-CREATE TEMP TABLE exact AS $knn;
-RESET enable_indexscan;
-RESET enable_bitmapscan;
-SET hnsw.ef_search = 100;
-SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $K
-FROM ($knn) a JOIN exact e USING (qid);
-});
-}
-
-# Rows found first when queried with their own vector, out of all rows.
-sub self_found
-{
-	my ($op, $where) = @_;
-	return $node->safe_psql(
-		'postgres', qq{
-SET hnsw.ef_search = 100;
-SELECT count(*) FILTER (WHERE (SELECT t2.id FROM items t2 ORDER BY t2.v $op t.v LIMIT 1) = t.id)
-	|| '/' || count(*)
-FROM items t WHERE $where;
-});
+	my ($when, $name, $op) = @_;
+	my $recall = measure_recall($node, knn => knn_sql($op, $K), k => $K,
+		exact => 'exact', ef_search => 100, compute_exact => 1, temp => 1);
+	return recall_at_least($recall, $MIN_RECALL, "$when: $name recall\@$K at ef_search 100");
 }
 
 # ---------------------------------------------------------------------------
-# Data: 100 centres in [-1,1]^64, points a centre plus uniform noise in
-# [-0.75,0.75] per coordinate.
+# Data: clustered points (see HierindexTest.pm); pgbench's rows get ids from
+# 1000001.
 # ---------------------------------------------------------------------------
 $node->safe_psql(
-	'postgres', qq{
-SELECT setseed(0.61);
-CREATE TABLE centres AS
-	SELECT c, array_agg(random() * 2 - 1 ORDER BY d) AS x
-	FROM generate_series(0, 99) c, generate_series(1, $DIM) d
-	GROUP BY c;
-CREATE SEQUENCE inserted_ids START 1000001;
-CREATE TABLE items (id int NOT NULL, v vector($DIM));
-INSERT INTO items
-	SELECT i, array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM)
-	FROM generate_series(1, $INITIAL) i
-		JOIN centres ON c = i % 100,
-		generate_series(1, $DIM) d
-	GROUP BY i;
-CREATE TABLE queries AS
-	SELECT q AS qid,
-		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($DIM) AS q
-	FROM generate_series(1, 50) q
-		JOIN centres ON c = (q * 37) % 100,
-		generate_series(1, $DIM) d
-	GROUP BY q;
-ANALYZE items;
-CHECKPOINT;
-});
+	'postgres',
+	clustered_centres_sql(0.61, $DIM)
+	  . items_and_queries_sql(dim => $DIM, rows => $INITIAL, queries => 50, inserted_ids_from => 1000001)
+	  . 'ANALYZE items; CHECKPOINT;');
 
 # ---------------------------------------------------------------------------
 # 1. Crash right after a committed bulk build.
@@ -142,23 +103,17 @@ is($node->safe_psql('postgres', $info_sql),
 like($info_before, qr/^$INITIAL\|$INITIAL\|/, "build then crash: $INITIAL elements");
 for my $index ('items_l2', 'items_cosine')
 {
-	is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
-		'', "build then crash: hierindex_check($index) finds no problem");
+	hierindex_check_is_clean($node, $index,
+		"build then crash: hierindex_check($index) finds no problem");
 }
 like(
 	$node->safe_psql('postgres',
 		"EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY v <-> (SELECT q FROM queries LIMIT 1) LIMIT $K"),
 	qr/Index Scan using items_l2/,
 	'build then crash: queries use the index');
-for my $case ([ 'l2', '<->' ], [ 'cosine', '<=>' ])
-{
-	my ($name, $op) = @$case;
-	my $recall = recall($op);
-	note("build then crash: $name recall\@$K at ef_search 100 = $recall");
-	cmp_ok($recall, '>=', $MIN_RECALL,
-		"build then crash: $name recall\@$K is at least $MIN_RECALL (got $recall)");
-}
-is(self_found('<->', 'true'), "$INITIAL/$INITIAL",
+recall_is_good('build then crash', 'l2', '<->');
+recall_is_good('build then crash', 'cosine', '<=>');
+is(self_found($node, '<->', 'true', 100), "$INITIAL/$INITIAL",
 	'build then crash: every row is found first by its own vector');
 
 # ---------------------------------------------------------------------------
@@ -166,14 +121,7 @@ is(self_found('<->', 'true'), "$INITIAL/$INITIAL",
 # ---------------------------------------------------------------------------
 my $script = $node->basedir . '/insert.sql';
 PostgreSQL::Test::Utils::append_to_file(
-	$script, q{
-\set c random(0, 99)
-INSERT INTO items
-	SELECT nextval('inserted_ids'),
-		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector(64)
-	FROM centres, generate_series(1, 64) d
-	WHERE c = :c;
-});
+	$script, pgbench_insert_script($DIM, "nextval('inserted_ids')"));
 my ($pgbench_out, $pgbench_err) = ('', '');
 my $pgbench = IPC::Run::start(
 	[
@@ -206,8 +154,8 @@ cmp_ok($rows, '>=', $INITIAL + $committed,
 	"after the crash: every insert seen committed before it is there ($rows rows)");
 for my $index ('items_l2', 'items_cosine')
 {
-	is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
-		'', "inserts then crash: hierindex_check($index) finds no problem");
+	hierindex_check_is_clean($node, $index,
+		"inserts then crash: hierindex_check($index) finds no problem");
 	# Inserts in flight at the crash may have left elements for rows that
 	# never committed: the index holds at least every committed row.
 	cmp_ok(
@@ -215,31 +163,21 @@ for my $index ('items_l2', 'items_cosine')
 			"SELECT heap_tids FROM hierindex_index_info('$index')"),
 		'>=', $rows, "inserts then crash: $index holds a heap TID for each of the $rows rows");
 }
-is(self_found('<->', 'id > 1000000'), ($rows - $INITIAL) . '/' . ($rows - $INITIAL),
+is(self_found($node, '<->', 'id > 1000000', 100), ($rows - $INITIAL) . '/' . ($rows - $INITIAL),
 	'inserts then crash: every committed insert is found first by its own vector (l2)');
-is(self_found('<=>', 'id > 1000000'), ($rows - $INITIAL) . '/' . ($rows - $INITIAL),
+is(self_found($node, '<=>', 'id > 1000000', 100), ($rows - $INITIAL) . '/' . ($rows - $INITIAL),
 	'inserts then crash: every committed insert is found first by its own vector (cosine)');
-for my $case ([ 'l2', '<->' ], [ 'cosine', '<=>' ])
-{
-	my ($name, $op) = @$case;
-	my $recall = recall($op);
-	note("inserts then crash: $name recall\@$K at ef_search 100 = $recall");
-	cmp_ok($recall, '>=', $MIN_RECALL,
-		"inserts then crash: $name recall\@$K is at least $MIN_RECALL (got $recall)");
-}
+recall_is_good('inserts then crash', 'l2', '<->');
+recall_is_good('inserts then crash', 'cosine', '<=>');
 
 # The index goes on working: more inserts, found by their own vectors.
 $node->safe_psql(
-	'postgres', q{
-INSERT INTO items
-	SELECT 2000000 + i, array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector(64)
-	FROM generate_series(1, 200) i JOIN centres ON c = i % 100, generate_series(1, 64) d
-	GROUP BY i;
-});
-is(self_found('<->', 'id > 2000000'), '200/200',
+	'postgres', 'INSERT INTO items '
+	  . clustered_points_sql(dim => $DIM, series => 'generate_series(1, 200)', id => '2000000 + i'));
+is(self_found($node, '<->', 'id > 2000000', 100), '200/200',
 	'after recovery: new inserts are found first by their own vector');
-is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('items_l2')"),
-	'', 'after recovery and more inserts: hierindex_check finds no problem');
+hierindex_check_is_clean($node, 'items_l2',
+	'after recovery and more inserts: hierindex_check finds no problem');
 
 $node->stop;
 done_testing();

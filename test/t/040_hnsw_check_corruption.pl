@@ -21,6 +21,9 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use HierindexTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -33,10 +36,7 @@ my $ELEMENT_NEIGHBORTID = 64;		# offsetof(HnswElementTupleData, neighbortid)
 my $NEIGHBOR_SLOTS = 4;				# offsetof(HnswNeighborTupleData, slots)
 my $M = 4;
 
-my $node = PostgreSQL::Test::Cluster->new('check');
-$node->init;
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION hierindex');
+my $node = start_hierindex_node('check');
 $node->safe_psql('postgres', q{
 	CREATE TABLE items (id int, v vector(4));
 	SELECT setseed(0.5);

@@ -1,0 +1,325 @@
+# HierindexTest.pm — what the hnsw TAP tests (test/t/0*_hnsw_*.pl) share.
+#
+# The tests build hnsw indexes on the same kind of data and judge them the
+# same way; this module holds those pieces once, so that "recall" or "the
+# check is clean" means the same thing in every test:
+#
+#   * a started node with the extension created        start_hierindex_node
+#   * clustered vectors: 100 centres uniform in [-1,1]^dim, each point its
+#     centre plus uniform noise in [-0.75,0.75] per coordinate (clusters
+#     overlap, so k-NN is not trivial); setseed makes them the same on
+#     every run                              clustered_centres_sql,
+#                                            clustered_points_sql,
+#                                            items_and_queries_sql,
+#                                            pgbench_insert_script
+#   * recall@k against the exact answers of a sequential scan
+#                                            knn_sql, exact_answers_sql,
+#                                            measure_recall, recall_of_lists,
+#                                            recall_at_least
+#   * a row queried with its own vector comes back first      self_found
+#   * hierindex_check finds nothing                     hierindex_check_is_clean
+#
+# Every SQL builder returns text only; the functions that take a node run it.
+# The tables the tests use are always: centres (c, x real[]), items (id, v),
+# queries (qid, q).
+#
+# A test loads it from its own directory, which works both under
+# tools/test.sh (a copy of the repository, PostgreSQL's modules on PERL5LIB)
+# and when prove is run by hand:
+#
+#   use FindBin;
+#   use lib $FindBin::RealBin;
+#   use HierindexTest;
+#
+# (prove runs test/t/*.pl or --ext=.pl: this .pm file is never run as a test.)
+
+package HierindexTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use Test::More;
+
+our @EXPORT = qw(
+  start_hierindex_node
+  clustered_centres_sql
+  clustered_points_sql
+  items_and_queries_sql
+  pgbench_insert_script
+  knn_sql
+  exact_answers_sql
+  measure_recall
+  recall_of_lists
+  recall_at_least
+  self_found
+  hierindex_check_is_clean
+);
+
+# Number of cluster centres; points of row i lie around centre i % CENTRES.
+use constant CENTRES => 100;
+
+=pod
+
+=head1 Nodes
+
+=head2 start_hierindex_node($name, init => {...}, conf => $text)
+
+A new PostgreSQL::Test::Cluster node: initialised (init's options passed to
+->init, e.g. allows_streaming => 1), conf appended to postgresql.conf when
+given, started, and with CREATE EXTENSION hierindex done.  Returns the node.
+
+=cut
+
+sub start_hierindex_node
+{
+	my ($name, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%{ $opt{init} // {} });
+	$node->append_conf('postgresql.conf', $opt{conf}) if defined $opt{conf};
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION hierindex');
+	return $node;
+}
+
+=pod
+
+=head1 Clustered data
+
+=head2 clustered_centres_sql($seed, $dim)
+
+SQL that seeds random() with $seed and creates the table centres: 100 rows
+(c = 0..99, x = $dim coordinates uniform in [-1,1]).  Same seed, same data.
+
+=cut
+
+sub clustered_centres_sql
+{
+	my ($seed, $dim) = @_;
+	return qq{SELECT setseed($seed);
+CREATE TABLE centres AS
+	SELECT c, array_agg(random() * 2 - 1 ORDER BY d) AS x
+	FROM generate_series(0, @{[ CENTRES - 1 ]}) c, generate_series(1, $dim) d
+	GROUP BY c;
+};
+}
+
+=head2 clustered_points_sql(dim => $dim, series => $sql, ...)
+
+A SELECT of one point per value i of series (a set-returning SQL
+expression, e.g. "generate_series(1, 1000)"): columns id (the value of
+option id, default i) and v (a vector($dim): the centre of option centre,
+default "i % 100", plus uniform noise in [-0.75,0.75] per coordinate).
+Options id_name and v_name rename the columns (e.g. qid and q for the
+queries table).  Needs the table centres.
+
+=cut
+
+sub clustered_points_sql
+{
+	my (%opt) = @_;
+	my $dim = $opt{dim};
+	my $id = $opt{id} // 'i';
+	my $id_name = $opt{id_name} // 'id';
+	my $v_name = $opt{v_name} // 'v';
+	my $centre = $opt{centre} // 'i % ' . CENTRES;
+	return qq{SELECT $id AS $id_name,
+		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($dim) AS $v_name
+	FROM $opt{series} i
+		JOIN centres ON c = $centre,
+		generate_series(1, $dim) d
+	GROUP BY i};
+}
+
+=head2 items_and_queries_sql(dim => $dim, rows => $n, queries => $q, inserted_ids_from => $first)
+
+SQL that creates the tables items (id int NOT NULL, v vector($dim)) with
+$n clustered rows, ids 1..$n around centre id % 100, and queries (qid, q)
+with $q clustered points, query qid around centre (qid * 37) % 100.  With
+inserted_ids_from, also the sequence inserted_ids starting there (for ids
+of rows inserted later, e.g. by pgbench_insert_script).  Needs the table
+centres.
+
+=cut
+
+sub items_and_queries_sql
+{
+	my (%opt) = @_;
+	my $dim = $opt{dim};
+	my $sequence = defined $opt{inserted_ids_from}
+	  ? "CREATE SEQUENCE inserted_ids START $opt{inserted_ids_from};\n"
+	  : '';
+	return $sequence . qq{CREATE TABLE items (id int NOT NULL, v vector($dim));
+INSERT INTO items
+	@{[ clustered_points_sql(dim => $dim, series => "generate_series(1, $opt{rows})") ]};
+CREATE TABLE queries AS
+	@{[ clustered_points_sql(dim => $dim, series => "generate_series(1, $opt{queries})",
+		centre => '(i * 37) % ' . CENTRES, id_name => 'qid', v_name => 'q') ]};
+};
+}
+
+=head2 pgbench_insert_script($dim, $id_sql)
+
+A pgbench script that inserts one row into items per transaction: id
+$id_sql (e.g. "nextval('inserted_ids')"), vector a random point of a random
+centre.
+
+=cut
+
+sub pgbench_insert_script
+{
+	my ($dim, $id_sql) = @_;
+	return qq{
+\\set c random(0, @{[ CENTRES - 1 ]})
+INSERT INTO items
+	SELECT $id_sql,
+		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($dim)
+	FROM centres, generate_series(1, $dim) d
+	WHERE c = :c;
+};
+}
+
+=pod
+
+=head1 Recall
+
+=head2 knn_sql($op, $k, order => 1)
+
+"SELECT qid, ids" for every row of queries: ids the array of the $k ids of
+items nearest to q by operator $op.  With order, the rows are sorted by qid
+(for comparing outputs as text).
+
+=cut
+
+sub knn_sql
+{
+	my ($op, $k, %opt) = @_;
+	return "SELECT qid, array(SELECT id FROM items ORDER BY v $op q LIMIT $k) AS ids FROM queries"
+	  . ($opt{order} ? ' ORDER BY qid' : '');
+}
+
+=head2 exact_answers_sql($table, $knn, temp => 1)
+
+SQL that saves the exact answers of query $knn (from knn_sql) in table
+$table (CREATE TABLE IF NOT EXISTS, or a temporary table), computed by a
+sequential scan: index and bitmap scans are off while it runs and reset
+after it.
+
+=cut
+
+sub exact_answers_sql
+{
+	my ($table, $knn, %opt) = @_;
+	my $create = $opt{temp} ? 'CREATE TEMP TABLE' : 'CREATE TABLE IF NOT EXISTS';
+	return qq{SET enable_indexscan = off;
+SET enable_bitmapscan = off;
+$create $table AS $knn;
+RESET enable_indexscan;
+RESET enable_bitmapscan;
+};
+}
+
+=head2 measure_recall($node, knn => $sql, k => $k, exact => $table, ef_search => $ef, compute_exact => 1, temp => 1)
+
+Recall@k of query knn (from knn_sql) against the exact answers in table
+exact: the mean over queries of |found ∩ exact| / k, as a number in [0,1],
+with hnsw.ef_search = ef.  With compute_exact the exact table is first made
+by exact_answers_sql (temp passed on) in the same session; otherwise it
+must exist.
+
+=cut
+
+sub measure_recall
+{
+	my ($node, %opt) = @_;
+	my $k = $opt{k};
+	my $prelude = $opt{compute_exact}
+	  ? exact_answers_sql($opt{exact}, $opt{knn}, temp => $opt{temp})
+	  : '';
+	return $node->safe_psql(
+		'postgres', qq{$prelude
+SET hnsw.ef_search = $opt{ef_search};
+SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $k
+FROM ($opt{knn}) a JOIN $opt{exact} e USING (qid);
+});
+}
+
+=head2 recall_of_lists($exact_out, $found_out)
+
+Recall of answers held in Perl (e.g. on a read-only standby, where no exact
+table can be made): both arguments are psql outputs of knn_sql, one
+"qid|{id,...}" line per query.  Returns ($recall, $hits, $wanted): $wanted
+the number of exact ids, $hits how many of them were found; $recall is 0
+when nothing was wanted.
+
+=cut
+
+sub recall_of_lists
+{
+	my ($exact_out, $found_out) = @_;
+	my %exact = map { split /\|/ } split /\n/, $exact_out;
+	my %found = map { split /\|/ } split /\n/, $found_out;
+	my ($hits, $wanted) = (0, 0);
+	for my $qid (keys %exact)
+	{
+		my %want = map { $_ => 1 } $exact{$qid} =~ /(\d+)/g;
+		$wanted += scalar keys %want;
+		$hits += grep { $want{$_} } ($found{$qid} // '') =~ /(\d+)/g;
+	}
+	return ($wanted ? $hits / $wanted : 0, $hits, $wanted);
+}
+
+=head2 recall_at_least($recall, $min, $what)
+
+One test: $recall >= $min, named "$what is at least $min (got $recall)";
+$recall is also printed as a note.  Returns the test's result.
+
+=cut
+
+sub recall_at_least
+{
+	my ($recall, $min, $what) = @_;
+	note("$what = $recall");
+	return cmp_ok($recall, '>=', $min, "$what is at least $min (got $recall)");
+}
+
+=pod
+
+=head1 Other checks
+
+=head2 self_found($node, $op, $where, $ef_search, explain => 1)
+
+"found/total" over the rows of items matching $where: total their number,
+found how many of them, queried with their own vector by operator $op
+(hnsw.ef_search = $ef_search), come back first.  With explain, returns the
+EXPLAIN (COSTS OFF) of that query instead (to check it uses the index: the
+inner scan is on "items t2").
+
+=cut
+
+sub self_found
+{
+	my ($node, $op, $where, $ef_search, %opt) = @_;
+	my $query =
+	  "SELECT count(*) FILTER (WHERE (SELECT t2.id FROM items t2 ORDER BY t2.v $op t.v LIMIT 1) = t.id)\n"
+	  . "\t|| '/' || count(*)\nFROM items t WHERE $where";
+	return $node->safe_psql('postgres', "EXPLAIN (COSTS OFF) $query") if $opt{explain};
+	return $node->safe_psql('postgres', "SET hnsw.ef_search = $ef_search;\n$query;");
+}
+
+=head2 hierindex_check_is_clean($node, $index, $name)
+
+One test: hierindex_check($index) on $node returns no row.  Returns the
+test's result.
+
+=cut
+
+sub hierindex_check_is_clean
+{
+	my ($node, $index, $name) = @_;
+	return is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
+		'', $name);
+}
+
+1;
