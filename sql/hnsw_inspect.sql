@@ -121,7 +121,7 @@ INSERT INTO inspect_three VALUES (4, NULL), (5, '[0,0,0]');
 REINDEX TABLE inspect_three;
 SELECT index_name, elements, heap_tids FROM inspect_facts('inspect_three');
 
--- 1000 rows of one vector: 100 elements of 10 heap TIDs each.
+-- 1000 rows of one vector: one element owning all 1000 heap TIDs.
 CREATE TABLE inspect_same (id int, v vector(4));
 INSERT INTO inspect_same SELECT i, '[1,1,1,1]' FROM generate_series(1, 1000) i;
 CREATE INDEX inspect_same_l2 ON inspect_same USING hnsw (v vector_l2_ops);

@@ -201,8 +201,8 @@ SELECT array_agg(id ORDER BY id) FROM
 DROP TABLE hnsw_zero, hnsw_all_zero;
 
 -- ---------------------------------------------------------------------------
--- Duplicates: rows with the identical vector share elements (up to 10 heap
--- TIDs each) and every one of them comes back.
+-- Duplicates: rows with the identical vector share one element (any number
+-- of heap TIDs) and every one of them comes back.
 -- From [1,1,1]: the 25 copies (0), 26 (0.5), 27 (1.732), 29 (2.062),
 -- 28 (2.236), 30 (6.928).
 -- ---------------------------------------------------------------------------
@@ -211,7 +211,7 @@ INSERT INTO hnsw_dups SELECT i, '[1,1,1]' FROM generate_series(1, 25) i;
 INSERT INTO hnsw_dups VALUES
 	(26, '[1,1,1.5]'), (27, '[2,2,2]'), (28, '[-1,0,1]'), (29, '[0,0,-0.5]'), (30, '[5,5,5]');
 CREATE INDEX hnsw_dups_l2 ON hnsw_dups USING hnsw (v);
--- 25 copies in 3 elements (10 + 10 + 5), plus 5 others
+-- 25 copies in one element, plus 5 others
 SELECT elements, heap_tids FROM hierindex_index_info('hnsw_dups_l2');
 SELECT array_agg(id ORDER BY id) FROM
 	(SELECT id FROM hnsw_dups ORDER BY v <-> '[1,1,1]' LIMIT 25) s;

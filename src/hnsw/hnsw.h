@@ -46,8 +46,13 @@
 #define HNSW_MIN_EF_SEARCH		1
 #define HNSW_MAX_EF_SEARCH		1000
 
-/* heap TIDs an element holds: rows with the identical vector share one */
-#define HNSW_HEAPTIDS			10
+/*
+ * Rows with the identical vector share one element, however many they are:
+ * the element holds the first HNSW_HEAPTIDS heap TIDs itself, the rest in a
+ * chain of heap-TID overflow tuples of HNSW_OVERFLOW_HEAPTIDS each.
+ */
+#define HNSW_HEAPTIDS			9
+#define HNSW_OVERFLOW_HEAPTIDS	64
 
 /* ------------------------------------------------------------------------
  * Pages
@@ -107,10 +112,15 @@ typedef HnswMetaPageData *HnswMetaPage;
 /*
  * Element tuple: an indexed vector and the heap rows that hold it.
  * Its neighbour lists are a separate tuple (neighbortid), on the same page
- * whenever both fit.
+ * whenever both fit.  Heap TIDs beyond the inline HNSW_HEAPTIDS live in a
+ * chain of heap-TID tuples starting at overflowtid (invalid: no chain).
+ *
+ * Layout (bytes): 0 type, 1 level, 2 deleted, 3 heaptid_count, 4 heaptids
+ * (9 x 6), 58 overflowtid, 64 neighbortid, 70 unused, 72 vector.
  */
 #define HNSW_ELEMENT_TUPLE		1
 #define HNSW_NEIGHBOR_TUPLE		2
+#define HNSW_HEAPTID_TUPLE		3
 
 typedef struct HnswElementTupleData
 {
@@ -119,12 +129,38 @@ typedef struct HnswElementTupleData
 	uint8		deleted;		/* no live heap row; still a waypoint */
 	uint8		heaptid_count;	/* used entries of heaptids[] */
 	ItemPointerData heaptids[HNSW_HEAPTIDS];
+	ItemPointerData overflowtid;	/* first HnswHeapTidTupleData, or invalid */
 	ItemPointerData neighbortid;	/* its HnswNeighborTupleData */
 	uint16		unused;
 	float		vector[FLEXIBLE_ARRAY_MEMBER];	/* dimensions floats */
 } HnswElementTupleData;
 
 typedef HnswElementTupleData *HnswElementTuple;
+
+/*
+ * Heap-TID overflow tuple: more heap TIDs of one element (the rows sharing
+ * its vector).  Fixed size (394 bytes, 400 on the page); used entries are
+ * packed at the front.  A tuple belongs to exactly one element's chain and
+ * is never unlinked or moved: vacuum may leave it empty, an insert refills
+ * it.  New tuples are linked at the head of the chain.
+ */
+typedef struct HnswHeapTidTupleData
+{
+	uint8		type;			/* HNSW_HEAPTID_TUPLE */
+	uint8		unused;
+	uint16		count;			/* used entries of heaptids[] */
+	ItemPointerData next;		/* next tuple of the chain, or invalid */
+	ItemPointerData heaptids[HNSW_OVERFLOW_HEAPTIDS];
+} HnswHeapTidTupleData;
+
+typedef HnswHeapTidTupleData *HnswHeapTidTuple;
+
+/*
+ * More overflow tuples than this many per block cannot exist: a chain that
+ * runs longer than that times the relation's blocks has a cycle.
+ */
+#define HNSW_HEAPTID_TUPLES_PER_PAGE \
+	(BLCKSZ / (MAXALIGN(sizeof(HnswHeapTidTupleData)) + sizeof(ItemIdData)) + 1)
 
 /*
  * Neighbour tuple: for layer 0, 2m slots, then m slots per upper layer up to
@@ -202,7 +238,11 @@ extern bool hnsw_prepare_vector(const HnswShape *shape, Datum value, float *out)
 /* hnsw_write.c: the bulk page writer shared by every builder */
 typedef struct HnswHeapTids
 {
-	/* element i owns tids[start[i] .. start[i + 1]) (1..HNSW_HEAPTIDS) */
+	/*
+	 * element i owns tids[start[i] .. start[i + 1]), at least one, any
+	 * number: the first HNSW_HEAPTIDS go in the element tuple, the rest in
+	 * heap-TID overflow tuples
+	 */
 	const ItemPointerData *tids;
 	const int64 *start;
 } HnswHeapTids;
@@ -245,10 +285,13 @@ extern float hnsw_walk_pair_distance(void *walk, int32 a, int32 b);
 /* the element's top layer, or -1 when its TID leads to no element */
 extern int	hnsw_walk_level(HnswWalk *walk, int32 handle);
 /*
- * The element's heap TIDs (out: room for HNSW_HEAPTIDS); 0 when it is deleted
- * or unreachable.
+ * Append the element's heap TIDs (inline, then its overflow chain) to the
+ * palloc'd array *tids of *capacity entries at position `used`, growing it
+ * (repalloc) as needed.  Returns how many it appended: 0 when the element is
+ * deleted or unreachable.
  */
-extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData *out);
+extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
+							   int *capacity, int used);
 /* elements whose tuple the walk has read since its reset (its work) */
 extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
 /*

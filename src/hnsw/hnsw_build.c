@@ -7,9 +7,10 @@
  *          prepares the vector (skipping NULLs, and zero vectors under
  *          cosine) and appends it to an in-memory Graph (src/graph).  Rows
  *          whose prepared vector is byte-identical to an earlier one join
- *          that element (up to HNSW_HEAPTIDS heap TIDs), found through a
+ *          that element (any number of them: the writer puts the heap TIDs
+ *          beyond the element's own into overflow tuples), found through a
  *          small hash table of element ids keyed by a hash of the vector;
- *          so a column full of one value does not become a clique of
+ *          so a column full of one value is one element, not a clique of
  *          zero-distance elements.
  *   graph  the OpenMP builder links the elements, in chunks sized to take
  *          about 0.15 s each.  Around each chunk the backend blocks every
@@ -73,7 +74,7 @@ typedef struct ExtraHeapTid
 	ItemPointerData tid;
 } ExtraHeapTid;
 
-/* Duplicate finder: one entry per distinct vector, naming its newest element. */
+/* Duplicate finder: one entry per distinct vector, naming its element. */
 typedef struct DuplicateEntry
 {
 	int32		element;
@@ -94,7 +95,7 @@ typedef struct BuildState
 
 	Graph	   *graph;			/* NULL when not even one element fits */
 	ItemPointerData *first_tids;	/* per element slot */
-	uint8	   *tid_counts;		/* per element slot */
+	int64	   *tid_counts;		/* per element slot */
 	ExtraHeapTid *extras;
 	int64		extra_count;
 	int64		extra_capacity;
@@ -257,7 +258,7 @@ grow_elements(BuildState *state)
 		return false;
 	state->first_tids = repalloc_huge(state->first_tids,
 									  sizeof(ItemPointerData) * new_capacity);
-	state->tid_counts = repalloc_huge(state->tid_counts, new_capacity);
+	state->tid_counts = repalloc_huge(state->tid_counts, sizeof(int64) * new_capacity);
 	return true;
 }
 
@@ -319,7 +320,7 @@ add_row(BuildState *state, ItemPointer tid)
 	}
 
 	entry = duplicates_lookup(state->duplicates, PROBE_KEY);
-	if (entry != NULL && state->tid_counts[entry->element] < HNSW_HEAPTIDS)
+	if (entry != NULL)
 	{
 		if (!reserve_extra(state))
 		{
@@ -347,15 +348,9 @@ add_row(BuildState *state, ItemPointer tid)
 	state->tid_counts[id] = 1;
 	state->rows_in_memory++;
 
-	/* the newest element of a vector is the one that takes duplicates */
-	if (entry != NULL)
-		entry->element = (int32) id;
-	else
-	{
-		entry = duplicates_insert(state->duplicates, (int32) id, &found);
-		Assert(!found);
-		entry->element = (int32) id;
-	}
+	entry = duplicates_insert(state->duplicates, (int32) id, &found);
+	Assert(!found);
+	entry->element = (int32) id;
 }
 
 static void
@@ -587,15 +582,16 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	/*
 	 * Bytes per element slot: the graph's own, its heap TID and count, the
 	 * duplicate finder (at most two entries per element as it doubles), the
-	 * writer's CSR arrays and layout arrays, and each thread's visited marks
-	 * while linking.
+	 * writer's CSR arrays and layout arrays (with its overflow-tuple index),
+	 * and each thread's visited marks while linking.  The writer's overflow
+	 * tuple TIDs (one per 64 duplicates) fit in what the extras cost.
 	 */
 	state->budget = (Size) maintenance_work_mem * 1024;
 	state->element_bytes = graph_memory_estimate(&state->params, 1024) / 1024 +
-		sizeof(ItemPointerData) + 1 +
+		sizeof(ItemPointerData) + sizeof(int64) +
 		2 * sizeof(DuplicateEntry) +
 		sizeof(int64) + sizeof(ItemPointerData) +
-		2 * sizeof(ItemPointerData) + sizeof(int32) + 1 +
+		2 * sizeof(ItemPointerData) + sizeof(int32) + 1 + sizeof(int64) +
 		sizeof(uint32) * state->threads;
 	fit = state->budget / state->element_bytes;
 	fit = Min(fit, (int64) PG_INT32_MAX - 1);
@@ -613,7 +609,8 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 							RelationGetRelationName(index), capacity, error)));
 		state->first_tids = MemoryContextAllocHuge(build_context,
 												   sizeof(ItemPointerData) * capacity);
-		state->tid_counts = MemoryContextAllocHuge(build_context, capacity);
+		state->tid_counts = MemoryContextAllocHuge(build_context,
+												   sizeof(int64) * capacity);
 		state->duplicates = duplicates_create(build_context,
 											  (uint32) Min(capacity, 1 << 20),
 											  state);

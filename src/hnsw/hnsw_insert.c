@@ -12,8 +12,9 @@
  *      ef_construction candidates on each of its layers, keeping m neighbours
  *      per layer with Algorithm 4 (the engine keeps m on every layer; layer 0
  *      lists have room for 2m so that back links fit);
- *   3. if layer 0 holds an element with the identical vector and a free heap
- *      TID slot, add the heap TID to it and stop (README: duplicates);
+ *   3. if layer 0 holds a live element with the identical vector, add the
+ *      heap TID to it (inline, else to its heap-TID overflow chain) and stop:
+ *      an element owns every row of its vector (README: duplicates);
  *   4. step a: write the element and neighbour tuples (insert page, else a
  *      new page) and the meta page counters in one GenericXLog record;
  *   5. step b: give each chosen neighbour a back link, one GenericXLog record
@@ -25,9 +26,15 @@
  * share locks before the list's page is locked exclusively, and the list is
  * then compared with the one the pruning was computed from; if another
  * backend changed it meanwhile, the work is redone.  The exception is a
- * record that covers several pages (step a, and the duplicate heap TID): it
- * locks the element pages first, then the meta page; nothing ever waits for
- * another buffer while holding the meta page, so there is no cycle.
+ * record that covers several pages (step a, and a duplicate's heap TID): it
+ * locks the element pages first (two existing ones only in block order),
+ * then the meta page; nothing ever waits for another buffer while holding
+ * the meta page, so there is no cycle.
+ *
+ * Since identical vectors share one element, the neighbour heuristic never
+ * sees two elements with the same vector, except when concurrent inserts of
+ * a vector new to the index both miss each other's element and each add one
+ * (two elements at distance 0: harmless, and rare).
  *
  * Each call runs in its own short-lived memory context: aminsert runs once per
  * row, and nothing may accumulate over a long COPY.
@@ -235,49 +242,260 @@ register_meta(Relation index, GenericXLogState *xlog, Buffer *meta_buffer)
  * Duplicates
  * ------------------------------------------------------------------------ */
 
+static Page new_element_page(Relation index, GenericXLogState *xlog, Buffer *buffer);
+static OffsetNumber add_tuple(Relation index, Page page, void *tuple, Size size);
+
+/* the element at `tid` on a locked page if it is live with our vector */
+static HnswElementTuple
+identical_element(InsertState *state, Page page, ItemPointer tid)
+{
+	HnswElementTuple element = page_element(state, page,
+											ItemPointerGetOffsetNumber(tid));
+
+	if (element == NULL || element->deleted ||
+		memcmp(element->vector, state->vector,
+			   sizeof(float) * state->shape.dimensions) != 0)
+		return NULL;
+	return element;
+}
+
+/* the heap-TID tuple at `tid` on a locked page, or NULL */
+static HnswHeapTidTuple
+page_heaptids(Page page, ItemPointer tid)
+{
+	HnswHeapTidTuple tuple = page_tuple(page, ItemPointerGetOffsetNumber(tid),
+										HNSW_HEAPTID_TUPLE,
+										sizeof(HnswHeapTidTupleData));
+
+	if (tuple != NULL && tuple->count > HNSW_OVERFLOW_HEAPTIDS)
+		return NULL;			/* damaged: never write past the array */
+	return tuple;
+}
+
+/* one more heap TID in the meta page's count, in the same record */
+static void
+count_heap_tid(InsertState *state, GenericXLogState *xlog,
+			   BlockNumber new_insert_page)
+{
+	Buffer		meta_buffer;
+	HnswMetaPage meta = register_meta(state->index, xlog, &meta_buffer);
+
+	meta->heaptid_count++;
+	if (new_insert_page != InvalidBlockNumber)
+		meta->insert_page = new_insert_page;
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(meta_buffer);
+}
+
 /*
- * Add the heap TID to the element at `tid` if it still has the identical
- * vector, is live and has a free slot: all rechecked under the exclusive
- * lock, since a concurrent insert of the same vector may have taken the last
- * slot since the walk saw it.
+ * The heap TID into the first tuple of the chain starting at `head` that has
+ * room, one exclusive lock at a time.  Tuples are never unlinked, so the
+ * chain stays walkable while others change it; a tuple is rechecked under
+ * its own lock.  False when every tuple is full.
+ */
+static bool
+add_to_chain(InsertState *state, ItemPointerData head)
+{
+	ItemPointerData next = head;
+	int64		steps = 0;
+	int64		max_steps = (int64) RelationGetNumberOfBlocks(state->index) *
+		HNSW_HEAPTID_TUPLES_PER_PAGE;
+
+	while (ItemPointerIsValid(&next) && steps++ < max_steps)
+	{
+		BlockNumber blkno = ItemPointerGetBlockNumber(&next);
+		GenericXLogState *xlog;
+		Buffer		buffer;
+		Page		page;
+		HnswHeapTidTuple tuple;
+
+		if (!block_exists(state, blkno))
+			return false;
+		buffer = ReadBuffer(state->index, blkno);
+		LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+		hnsw_check_page(state->index, BufferGetPage(buffer), blkno);
+		tuple = page_heaptids(BufferGetPage(buffer), &next);
+		if (tuple == NULL)
+		{
+			UnlockReleaseBuffer(buffer);
+			return false;		/* a damaged chain: start a new head */
+		}
+		if (tuple->count < HNSW_OVERFLOW_HEAPTIDS)
+		{
+			xlog = GenericXLogStart(state->index);
+			page = GenericXLogRegisterBuffer(xlog, buffer, 0);
+			tuple = page_heaptids(page, &next);
+			tuple->heaptids[tuple->count++] = state->heap_tid;
+			count_heap_tid(state, xlog, InvalidBlockNumber);
+			UnlockReleaseBuffer(buffer);
+			return true;
+		}
+		next = tuple->next;
+		UnlockReleaseBuffer(buffer);
+	}
+	return false;
+}
+
+/* what add_overflow_tuple did */
+typedef enum
+{
+	OVERFLOW_ADDED,				/* a new head tuple holds the heap TID */
+	OVERFLOW_CHANGED,			/* the element changed since: try again */
+	OVERFLOW_GONE				/* no longer a live copy of our vector */
+} OverflowResult;
+
+/*
+ * A new heap-TID tuple holding the heap TID, linked at the head of the
+ * element's chain (whose head was `head` when we looked), in one record with
+ * the element and the meta page.  It goes on the element's own page when it
+ * fits, else on the insert page, else on a new page (which becomes the
+ * insert page).  The element page and the insert page are locked in block
+ * order, so two inserts doing this cannot deadlock; everyone else holds one
+ * existing page at a time (README "Locking").
+ */
+static OverflowResult
+add_overflow_tuple(InsertState *state, ItemPointer tid, ItemPointerData head)
+{
+	Relation	index = state->index;
+	BlockNumber element_blkno = ItemPointerGetBlockNumber(tid);
+	BlockNumber insert_blkno;
+	HnswMetaPageData meta;
+	HnswHeapTidTupleData overflow;
+	GenericXLogState *xlog;
+	Buffer		element_buffer;
+	Buffer		insert_buffer = InvalidBuffer;
+	Buffer		new_buffer = InvalidBuffer;
+	Page		element_page;
+	Page		insert_page = NULL;
+	Page		target;
+	BlockNumber new_insert_page = InvalidBlockNumber;
+	HnswElementTuple element;
+	OffsetNumber offset;
+
+	hnsw_read_meta(index, &meta);
+	insert_blkno = meta.insert_page;
+	if (insert_blkno == element_blkno || insert_blkno == HNSW_METAPAGE_BLKNO ||
+		!block_exists(state, insert_blkno))
+		insert_blkno = InvalidBlockNumber;
+	if (!block_exists(state, element_blkno))
+		return OVERFLOW_GONE;
+
+	/* lock in block order */
+	element_buffer = ReadBuffer(index, element_blkno);
+	if (insert_blkno != InvalidBlockNumber)
+		insert_buffer = ReadBuffer(index, insert_blkno);
+	if (BufferIsValid(insert_buffer) && insert_blkno < element_blkno)
+		LockBuffer(insert_buffer, BUFFER_LOCK_EXCLUSIVE);
+	LockBuffer(element_buffer, BUFFER_LOCK_EXCLUSIVE);
+	if (BufferIsValid(insert_buffer) && insert_blkno > element_blkno)
+		LockBuffer(insert_buffer, BUFFER_LOCK_EXCLUSIVE);
+	hnsw_check_page(index, BufferGetPage(element_buffer), element_blkno);
+	if (BufferIsValid(insert_buffer))
+		hnsw_check_page(index, BufferGetPage(insert_buffer), insert_blkno);
+
+	xlog = GenericXLogStart(index);
+	element_page = GenericXLogRegisterBuffer(xlog, element_buffer, 0);
+	element = identical_element(state, element_page, tid);
+	if (element == NULL || element->heaptid_count < HNSW_HEAPTIDS ||
+		!ItemPointerEquals(&element->overflowtid, &head))
+	{
+		GenericXLogAbort(xlog);
+		UnlockReleaseBuffer(element_buffer);
+		if (BufferIsValid(insert_buffer))
+			UnlockReleaseBuffer(insert_buffer);
+		return element == NULL ? OVERFLOW_GONE : OVERFLOW_CHANGED;
+	}
+
+	if (PageGetFreeSpace(element_page) >= sizeof(overflow))
+		target = element_page;
+	else if (BufferIsValid(insert_buffer) &&
+			 PageGetFreeSpace(BufferGetPage(insert_buffer)) >= sizeof(overflow))
+		target = insert_page = GenericXLogRegisterBuffer(xlog, insert_buffer, 0);
+	else
+	{
+		/* a fresh page: nobody else can lock it, so holding it too is safe */
+		target = new_element_page(index, xlog, &new_buffer);
+		new_insert_page = BufferGetBlockNumber(new_buffer);
+	}
+
+	memset(&overflow, 0, sizeof(overflow));
+	overflow.type = HNSW_HEAPTID_TUPLE;
+	overflow.count = 1;
+	overflow.next = head;
+	overflow.heaptids[0] = state->heap_tid;
+	for (int i = 1; i < HNSW_OVERFLOW_HEAPTIDS; i++)
+		ItemPointerSetInvalid(&overflow.heaptids[i]);
+	offset = add_tuple(index, target, &overflow, sizeof(overflow));
+	ItemPointerSet(&element->overflowtid,
+				   target == element_page ? element_blkno :
+				   target == insert_page ? insert_blkno : new_insert_page,
+				   offset);
+
+	count_heap_tid(state, xlog, new_insert_page);
+	if (BufferIsValid(new_buffer))
+		UnlockReleaseBuffer(new_buffer);
+	if (BufferIsValid(insert_buffer))
+		UnlockReleaseBuffer(insert_buffer);
+	UnlockReleaseBuffer(element_buffer);
+	return OVERFLOW_ADDED;
+}
+
+/*
+ * Add the heap TID to the element at `tid` if it is still a live element
+ * with the identical vector: inline while there is room, else in the first
+ * overflow tuple with room, else in a new overflow tuple at the head of its
+ * chain.  Everything is rechecked under the exclusive lock of the page it
+ * changes, since concurrent inserts of the same vector (and vacuum) change
+ * the same element.  The element cannot be marked deleted while we add to
+ * its chain: vacuum does that for an element with a chain only under the
+ * exclusive heavyweight lock on block 0, and we hold it in share mode.
  */
 static bool
 add_heap_tid(InsertState *state, ItemPointer tid)
 {
 	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
-	GenericXLogState *xlog;
-	Buffer		buffer;
-	Buffer		meta_buffer;
-	Page		page;
-	HnswElementTuple element;
-	HnswMetaPage meta;
 
-	if (!block_exists(state, blkno))
-		return false;
-	buffer = ReadBuffer(state->index, blkno);
-	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
-	hnsw_check_page(state->index, BufferGetPage(buffer), blkno);
-	xlog = GenericXLogStart(state->index);
-	page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-	element = page_element(state, page, ItemPointerGetOffsetNumber(tid));
-	if (element == NULL || element->deleted ||
-		element->heaptid_count >= HNSW_HEAPTIDS ||
-		memcmp(element->vector, state->vector,
-			   sizeof(float) * state->shape.dimensions) != 0)
+	for (;;)
 	{
+		GenericXLogState *xlog;
+		Buffer		buffer;
+		Page		page;
+		HnswElementTuple element;
+		ItemPointerData head;
+		OverflowResult result;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!block_exists(state, blkno))
+			return false;
+		buffer = ReadBuffer(state->index, blkno);
+		LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+		hnsw_check_page(state->index, BufferGetPage(buffer), blkno);
+		xlog = GenericXLogStart(state->index);
+		page = GenericXLogRegisterBuffer(xlog, buffer, 0);
+		element = identical_element(state, page, tid);
+		if (element == NULL)
+		{
+			GenericXLogAbort(xlog);
+			UnlockReleaseBuffer(buffer);
+			return false;
+		}
+		if (element->heaptid_count < HNSW_HEAPTIDS)
+		{
+			element->heaptids[element->heaptid_count++] = state->heap_tid;
+			count_heap_tid(state, xlog, InvalidBlockNumber);
+			UnlockReleaseBuffer(buffer);
+			return true;
+		}
+		head = element->overflowtid;
 		GenericXLogAbort(xlog);
 		UnlockReleaseBuffer(buffer);
-		return false;
+
+		if (add_to_chain(state, head))
+			return true;
+		result = add_overflow_tuple(state, tid, head);
+		if (result != OVERFLOW_CHANGED)
+			return result == OVERFLOW_ADDED;
 	}
-	element->heaptids[element->heaptid_count++] = state->heap_tid;
-
-	meta = register_meta(state->index, xlog, &meta_buffer);
-	meta->heaptid_count++;
-
-	GenericXLogFinish(xlog);
-	UnlockReleaseBuffer(meta_buffer);
-	UnlockReleaseBuffer(buffer);
-	return true;
 }
 
 /* Try the layer-0 results that hold the identical vector, nearest first. */
@@ -378,6 +596,7 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
 	element->heaptids[0] = state->heap_tid;
 	for (int i = 1; i < HNSW_HEAPTIDS; i++)
 		ItemPointerSetInvalid(&element->heaptids[i]);
+	ItemPointerSetInvalid(&element->overflowtid);
 	memcpy(element->vector, state->vector, sizeof(float) * state->shape.dimensions);
 
 	xlog = GenericXLogStart(index);
@@ -462,51 +681,14 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
  * Step b: back links
  * ------------------------------------------------------------------------ */
 
-/*
- * Pair distance for Algorithm 4 that keeps at most one of a set of identical
- * vectors in a list.  The heuristic drops a candidate that is closer to a
- * kept neighbour than to the base; an exact copy of a kept neighbour is at
- * distance 0 from it, which is not below a distance of 0 from a base that is
- * a copy too.  Left at that, copies of one vector (more than HNSW_HEAPTIDS
- * rows, so several elements) would fill each other's lists and form a clique
- * that searches cannot leave.  Calling the pair infinitely close makes the
- * heuristic drop the copy, so the copies keep one link among them and their
- * other slots go to distinct vectors (README: duplicates).
- */
-static float
-identical_aware_distance(GraphMetric metric, const float *a, const float *b,
-						 int dimensions)
-{
-	float		distance = graph_metric_distance(metric, a, b, dimensions);
-
-	/* only a zero distance (any metric but inner product) can be a copy */
-	if ((distance <= 0.0f || metric == GRAPH_METRIC_INNER_PRODUCT) &&
-		memcmp(a, b, sizeof(float) * dimensions) == 0)
-		return -get_float4_infinity();
-	return distance;
-}
-
+/* pair distance of two pool members, for Algorithm 4 */
 static float
 prune_pair_distance(void *context, int32 a, int32 b)
 {
 	PrunePool  *pool = context;
 
-	return identical_aware_distance(pool->metric, pool->vectors[a],
-									pool->vectors[b], pool->dimensions);
-}
-
-/* the same over the insert walk's kept vectors */
-static float
-walk_pair_distance(void *context, int32 a, int32 b)
-{
-	InsertState *state = context;
-	const float *va = hnsw_walk_vector(state->walk, a);
-	const float *vb = hnsw_walk_vector(state->walk, b);
-
-	if (va == NULL || vb == NULL)
-		return hnsw_walk_pair_distance(state->walk, a, b);
-	return identical_aware_distance(state->shape.metric, va, vb,
-									state->shape.dimensions);
+	return graph_metric_distance(pool->metric, pool->vectors[a],
+								 pool->vectors[b], pool->dimensions);
 }
 
 /*
@@ -520,7 +702,7 @@ walk_pair_distance(void *context, int32 a, int32 b)
 static int
 prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 		   int count, ItemPointer new_tid, const float *new_vector, int width,
-		   ItemPointerData *out, ItemPointerData *displaced, int *displaced_count)
+		   ItemPointerData *out)
 {
 	int			dims = state->shape.dimensions;
 	GraphNeighbor sorted[2 * GRAPH_MAX_M + 1];
@@ -538,11 +720,7 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 		handles[i] = hnsw_walk_handle(state->walk, (ItemPointer) &list[i]);
 		(void) hnsw_walk_vector(state->walk, handles[i]);
 	}
-	/*
-	 * The new element goes first: ties (copies of one vector) sort by pool
-	 * position, so a new copy takes the place of an older one instead of
-	 * being dropped, and stays reachable.
-	 */
+	/* the new element first, then the list's members */
 	for (int i = -1; i < count; i++)
 	{
 		const float *vector;
@@ -570,18 +748,6 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 								   &pool, kept);
 	for (int i = 0; i < nkept; i++)
 		out[i] = tids[kept[i].id];
-
-	/* copies of the new link that it pushed out (relinked by the caller) */
-	*displaced_count = 0;
-	for (int i = 1; i < pooled; i++)
-	{
-		bool		still = false;
-
-		for (int j = 0; j < nkept && !still; j++)
-			still = kept[j].id == i;
-		if (!still && memcmp(vectors[i], new_vector, sizeof(float) * dims) == 0)
-			displaced[(*displaced_count)++] = tids[i];
-	}
 	return nkept;
 }
 
@@ -589,23 +755,16 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
  * Give the element at `target` a link to `new_tid` (whose vector is
  * new_vector) on `layer`.  The list is re-read under the exclusive lock:
  * appended to when there is room, else pruned from vectors read beforehand,
- * and redone if the list changed in between.  With replace_copy, a member
- * that is a copy of new_vector is replaced instead (one copy per list, see
- * relinking in insert_vector_in_context).  `base` is the target's vector,
- * or NULL to take it from the walk through `target_handle`.  Copies of
- * new_vector that a pruning pushed out are added to displaced[] (room for
- * 2m), counted in *displaced_count.
+ * and redone if the list changed in between.  The target's vector comes
+ * from the walk through `target_handle`.
  */
 static void
 add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
-			  const float *base, int layer, ItemPointer new_tid,
-			  const float *new_vector, bool replace_copy,
-			  ItemPointerData *displaced, int *displaced_count)
+			  int layer, ItemPointer new_tid, const float *new_vector)
 {
 	int			m = state->shape.m;
 	int			width = hnsw_layer_width(layer, m);
-	ItemPointerData pushed_out[2 * GRAPH_MAX_M];
-	int			pushed_out_count = 0;
+	const float *base = NULL;
 	ElementFacts facts;
 
 	if (!read_element(state, target, &facts, NULL) || facts.level < layer)
@@ -620,7 +779,6 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 		int			seen_count;
 		int			pruned_count = -1;
 		int			current_count;
-		int			copy_index;
 		GenericXLogState *xlog;
 		Buffer		buffer;
 		Page		page;
@@ -632,30 +790,6 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 		seen_count = read_list(state, &facts.neighbortid, layer, seen);
 		if (seen_count < 0 || list_contains(seen, seen_count, new_tid))
 			return;
-		copy_index = -1;
-		if (replace_copy)
-		{
-			int32		handles[2 * GRAPH_MAX_M];
-
-			/* read first: a new handle may move the walk's vectors */
-			for (int i = 0; i < seen_count; i++)
-			{
-				handles[i] = hnsw_walk_handle(state->walk, &seen[i]);
-				(void) hnsw_walk_vector(state->walk, handles[i]);
-			}
-			for (int i = 0; i < seen_count; i++)
-			{
-				const float *vector = hnsw_walk_vector(state->walk, handles[i]);
-
-				if (vector != NULL &&
-					memcmp(vector, new_vector,
-						   sizeof(float) * state->shape.dimensions) == 0)
-				{
-					copy_index = i;
-					break;
-				}
-			}
-		}
 		if (seen_count >= width)
 		{
 			/* a copy: the walk's vectors may move as it meets new elements */
@@ -671,8 +805,7 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 				base = copy;
 			}
 			pruned_count = prune_list(state, base, seen, seen_count, new_tid,
-									  new_vector, width, pruned, pushed_out,
-									  &pushed_out_count);
+									  new_vector, width, pruned);
 		}
 
 		buffer = ReadBuffer(state->index, blkno);
@@ -698,18 +831,7 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			UnlockReleaseBuffer(buffer);
 			return;
 		}
-		if (copy_index >= 0)
-		{
-			if (current_count == seen_count &&
-				memcmp(current, seen, sizeof(ItemPointerData) * seen_count) == 0)
-			{
-				slots[copy_index] = *new_tid;
-				GenericXLogFinish(xlog);
-				UnlockReleaseBuffer(buffer);
-				return;
-			}
-		}
-		else if (current_count < width)
+		if (current_count < width)
 		{
 			slots[current_count] = *new_tid;
 			GenericXLogFinish(xlog);
@@ -728,10 +850,6 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			}
 			GenericXLogFinish(xlog);
 			UnlockReleaseBuffer(buffer);
-			for (int i = 0; i < pushed_out_count && displaced != NULL; i++)
-				if (*displaced_count < 2 * m &&
-					!list_contains(displaced, *displaced_count, &pushed_out[i]))
-					displaced[(*displaced_count)++] = pushed_out[i];
 			return;
 		}
 
@@ -805,8 +923,8 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 		if (layer == 0 && add_to_duplicate(state, found, count))
 			return true;
 
-		kept = graph_select_neighbors(found, count, m, walk_pair_distance,
-									  state, selected);
+		kept = graph_select_neighbors(found, count, m, hnsw_walk_pair_distance,
+									  state->walk, selected);
 		chosen->count = kept;
 		for (int i = 0; i < kept; i++)
 		{
@@ -828,8 +946,6 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 	LOCKMODE	entry_lock = ShareLock;
 	bool		becomes_entry;
 	ItemPointerData element_tid;
-	ItemPointerData displaced[2 * GRAPH_MAX_M];
-	int			displaced_count = 0;
 
 	state->index = index;
 	state->vector = vector;
@@ -878,20 +994,9 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 		InsertLayer *chosen = &state->layers[layer];
 
 		for (int i = 0; i < chosen->count; i++)
-			add_back_link(state, &chosen->tids[i], chosen->handles[i], NULL,
-						  layer, &element_tid, state->vector, false,
-						  layer == 0 ? displaced : NULL, &displaced_count);
+			add_back_link(state, &chosen->tids[i], chosen->handles[i],
+						  layer, &element_tid, state->vector);
 	}
-
-	/*
-	 * Copies of this vector whose incoming link it took over (a pruned list
-	 * keeps one copy, the newest) get a link from it in place of its own link
-	 * to a copy: the copies stay reachable as a chain, as when an item is
-	 * inserted into a linked list, and each list still holds one copy.
-	 */
-	for (int i = 0; i < displaced_count; i++)
-		add_back_link(state, &element_tid, -1, state->vector, 0, &displaced[i],
-					  state->vector, true, NULL, NULL);
 
 	/* the walk keeps a buffer pinned */
 	if (state->walk != NULL)

@@ -22,9 +22,13 @@
  * healthy index gives no rows.  It makes three passes:
  *
  *   1. every page in block order: page headers, tuple types and sizes,
- *      element levels; every element and neighbour tuple goes into a
- *      TID -> position hash (memory grows with the number of elements,
- *      roughly 50 bytes each, which is fine for an offline check);
+ *      element levels; every element, neighbour and heap-TID overflow
+ *      tuple goes into a TID -> position hash (memory grows with the number
+ *      of elements, roughly 50 bytes each, which is fine for an offline
+ *      check); then each element's heap-TID chain is followed: it must lead
+ *      through overflow tuples only, each in one chain, without a cycle
+ *      ("bad heap-TID chain"), and every overflow tuple must be in some
+ *      chain ("orphaned heap-TID tuple");
  *   2. every page again: each neighbour tuple's links must point at element
  *      tuples that have the linked layer, not at their owner, not twice;
  *   3. a breadth-first walk of layer 0 from the entry point over the
@@ -402,6 +406,16 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 				for (int layer = 0; layer <= ntup->level; layer++)
 					layer_links[layer] += layer_degree(ntup, layer, meta.m);
 			}
+			else if (item[0] == HNSW_HEAPTID_TUPLE)
+			{
+				HnswHeapTidTuple otup = (HnswHeapTidTuple) item;
+
+				if (length < sizeof(HnswHeapTidTupleData) ||
+					otup->count > HNSW_OVERFLOW_HEAPTIDS)
+					info_corrupted(target.index, blkno, offnum,
+								   "unreadable heap-TID overflow tuple");
+				heap_tids += otup->count;
+			}
 			else
 				info_corrupted(target.index, blkno, offnum,
 							   psprintf("tuple of unknown type %u", (uint8) item[0]));
@@ -468,11 +482,12 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 #define CHECK_ELEMENT			1	/* a sound element tuple */
 #define CHECK_NEIGHBOR			2	/* a sound neighbour tuple */
 #define CHECK_DAMAGED			3	/* a tuple already reported as bad */
+#define CHECK_OVERFLOW			4	/* a sound heap-TID overflow tuple */
 
 typedef struct CheckTidEntry
 {
 	uint64		key;			/* (block << 16) | offset */
-	int32		position;		/* in CheckState.elements or .neighbors */
+	int32		position;		/* in CheckState.elements, .neighbors, .overflows */
 	uint8		kind;			/* CHECK_ELEMENT, CHECK_NEIGHBOR, CHECK_DAMAGED */
 	char		status;			/* simplehash's */
 } CheckTidEntry;
@@ -506,7 +521,10 @@ typedef struct CheckElement
 {
 	ItemPointerData tid;
 	ItemPointerData neighbortid;
+	ItemPointerData overflowtid;
 	uint8		level;
+	uint8		inline_heaptids;
+	bool		deleted;
 	bool		linked;			/* its neighbour tuple exists and matches */
 	bool		reached;		/* by the layer-0 walk from the entry point */
 } CheckElement;
@@ -517,6 +535,14 @@ typedef struct CheckNeighbor
 	int32		owner;			/* element position, -1 while unclaimed */
 	bool		owner_matches;	/* the owner's level equals ours */
 } CheckNeighbor;
+
+typedef struct CheckOverflow
+{
+	ItemPointerData tid;
+	ItemPointerData next;
+	uint16		count;
+	int32		owner;			/* element position, -1 while unclaimed */
+} CheckOverflow;
 
 typedef struct CheckState
 {
@@ -533,6 +559,9 @@ typedef struct CheckState
 	CheckNeighbor *neighbors;
 	int64		neighbor_count;
 	int64		neighbor_capacity;
+	CheckOverflow *overflows;
+	int64		overflow_count;
+	int64		overflow_capacity;
 	int64		heaptid_count;
 	int64		problems;
 } CheckState;
@@ -688,7 +717,8 @@ check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 			check_report(cs, "bad tuple", blkno, offnum,
 						 psprintf("%d of its %u heap TIDs are invalid",
 								  bad_tids, etup->heaptid_count));
-		if (etup->heaptid_count == 0 && !etup->deleted)
+		if (etup->heaptid_count == 0 && !etup->deleted &&
+			!ItemPointerIsValid(&etup->overflowtid))
 			check_report(cs, "bad tuple", blkno, offnum,
 						 "element has no heap TIDs but is not marked deleted");
 		cs->heaptid_count += etup->heaptid_count;
@@ -703,11 +733,57 @@ check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 	element = &cs->elements[cs->element_count];
 	ItemPointerSet(&element->tid, blkno, offnum);
 	element->neighbortid = etup->neighbortid;
+	element->overflowtid = etup->overflowtid;
+	element->inline_heaptids = etup->heaptid_count;
+	element->deleted = etup->deleted != 0;
 	element->level = etup->level;
 	element->linked = false;
 	element->reached = false;
 	check_remember(cs, blkno, offnum, CHECK_ELEMENT, (int32) cs->element_count);
 	cs->element_count++;
+}
+
+static void
+check_heaptid_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
+					HnswHeapTidTuple otup, Size length)
+{
+	CheckOverflow *overflow;
+	int			bad_tids = 0;
+
+	if (length < sizeof(HnswHeapTidTupleData) ||
+		otup->count > HNSW_OVERFLOW_HEAPTIDS)
+	{
+		check_report(cs, "bad tuple", blkno, offnum,
+					 length < sizeof(HnswHeapTidTupleData) ?
+					 psprintf("heap-TID overflow tuple is %zu bytes, expected %zu",
+							  length, sizeof(HnswHeapTidTupleData)) :
+					 psprintf("heap-TID overflow tuple has %u heap TIDs, at most %d fit",
+							  otup->count, HNSW_OVERFLOW_HEAPTIDS));
+		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
+		return;
+	}
+	for (int i = 0; i < otup->count; i++)
+		if (!ItemPointerIsValid(&otup->heaptids[i]))
+			bad_tids++;
+	if (bad_tids > 0)
+		check_report(cs, "bad tuple", blkno, offnum,
+					 psprintf("%d of the %u heap TIDs of this overflow tuple are invalid",
+							  bad_tids, otup->count));
+	cs->heaptid_count += otup->count;
+
+	if (cs->overflow_count == cs->overflow_capacity)
+	{
+		cs->overflow_capacity *= 2;
+		cs->overflows = repalloc_huge(cs->overflows,
+									  sizeof(CheckOverflow) * cs->overflow_capacity);
+	}
+	overflow = &cs->overflows[cs->overflow_count];
+	ItemPointerSet(&overflow->tid, blkno, offnum);
+	overflow->next = otup->next;
+	overflow->count = otup->count;
+	overflow->owner = -1;
+	check_remember(cs, blkno, offnum, CHECK_OVERFLOW, (int32) cs->overflow_count);
+	cs->overflow_count++;
 }
 
 static void
@@ -819,6 +895,8 @@ check_pages(CheckState *cs, bool links)
 				check_element_tuple(cs, blkno, offnum, (HnswElementTuple) item, length);
 			else if (item[0] == HNSW_NEIGHBOR_TUPLE)
 				check_neighbor_tuple(cs, blkno, offnum, (HnswNeighborTuple) item, length);
+			else if (item[0] == HNSW_HEAPTID_TUPLE)
+				check_heaptid_tuple(cs, blkno, offnum, (HnswHeapTidTuple) item, length);
 			else
 			{
 				check_report(cs, "bad tuple", blkno, offnum,
@@ -882,6 +960,80 @@ check_neighbor_ownership(CheckState *cs)
 	}
 }
 
+/*
+ * Every element's heap-TID chain must lead through overflow tuples only,
+ * each owned by this one chain (no cycle, no sharing), and every overflow
+ * tuple must belong to some element.  An element without inline heap TIDs
+ * whose chain holds none either must be marked deleted.
+ */
+static void
+check_overflow_chains(CheckState *cs)
+{
+	for (int64 i = 0; i < cs->element_count; i++)
+	{
+		CheckElement *element = &cs->elements[i];
+		BlockNumber blkno = ItemPointerGetBlockNumber(&element->tid);
+		OffsetNumber offnum = ItemPointerGetOffsetNumber(&element->tid);
+		ItemPointerData next = element->overflowtid;
+		int64		chain_heaptids = 0;
+		bool		broken = false;
+
+		while (ItemPointerIsValid(&next))
+		{
+			CheckTidEntry *entry = checktid_lookup(cs->tids, tid_key_of(&next));
+			CheckOverflow *overflow;
+
+			if (entry == NULL || entry->kind != CHECK_OVERFLOW)
+			{
+				check_report(cs, "bad heap-TID chain", blkno, offnum,
+							 psprintf("its chain leads to %s, which is %s",
+									  tid_text(&next),
+									  entry == NULL ? "no tuple" :
+									  entry->kind == CHECK_ELEMENT ? "an element tuple" :
+									  entry->kind == CHECK_NEIGHBOR ? "a neighbour tuple" :
+									  "a damaged tuple"));
+				broken = true;
+				break;
+			}
+			overflow = &cs->overflows[entry->position];
+			if (overflow->owner == (int32) i)
+			{
+				check_report(cs, "bad heap-TID chain", blkno, offnum,
+							 psprintf("its chain loops back to %s", tid_text(&next)));
+				broken = true;
+				break;
+			}
+			if (overflow->owner >= 0)
+			{
+				check_report(cs, "bad heap-TID chain", blkno, offnum,
+							 psprintf("overflow tuple %s also belongs to element %s",
+									  tid_text(&next),
+									  tid_text(&cs->elements[overflow->owner].tid)));
+				broken = true;
+				break;
+			}
+			overflow->owner = (int32) i;
+			chain_heaptids += overflow->count;
+			next = overflow->next;
+		}
+		if (!broken && ItemPointerIsValid(&element->overflowtid) &&
+			element->inline_heaptids == 0 && chain_heaptids == 0 &&
+			!element->deleted)
+			check_report(cs, "bad tuple", blkno, offnum,
+						 "element has no heap TIDs but is not marked deleted");
+	}
+
+	for (int64 i = 0; i < cs->overflow_count; i++)
+	{
+		if (cs->overflows[i].owner < 0)
+			check_report(cs, "orphaned heap-TID tuple",
+						 ItemPointerGetBlockNumber(&cs->overflows[i].tid),
+						 ItemPointerGetOffsetNumber(&cs->overflows[i].tid),
+						 psprintf("no element's chain reaches this overflow tuple of %u heap TIDs",
+								  cs->overflows[i].count));
+	}
+}
+
 /* what a link that is not an element points at, for the detail text */
 static const char *
 check_link_target_text(CheckState *cs, const ItemPointerData *target)
@@ -899,6 +1051,8 @@ check_link_target_text(CheckState *cs, const ItemPointerData *target)
 		return "it is a neighbour tuple";
 	if (entry && entry->kind == CHECK_DAMAGED)
 		return "the tuple there is damaged";
+	if (entry && entry->kind == CHECK_OVERFLOW)
+		return "it is a heap-TID overflow tuple";
 	return "there is no tuple there";
 }
 
@@ -1100,10 +1254,13 @@ hierindex_check(PG_FUNCTION_ARGS)
 		cs.elements = palloc(sizeof(CheckElement) * cs.element_capacity);
 		cs.neighbor_capacity = 1024;
 		cs.neighbors = palloc(sizeof(CheckNeighbor) * cs.neighbor_capacity);
+		cs.overflow_capacity = 64;
+		cs.overflows = palloc(sizeof(CheckOverflow) * cs.overflow_capacity);
 		cs.tids = checktid_create(workcxt, 2048, NULL);
 
 		check_pages(&cs, false);
 		check_neighbor_ownership(&cs);
+		check_overflow_chains(&cs);
 		check_pages(&cs, true);
 
 		if (cs.element_count > 0 && cs.meta.dimensions == 0)

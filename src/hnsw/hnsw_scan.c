@@ -8,7 +8,8 @@
  * layers max_level..1 and runs a beam search of hnsw.ef_search candidates on
  * layer 0, all through the page walk of hnsw_walk.c and the engine's own
  * search code.  The resulting elements' heap TIDs are collected in ascending
- * distance (several per element when rows share a vector; none for deleted
+ * distance (every row that shares an element's vector, through its heap-TID
+ * overflow chain, into a buffer that grows as needed; none for deleted
  * elements), every pin is dropped, and amgettuple then hands them out one at
  * a time.  The distances are exact for the returned rows, so neither the
  * rows nor the order need rechecking.  As in pgvector, a scan returns at most
@@ -47,7 +48,8 @@ typedef struct HnswScanOpaqueData
 	int			walk_ef;		/* ef_search the walk was sized for */
 	float	   *query;			/* prepared query, shape.dimensions floats */
 	GraphNeighbor *found;		/* walk_ef entries */
-	ItemPointerData *heaptids;	/* results: walk_ef * HNSW_HEAPTIDS entries */
+	ItemPointerData *heaptids;	/* results: heaptid_capacity entries, grown */
+	int			heaptid_capacity;
 
 	bool		searched;		/* the search of this rescan has run */
 	int			count;			/* heap TIDs found */
@@ -109,7 +111,8 @@ hnsw_scan_prepare_walk(IndexScanDesc scan, const HnswShape *shape, int ef)
 	so->walk = hnsw_walk_begin(scan->indexRelation, shape, ef, false);
 	so->walk_ef = ef;
 	so->found = palloc(sizeof(GraphNeighbor) * ef);
-	so->heaptids = palloc(sizeof(ItemPointerData) * ef * HNSW_HEAPTIDS);
+	so->heaptid_capacity = ef * 2;
+	so->heaptids = palloc(sizeof(ItemPointerData) * so->heaptid_capacity);
 	MemoryContextSwitchTo(old);
 }
 
@@ -186,7 +189,8 @@ hnsw_scan_search(IndexScanDesc scan)
 		 * is +inf, but so may be a real distance between huge vectors).
 		 */
 		so->count += hnsw_walk_heaptids(so->walk, so->found[i].id,
-										so->heaptids + so->count);
+										&so->heaptids, &so->heaptid_capacity,
+										so->count);
 	}
 	hnsw_walk_release(so->walk);
 

@@ -2,9 +2,23 @@
  * hnsw_vacuum.c — VACUUM for hnsw indexes (ambulkdelete, amvacuumcleanup).
  *
  * The graph is never reshaped here.  ambulkdelete walks the element pages
- * in block order and removes from each element the heap TIDs that VACUUM
- * says are dead, compacting heaptids[]; an element left with no heap TID is
- * marked deleted.  A deleted element stays in the graph as a waypoint:
+ * in block order and removes the heap TIDs that VACUUM says are dead from
+ * every element and every heap-TID overflow tuple, compacting each array.
+ * An element is marked deleted only when it has no heap TID left at all,
+ * inline or in its overflow chain:
+ *
+ *   pass 1  (page by page, one exclusive lock at a time) an element left
+ *           without inline heap TIDs and without a chain is marked deleted
+ *           at once; one that has a chain is remembered;
+ *   pass 2  for the remembered elements, with inserts held off by the
+ *           exclusive heavyweight lock on block 0 (inserts hold it in share
+ *           mode, so none can be adding to a chain meanwhile), the chain is
+ *           read one tuple (share lock) at a time and, if it is empty, the
+ *           element is marked deleted under its page's exclusive lock.
+ *
+ * Never two buffer locks at once.  Overflow tuples are never unlinked: an
+ * insert refills an empty one.  A deleted element stays in the graph as a
+ * waypoint:
  * scans walk through it (its links still hold the graph together) but never
  * return it.  Each changed page is one GenericXLog record, written under
  * the page's exclusive lock, so a scan sees either the old or the new
@@ -27,9 +41,21 @@
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
+#include "storage/lmgr.h"
 #include "utils/rel.h"
 
 #include "hnsw/hnsw.h"
+
+static void
+report_corrupted(Relation index, BlockNumber blkno, OffsetNumber offnum,
+				 const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" has a corrupted %s at block %u, item %u",
+					RelationGetRelationName(index), what, blkno, offnum),
+			 errhint("Please REINDEX it.")));
+}
 
 /*
  * The element tuple at offnum, or NULL for any other tuple.  ERRORs on a
@@ -50,12 +76,117 @@ vacuum_element(Relation index, Page page, BlockNumber blkno, OffsetNumber offnum
 	if (ItemIdGetOffset(itemid) + ItemIdGetLength(itemid) > BLCKSZ ||
 		ItemIdGetLength(itemid) < offsetof(HnswElementTupleData, vector) ||
 		etup->heaptid_count > HNSW_HEAPTIDS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INDEX_CORRUPTED),
-				 errmsg("index \"%s\" has a corrupted element tuple at block %u, item %u",
-						RelationGetRelationName(index), blkno, offnum),
-				 errhint("Please REINDEX it.")));
+		report_corrupted(index, blkno, offnum, "element tuple");
 	return etup;
+}
+
+/*
+ * The heap-TID overflow tuple at offnum, or NULL for any other tuple;
+ * ERRORs on one whose size or count cannot be trusted.
+ */
+static HnswHeapTidTuple
+vacuum_overflow(Relation index, Page page, BlockNumber blkno, OffsetNumber offnum)
+{
+	ItemId		itemid = PageGetItemId(page, offnum);
+	HnswHeapTidTuple tuple;
+
+	if (!ItemIdIsNormal(itemid))
+		return NULL;
+	tuple = (HnswHeapTidTuple) PageGetItem(page, itemid);
+	if (tuple->type != HNSW_HEAPTID_TUPLE)
+		return NULL;
+	if (ItemIdGetOffset(itemid) + ItemIdGetLength(itemid) > BLCKSZ ||
+		ItemIdGetLength(itemid) < sizeof(HnswHeapTidTupleData) ||
+		tuple->count > HNSW_OVERFLOW_HEAPTIDS)
+		report_corrupted(index, blkno, offnum, "heap-TID overflow tuple");
+	return tuple;
+}
+
+/* Write the live heap TIDs back, compacted, invalid after them. */
+static void
+store_live(ItemPointerData *tids, int capacity, const ItemPointerData *live,
+		   int nlive)
+{
+	memmove(tids, live, sizeof(ItemPointerData) * nlive);
+	for (int i = nlive; i < capacity; i++)
+		ItemPointerSetInvalid(&tids[i]);
+}
+
+/*
+ * Pass 2 for one element that kept no inline heap TID but has a chain:
+ * mark it deleted if the chain holds no heap TID either.  Called with
+ * inserts held off (exclusive lock on block 0), so nothing is added
+ * meanwhile; reads one page at a time.
+ */
+static void
+delete_if_chain_empty(Relation index, ItemPointer tid, BufferAccessStrategy strategy)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
+	OffsetNumber offnum = ItemPointerGetOffsetNumber(tid);
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	int64		max_steps = (int64) nblocks * HNSW_HEAPTID_TUPLES_PER_PAGE;
+	int64		steps = 0;
+	ItemPointerData next;
+	GenericXLogState *xlog;
+	HnswElementTuple etup;
+	Buffer		buffer;
+	Page		page;
+
+	buffer = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buffer);
+	etup = vacuum_element(index, page, blkno, offnum);
+	if (etup == NULL || etup->deleted || etup->heaptid_count > 0)
+	{
+		UnlockReleaseBuffer(buffer);
+		return;
+	}
+	next = etup->overflowtid;
+	UnlockReleaseBuffer(buffer);
+
+	while (ItemPointerIsValid(&next))
+	{
+		BlockNumber oblkno = ItemPointerGetBlockNumber(&next);
+		OffsetNumber ooffnum = ItemPointerGetOffsetNumber(&next);
+		HnswHeapTidTuple overflow = NULL;
+		int			count;
+
+		if (oblkno == HNSW_METAPAGE_BLKNO || oblkno >= nblocks || steps++ >= max_steps)
+			report_corrupted(index, blkno, offnum, "heap-TID overflow chain");
+		buffer = ReadBufferExtended(index, MAIN_FORKNUM, oblkno, RBM_NORMAL, strategy);
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buffer);
+		if (!PageIsNew(page))
+		{
+			hnsw_check_page(index, page, oblkno);
+			if (ooffnum >= FirstOffsetNumber && ooffnum <= PageGetMaxOffsetNumber(page))
+				overflow = vacuum_overflow(index, page, oblkno, ooffnum);
+		}
+		if (overflow == NULL)
+		{
+			UnlockReleaseBuffer(buffer);
+			report_corrupted(index, blkno, offnum, "heap-TID overflow chain");
+		}
+		count = overflow->count;
+		next = overflow->next;
+		UnlockReleaseBuffer(buffer);
+		if (count > 0)
+			return;				/* rows of this vector remain */
+	}
+
+	buffer = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
+	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+	xlog = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(xlog, buffer, 0);
+	etup = vacuum_element(index, page, blkno, offnum);
+	if (etup != NULL && !etup->deleted && etup->heaptid_count == 0)
+	{
+		etup->deleted = 1;
+		GenericXLogFinish(xlog);
+	}
+	else
+		GenericXLogAbort(xlog);
+	UnlockReleaseBuffer(buffer);
 }
 
 IndexBulkDeleteResult *
@@ -64,6 +195,9 @@ hnsw_bulk_delete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 {
 	Relation	index = info->index;
 	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	ItemPointerData *emptied = NULL;	/* pass 2: no inline TID, a chain */
+	int			emptied_count = 0;
+	int			emptied_capacity = 0;
 
 	if (stats == NULL)
 		stats = (IndexBulkDeleteResult *) palloc0(sizeof(IndexBulkDeleteResult));
@@ -95,20 +229,57 @@ hnsw_bulk_delete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			 offnum = OffsetNumberNext(offnum))
 		{
 			HnswElementTuple etup = vacuum_element(index, page, blkno, offnum);
-			ItemPointerData live[HNSW_HEAPTIDS];
-			int			nlive = 0;
+			HnswHeapTidTuple overflow = NULL;
+			ItemPointerData *tids;
+			int			capacity;
+			int			count;
+			int			nlive;
+			ItemPointerData live[Max(HNSW_HEAPTIDS, HNSW_OVERFLOW_HEAPTIDS)];
 
-			if (etup == NULL)
-				continue;
-			for (int i = 0; i < etup->heaptid_count; i++)
+			if (etup != NULL)
 			{
-				if (callback(&etup->heaptids[i], callback_state))
+				tids = etup->heaptids;
+				capacity = HNSW_HEAPTIDS;
+				count = etup->heaptid_count;
+			}
+			else if ((overflow = vacuum_overflow(index, page, blkno, offnum)) != NULL)
+			{
+				tids = overflow->heaptids;
+				capacity = HNSW_OVERFLOW_HEAPTIDS;
+				count = overflow->count;
+			}
+			else
+				continue;
+
+			nlive = 0;
+			for (int i = 0; i < count; i++)
+			{
+				if (callback(&tids[i], callback_state))
 					stats->tuples_removed++;
 				else
-					live[nlive++] = etup->heaptids[i];
+					live[nlive++] = tids[i];
 			}
 			stats->num_index_tuples += nlive;
-			if (nlive == etup->heaptid_count)
+
+			/*
+			 * An element without inline heap TIDs whose chain may have lost
+			 * its last rows (now or in an earlier VACUUM): pass 2 decides.
+			 */
+			if (etup != NULL && nlive == 0 && !etup->deleted &&
+				ItemPointerIsValid(&etup->overflowtid))
+			{
+				if (emptied_count == emptied_capacity)
+				{
+					emptied_capacity = Max(64, emptied_capacity * 2);
+					emptied = emptied == NULL ?
+						palloc(sizeof(ItemPointerData) * emptied_capacity) :
+						repalloc(emptied, sizeof(ItemPointerData) * emptied_capacity);
+				}
+				/* ItemPointerSet is a macro that evaluates its pointer twice */
+				ItemPointerSet(&emptied[emptied_count], blkno, offnum);
+				emptied_count++;
+			}
+			if (nlive == count)
 				continue;
 
 			/*
@@ -120,19 +291,39 @@ hnsw_bulk_delete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			{
 				xlog = GenericXLogStart(index);
 				page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-				etup = (HnswElementTuple) PageGetItem(page, PageGetItemId(page, offnum));
 			}
-			memcpy(etup->heaptids, live, sizeof(ItemPointerData) * nlive);
-			for (int i = nlive; i < HNSW_HEAPTIDS; i++)
-				ItemPointerSetInvalid(&etup->heaptids[i]);
-			etup->heaptid_count = nlive;
-			if (nlive == 0)
-				etup->deleted = 1;
+			if (etup != NULL)
+			{
+				etup = (HnswElementTuple) PageGetItem(page, PageGetItemId(page, offnum));
+				store_live(etup->heaptids, capacity, live, nlive);
+				etup->heaptid_count = nlive;
+				if (nlive == 0 && !ItemPointerIsValid(&etup->overflowtid))
+					etup->deleted = 1;
+			}
+			else
+			{
+				overflow = (HnswHeapTidTuple) PageGetItem(page, PageGetItemId(page, offnum));
+				store_live(overflow->heaptids, capacity, live, nlive);
+				overflow->count = nlive;
+			}
 		}
 
 		if (xlog)
 			GenericXLogFinish(xlog);
 		UnlockReleaseBuffer(buffer);
+	}
+
+	/* pass 2, inserts held off: elements whose rows all went */
+	if (emptied_count > 0)
+	{
+		LockPage(index, HNSW_METAPAGE_BLKNO, ExclusiveLock);
+		for (int i = 0; i < emptied_count; i++)
+		{
+			vacuum_delay_point();
+			delete_if_chain_empty(index, &emptied[i], info->strategy);
+		}
+		UnlockPage(index, HNSW_METAPAGE_BLKNO, ExclusiveLock);
+		pfree(emptied);
 	}
 
 	stats->num_pages = nblocks;
@@ -176,9 +367,12 @@ hnsw_vacuum_cleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 					 offnum = OffsetNumberNext(offnum))
 				{
 					HnswElementTuple etup = vacuum_element(index, page, blkno, offnum);
+					HnswHeapTidTuple overflow;
 
 					if (etup)
 						stats->num_index_tuples += etup->heaptid_count;
+					else if ((overflow = vacuum_overflow(index, page, blkno, offnum)) != NULL)
+						stats->num_index_tuples += overflow->count;
 				}
 			}
 			UnlockReleaseBuffer(buffer);

@@ -8,8 +8,11 @@
  * one to each element tuple the first time it meets its TID (an open
  * addressing table keyed by the 48-bit TID) and keeps per-handle facts in one
  * array: the TID, the element's distance to the query once computed, its
- * level, its neighbour tuple's TID, and its first heap TID.  Visited marks are
- * a generation counter per handle, so a layer search starts in O(1).
+ * level, its neighbour tuple's TID, its first heap TID and the head of its
+ * heap-TID overflow chain.  Visited marks are a generation counter per
+ * handle, so a layer search starts in O(1).  The heap TIDs of an element that
+ * several rows share (inline, then the overflow chain) are read only when a
+ * scan asks for them, one tuple under one share lock at a time.
  *
  * One visit per element.  distance() reads the element tuple once, under a
  * share lock, and computes the distance directly on the page (no copy unless
@@ -58,6 +61,7 @@ typedef struct HnswWalkElement
 	ItemPointerData tid;		/* the element tuple */
 	ItemPointerData neighbortid;	/* its neighbour tuple (once read) */
 	ItemPointerData heaptid;	/* its first heap TID (once read) */
+	ItemPointerData overflowtid;	/* its heap-TID chain (once read) */
 	uint8		state;			/* WALK_* */
 	uint8		level;
 	uint8		deleted;
@@ -405,6 +409,7 @@ walk_read_element(HnswWalk *walk, int32 handle)
 		element->deleted = tuple->deleted;
 		element->heaptid_count = Min(tuple->heaptid_count, HNSW_HEAPTIDS);
 		element->heaptid = tuple->heaptids[0];
+		element->overflowtid = tuple->overflowtid;
 		element->neighbortid = tuple->neighbortid;
 		if (walk->keep_vectors)
 			memcpy(walk->vectors + (Size) handle * dimensions, tuple->vector,
@@ -622,39 +627,96 @@ hnsw_walk_level(HnswWalk *walk, int32 handle)
 	return walk->elements[handle].level;
 }
 
+/* Make room for `more` entries after the first `used` of *tids. */
+static void
+reserve_heaptids(ItemPointerData **tids, int *capacity, int used, int more)
+{
+	int			needed;
+
+	if (used > INT_MAX - more)
+		elog(ERROR, "hnsw scan: too many heap TIDs");
+	needed = used + more;
+	if (needed <= *capacity)
+		return;
+	*capacity = Max(needed, *capacity > INT_MAX / 2 ? INT_MAX : *capacity * 2);
+	*tids = repalloc_huge(*tids, sizeof(ItemPointerData) * (Size) *capacity);
+}
+
 int
-hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData *out)
+hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
+				   int *capacity, int used)
 {
 	HnswWalkElement *element;
 	Page		page;
 	HnswElementTuple tuple;
+	ItemPointerData next;
 	int			count = 0;
+	int64		steps = 0;
+	int64		max_steps;
 
 	Assert(handle >= 0 && handle < walk->count);
 	element = &walk->elements[handle];
 	if (element->state == WALK_UNREAD)
 		walk_read_element(walk, handle);
-	if (element->state != WALK_READ || element->deleted || element->heaptid_count == 0)
+	if (element->state != WALK_READ || element->deleted)
 		return 0;
-	if (element->heaptid_count == 1)
+	if (element->heaptid_count == 1 && !ItemPointerIsValid(&element->overflowtid))
 	{
-		out[0] = element->heaptid;
+		reserve_heaptids(tids, capacity, used, 1);
+		(*tids)[used] = element->heaptid;
 		return 1;
 	}
 
-	/* several rows share the vector: read them all now */
+	/* several rows share the vector: read them all now, inline first */
 	page = walk_lock_block(walk, ItemPointerGetBlockNumberNoCheck(&element->tid));
 	if (page == NULL)
 		return 0;
 	tuple = (HnswElementTuple)
 		page_item(page, ItemPointerGetOffsetNumberNoCheck(&element->tid),
 				  offsetof(HnswElementTupleData, vector));
-	if (tuple != NULL && tuple->type == HNSW_ELEMENT_TUPLE && !tuple->deleted)
+	if (tuple == NULL || tuple->type != HNSW_ELEMENT_TUPLE || tuple->deleted)
 	{
-		count = Min(tuple->heaptid_count, HNSW_HEAPTIDS);
-		memcpy(out, tuple->heaptids, sizeof(ItemPointerData) * count);
+		walk_unlock(walk);
+		return 0;
 	}
+	count = Min(tuple->heaptid_count, HNSW_HEAPTIDS);
+	reserve_heaptids(tids, capacity, used, count);
+	memcpy(*tids + used, tuple->heaptids, sizeof(ItemPointerData) * count);
+	next = tuple->overflowtid;
 	walk_unlock(walk);
+
+	/*
+	 * Then the overflow chain, one tuple (one share lock) at a time.  Tuples
+	 * are never unlinked, so the chain read is the one an insert or vacuum
+	 * may be changing at the same moment: each tuple is consistent under its
+	 * lock.  A chain longer than the relation could hold is a cycle (damage,
+	 * which hierindex_check reports): stop there.
+	 */
+	max_steps = (int64) RelationGetNumberOfBlocks(walk->index) *
+		HNSW_HEAPTID_TUPLES_PER_PAGE;
+	while (ItemPointerIsValid(&next) && steps++ < max_steps)
+	{
+		HnswHeapTidTuple overflow;
+		int			n;
+
+		page = walk_lock_block(walk, ItemPointerGetBlockNumberNoCheck(&next));
+		if (page == NULL)
+			break;
+		overflow = (HnswHeapTidTuple)
+			page_item(page, ItemPointerGetOffsetNumberNoCheck(&next),
+					  sizeof(HnswHeapTidTupleData));
+		if (overflow == NULL || overflow->type != HNSW_HEAPTID_TUPLE)
+		{
+			walk_unlock(walk);
+			break;
+		}
+		n = Min(overflow->count, HNSW_OVERFLOW_HEAPTIDS);
+		reserve_heaptids(tids, capacity, used + count, n);
+		memcpy(*tids + used + count, overflow->heaptids, sizeof(ItemPointerData) * n);
+		count += n;
+		next = overflow->next;
+		walk_unlock(walk);
+	}
 	return count;
 }
 

@@ -15,6 +15,12 @@
  * dimensions), the element gets its page and the neighbour tuple goes to a
  * separate page that collects such neighbour tuples.
  *
+ * Heap TIDs.  An element holds its first HNSW_HEAPTIDS heap TIDs; the rest
+ * (rows sharing its vector) go into heap-TID overflow tuples of
+ * HNSW_OVERFLOW_HEAPTIDS each, chained from the element in TID order.  They
+ * are placed right after the element's two tuples, on the same page while
+ * they fit, else on the pages that follow.
+ *
  * Two passes.  Neighbour tuples hold the TIDs of other elements, which are
  * only known once everything is placed, so pass 1 only assigns each element
  * the TIDs of its two tuples (simulating PageAddItem's space arithmetic) and
@@ -45,6 +51,11 @@
 /* Bytes a tuple of `size` takes on a page: aligned data plus its line pointer. */
 #define TUPLE_SPACE(size)	(MAXALIGN(size) + sizeof(ItemIdData))
 
+StaticAssertDecl(offsetof(HnswElementTupleData, vector) == 72,
+				 "the element tuple header is 72 bytes (README)");
+StaticAssertDecl(offsetof(HnswElementTupleData, neighbortid) == 64,
+				 "neighbortid is at byte 64 (README)");
+
 /* Room for tuples on an empty element page. */
 #define PAGE_ROOM	(BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(HnswPageOpaqueData)))
 
@@ -67,6 +78,8 @@ typedef struct WriteState
 	int32	   *order;			/* placement order: element ids */
 	ItemPointerData *element_tids;	/* per element id */
 	ItemPointerData *neighbor_tids; /* per element id */
+	int64	   *overflow_start; /* element id -> first of its overflow_tids */
+	ItemPointerData *overflow_tids; /* heap-TID overflow tuples, by element */
 	int64	   *last_use;		/* per block: last order position placed there */
 	BlockNumber nblocks;		/* blocks including the meta page */
 	BlockNumber last_use_capacity;
@@ -160,6 +173,28 @@ plan_place(WriteState *state, PlanPage *page, Size size, int64 position,
 	state->last_use[page->blkno] = position;
 }
 
+/* Heap TIDs of element id, checked. */
+static int64
+element_tid_count(WriteState *state, int32 id)
+{
+	int64		count = state->heaptids->start[id + 1] - state->heaptids->start[id];
+
+	if (count < 1)
+		elog(ERROR, "hnsw bulk write: element %d has " INT64_FORMAT " heap TIDs",
+			 id, count);
+	return count;
+}
+
+/* Heap-TID overflow tuples an element of `tid_count` heap TIDs needs. */
+static int64
+overflow_tuples_for(int64 tid_count)
+{
+	if (tid_count <= HNSW_HEAPTIDS)
+		return 0;
+	return (tid_count - HNSW_HEAPTIDS + HNSW_OVERFLOW_HEAPTIDS - 1) /
+		HNSW_OVERFLOW_HEAPTIDS;
+}
+
 /*
  * Pass 1: give every element the TIDs of its element and neighbour tuples.
  * The current page takes the element and its neighbour tuple while both fit,
@@ -217,6 +252,17 @@ plan_layout(WriteState *state)
 				plan_open_page(state, &neighbors_only);
 			plan_place(state, &neighbors_only, neighbor_size, position,
 					   &state->neighbor_tids[id]);
+		}
+
+		/* its heap-TID overflow tuples: here while they fit, else further on */
+		for (int64 i = state->overflow_start[id]; i < state->overflow_start[id + 1]; i++)
+		{
+			Size		overflow_size = sizeof(HnswHeapTidTupleData);
+
+			if (current.free < TUPLE_SPACE(overflow_size))
+				plan_open_page(state, &current);
+			plan_place(state, &current, overflow_size, position,
+					   &state->overflow_tids[i]);
 		}
 	}
 }
@@ -335,12 +381,16 @@ write_pages(WriteState *state)
 	Size		element_size = hnsw_element_tuple_size(dim);
 	HnswElementTuple element = palloc0(element_size);
 	HnswNeighborTuple neighbors = palloc0(hnsw_neighbor_tuple_size(GRAPH_MAX_LEVEL, m));
+	HnswHeapTidTupleData overflow;
 
-	/* pass 1 keeps at most two pages open: the current one, neighbours-only */
-	OpenPage   *pages = palloc(sizeof(OpenPage) * 2);
+	/*
+	 * Pass 1 keeps at most two pages open: the current one, neighbours-only;
+	 * pass 2 also the page of the overflow tuples being written.
+	 */
+	OpenPage   *pages = palloc(sizeof(OpenPage) * 3);
 	BlockNumber pages_written = 0;
 
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 	{
 		pages[i].blkno = InvalidBlockNumber;
 		pages[i].buffer = InvalidBuffer;
@@ -352,19 +402,17 @@ write_pages(WriteState *state)
 		int			level = graph->levels[id];
 		Size		neighbor_size = hnsw_neighbor_tuple_size(level, m);
 		int64		tid_start = state->heaptids->start[id];
-		int64		tid_count = state->heaptids->start[id + 1] - tid_start;
+		int64		tid_count = element_tid_count(state, id);
+		int64		first_overflow = state->overflow_start[id];
+		int64		end_overflow = state->overflow_start[id + 1];
 		OpenPage   *page;
-
-		if (tid_count < 1 || tid_count > HNSW_HEAPTIDS)
-			elog(ERROR, "hnsw bulk write: element %d has " INT64_FORMAT " heap TIDs (1 to %d allowed)",
-				 id, tid_count, HNSW_HEAPTIDS);
 
 		/* the element tuple */
 		memset(element, 0, element_size);
 		element->type = HNSW_ELEMENT_TUPLE;
 		element->level = (uint8) level;
 		element->deleted = 0;
-		element->heaptid_count = (uint8) tid_count;
+		element->heaptid_count = (uint8) Min(tid_count, HNSW_HEAPTIDS);
 		for (int i = 0; i < HNSW_HEAPTIDS; i++)
 		{
 			if (i < tid_count)
@@ -372,6 +420,10 @@ write_pages(WriteState *state)
 			else
 				ItemPointerSetInvalid(&element->heaptids[i]);
 		}
+		if (first_overflow < end_overflow)
+			element->overflowtid = state->overflow_tids[first_overflow];
+		else
+			ItemPointerSetInvalid(&element->overflowtid);
 		element->neighbortid = state->neighbor_tids[id];
 		memcpy(element->vector, graph->vectors + (int64) id * dim,
 			   sizeof(float) * dim);
@@ -404,17 +456,57 @@ write_pages(WriteState *state)
 			}
 		}
 
-		page = open_page(state, pages, 2,
+		page = open_page(state, pages, 3,
 						 ItemPointerGetBlockNumber(&state->element_tids[id]));
 		add_planned(state->index, page, element, element_size,
 					&state->element_tids[id]);
-		page = open_page(state, pages, 2,
+		page = open_page(state, pages, 3,
 						 ItemPointerGetBlockNumber(&state->neighbor_tids[id]));
 		add_planned(state->index, page, neighbors, neighbor_size,
 					&state->neighbor_tids[id]);
 
+		/* the heap-TID overflow tuples, chained in order */
+		for (int64 i = first_overflow; i < end_overflow; i++)
+		{
+			int64		tid_offset = HNSW_HEAPTIDS + (i - first_overflow) * HNSW_OVERFLOW_HEAPTIDS;
+			int			count = (int) Min(tid_count - tid_offset, HNSW_OVERFLOW_HEAPTIDS);
+
+			memset(&overflow, 0, sizeof(overflow));
+			overflow.type = HNSW_HEAPTID_TUPLE;
+			overflow.count = (uint16) count;
+			if (i + 1 < end_overflow)
+				overflow.next = state->overflow_tids[i + 1];
+			else
+				ItemPointerSetInvalid(&overflow.next);
+			for (int j = 0; j < HNSW_OVERFLOW_HEAPTIDS; j++)
+			{
+				if (j < count)
+					overflow.heaptids[j] = state->heaptids->tids[tid_start + tid_offset + j];
+				else
+					ItemPointerSetInvalid(&overflow.heaptids[j]);
+			}
+			page = open_page(state, pages, 3,
+							 ItemPointerGetBlockNumber(&state->overflow_tids[i]));
+			add_planned(state->index, page, &overflow, sizeof(overflow),
+						&state->overflow_tids[i]);
+
+			/*
+			 * A page that only overflow tuples of this element filled is
+			 * complete once its chain moves on to the next page: close it now,
+			 * so that a long chain keeps at most one such page open.
+			 */
+			if (i + 1 < end_overflow &&
+				ItemPointerGetBlockNumber(&state->overflow_tids[i + 1]) != page->blkno &&
+				page->blkno != ItemPointerGetBlockNumber(&state->element_tids[id]) &&
+				page->blkno != ItemPointerGetBlockNumber(&state->neighbor_tids[id]))
+			{
+				close_page(page);
+				pages_written++;
+			}
+		}
+
 		/* copy out the pages this element was the last one on */
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < 3; i++)
 		{
 			if (pages[i].blkno != InvalidBlockNumber &&
 				state->last_use[pages[i].blkno] == position)
@@ -428,7 +520,7 @@ write_pages(WriteState *state)
 		}
 	}
 
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (pages[i].blkno != InvalidBlockNumber)
 			elog(ERROR, "hnsw bulk write: block %u was never completed", pages[i].blkno);
 
@@ -479,6 +571,15 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 													sizeof(ItemPointerData) * state.count);
 		state.neighbor_tids = MemoryContextAllocHuge(write_context,
 													 sizeof(ItemPointerData) * state.count);
+		state.overflow_start = MemoryContextAllocHuge(write_context,
+													  sizeof(int64) * (state.count + 1));
+		state.overflow_start[0] = 0;
+		for (int64 id = 0; id < state.count; id++)
+			state.overflow_start[id + 1] = state.overflow_start[id] +
+				overflow_tuples_for(element_tid_count(&state, (int32) id));
+		state.overflow_tids = MemoryContextAllocHuge(write_context,
+													 sizeof(ItemPointerData) *
+													 Max(state.overflow_start[state.count], 1));
 		order_breadth_first(&state);
 		plan_layout(&state);
 	}
