@@ -188,9 +188,15 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 			/*
 			 * A concurrent insertion reached this element from a layer above
 			 * and already linked to it here.  Keep those links: merge them
-			 * with ours and prune the union to the layer's width.
+			 * with ours, and prune the union only when it exceeds the layer's
+			 * width.  Pruning a union that fits would drop links the
+			 * heuristic finds redundant, and such a link may be the only way
+			 * into the concurrent element (seen on points along a line built
+			 * by two threads: a whole stretch became unreachable from the
+			 * rest), exactly as add_reverse_link appends while there is room.
 			 */
 			int			pooled = pool_links(graph, scratch, vector, slot);
+			int			width = graph_layer_width(graph, layer);
 
 			for (int i = 0; i < kept; i++)
 			{
@@ -201,8 +207,14 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 				if (!duplicate)
 					scratch->pool[pooled++] = scratch->selected[i];
 			}
-			prune_pool_into_slot(graph, scratch, slot, pooled,
-								 graph_layer_width(graph, layer));
+			if (pooled > width)
+				prune_pool_into_slot(graph, scratch, slot, pooled, width);
+			else
+			{
+				for (int i = 0; i < pooled; i++)
+					slot[1 + i] = scratch->pool[i].id;
+				slot[0] = pooled;
+			}
 		}
 		graph_unlock_element(graph, id);
 

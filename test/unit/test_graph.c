@@ -568,6 +568,58 @@ test_grow(void)
 	free(data);
 }
 
+/*
+ * Points along a line, inserted in order by several threads: the worst case
+ * for concurrent insertion, where two threads extend the same frontier.
+ * Every element must be reachable on layer 0 from the first one, not only
+ * from the entry point (a scan starts its layer-0 search wherever the
+ * greedy descent ends).
+ */
+static void
+test_line_reachability(void)
+{
+	const int	n = 55;
+	int			broken = 0;
+
+	for (int run = 0; run < 300; run++)
+	{
+		GraphParams params = {2, 16, 64, GRAPH_METRIC_L2, (uint64_t) run};
+		const char *error = NULL;
+		Graph	   *graph = graph_create(&params, n, &error);
+		char		seen[55] = {0};
+		int32_t		queue[55];
+		int			head = 0,
+					tail = 0;
+
+		for (int i = 0; i < n; i++)
+		{
+			float		v[2] = {i < 50 ? (float) (i + 1) : (float) (1000 + i - 50), 0.0f};
+
+			graph_set_vector(graph, i, v);
+		}
+		graph_build_range(graph, 0, n, 4);
+		graph_connect_unreachable(graph);
+		queue[tail++] = 0;
+		seen[0] = 1;
+		while (head < tail)
+		{
+			const int32_t *ids;
+			int			count = graph_neighbors(graph, queue[head++], 0, &ids);
+
+			for (int k = 0; k < count; k++)
+				if (!seen[ids[k]])
+				{
+					seen[ids[k]] = 1;
+					queue[tail++] = ids[k];
+				}
+		}
+		broken += tail < n;
+		graph_free(graph);
+	}
+	UNIT_CHECK(broken == 0, "points on a line, 4 threads: every element reachable from the first in %d of 300 builds",
+			   300 - broken);
+}
+
 int
 main(void)
 {
@@ -581,5 +633,6 @@ main(void)
 	test_determinism_and_threads();
 	test_walk_through_callbacks();
 	test_grow();
+	test_line_reachability();
 	return unit_summary();
 }
