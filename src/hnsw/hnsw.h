@@ -242,6 +242,21 @@ extern ItemPointer hnsw_walk_tid(HnswWalk *walk, int32 handle);
 extern const float *hnsw_walk_vector(HnswWalk *walk, int32 handle);
 /* distance between two elements' kept vectors: for graph_select_neighbors */
 extern float hnsw_walk_pair_distance(void *walk, int32 a, int32 b);
+/* the element's top layer, or -1 when its TID leads to no element */
+extern int	hnsw_walk_level(HnswWalk *walk, int32 handle);
+/*
+ * The element's heap TIDs (out: room for HNSW_HEAPTIDS); 0 when it is deleted
+ * or unreachable.
+ */
+extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData *out);
+/* elements whose tuple the walk has read (a measure of its work) */
+extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
+/*
+ * A walk keeps the last block it read pinned (never locked) between calls:
+ * hnsw_walk_release drops that pin (before returning to the executor, or
+ * before waiting on anything); hnsw_walk_end drops it and frees the walk.
+ */
+extern void hnsw_walk_release(HnswWalk *walk);
 extern void hnsw_walk_end(HnswWalk *walk);
 
 /* hnsw_build.c */

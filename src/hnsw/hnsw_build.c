@@ -1,16 +1,681 @@
-/* hnsw_build.c — index build (skeleton: being written) */
+/*
+ * hnsw_build.c — ambuild and ambuildempty of the hnsw access method.
+ *
+ * A build has three phases, each shown in pg_stat_progress_create_index:
+ *
+ *   load   table_index_build_scan feeds every row to build_callback, which
+ *          prepares the vector (skipping NULLs, and zero vectors under
+ *          cosine) and appends it to an in-memory Graph (src/graph).  Rows
+ *          whose prepared vector is byte-identical to an earlier one join
+ *          that element (up to HNSW_HEAPTIDS heap TIDs), found through a
+ *          small hash table of element ids keyed by a hash of the vector;
+ *          so a column full of one value does not become a clique of
+ *          zero-distance elements.
+ *   graph  the OpenMP builder links the elements, in chunks sized to take
+ *          about 0.15 s each.  Around each chunk the backend blocks every
+ *          signal, so the worker threads (created then, and inheriting the
+ *          mask) never run a PostgreSQL signal handler; the signals are
+ *          restored and interrupts checked between chunks, which is where a
+ *          cancel lands.  Elements that pruning left unreachable are then
+ *          linked (graph_connect_unreachable).
+ *   write  hnsw_write_graph lays the graph out on pages and WAL-logs them.
+ *
+ * Memory.  The graph, the heap TIDs and the helper arrays are kept within
+ * maintenance_work_mem.  When the next row would not fit, the build says so
+ * once in a NOTICE and from then on spools rows (heap TID and prepared
+ * vector) to a temporary file; after the in-memory part is written, each
+ * spooled row goes through the ordinary insert path (hnsw_insert_vector).
+ * Slower, same index, never an out-of-memory failure.
+ *
+ * The Graph is malloc'd by the engine, outside PostgreSQL's memory contexts;
+ * a reset callback on the build's memory context frees it, so an ERROR or a
+ * cancel anywhere in the build does not leak it.
+ */
 #include "postgres.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "access/generic_xlog.h"
+#include "access/htup_details.h"
+#include "access/tableam.h"
+#include "commands/progress.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "portability/instr_time.h"
+#include "storage/buffile.h"
+#include "storage/bufmgr.h"
+#include "utils/backend_progress.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
 #include "hnsw/hnsw.h"
+#include "vector.h"
+
+/*
+ * Level draws are a pure function of (seed, element id): a fixed seed makes
+ * single-threaded builds of the same table reproducible.
+ */
+#define HNSW_BUILD_SEED		UINT64CONST(0x68696572696e6478)	/* "hierindx" */
+
+/* Linking chunks aim at this many seconds between interrupt checks. */
+#define CHUNK_TARGET_SECONDS	0.15
+#define CHUNK_MIN_ELEMENTS		16
+
+/* hash-table key standing for the vector being loaded (state->probe) */
+#define PROBE_KEY				(-1)
+
+/* A second or later heap TID of an element (duplicates); rare. */
+typedef struct ExtraHeapTid
+{
+	int32		element;
+	ItemPointerData tid;
+} ExtraHeapTid;
+
+/* Duplicate finder: one entry per distinct vector, naming its newest element. */
+typedef struct DuplicateEntry
+{
+	int32		element;
+	uint32		hash;
+	char		status;
+} DuplicateEntry;
+
+typedef struct BuildState
+{
+	Relation	heap;
+	Relation	index;
+	HnswShape	shape;
+	GraphParams params;
+	int			threads;
+
+	MemoryContext context;		/* everything below; its reset frees graph */
+	MemoryContext tuple_context;	/* detoasted values, reset per row */
+
+	Graph	   *graph;			/* NULL when not even one element fits */
+	ItemPointerData *first_tids;	/* per element slot */
+	uint8	   *tid_counts;		/* per element slot */
+	ExtraHeapTid *extras;
+	int64		extra_count;
+	int64		extra_capacity;
+	struct duplicates_hash *duplicates;
+	float	   *probe;			/* the prepared vector of the current row */
+
+	/* memory: budget and the bytes each element slot costs */
+	Size		budget;
+	Size		element_bytes;
+
+	/* rows that did not fit */
+	BufFile    *spool;
+	int64		spooled;
+
+	int64		rows_in_memory; /* heap TIDs held by graph elements */
+} BuildState;
+
+static inline const float *
+duplicate_vector(BuildState *state, int32 key)
+{
+	if (key == PROBE_KEY)
+		return state->probe;
+	return state->graph->vectors + (int64) key * state->shape.dimensions;
+}
+
+static inline uint32
+duplicate_hash(BuildState *state, int32 key)
+{
+	return hash_bytes((const unsigned char *) duplicate_vector(state, key),
+					  sizeof(float) * state->shape.dimensions);
+}
+
+static inline bool
+duplicate_equal(BuildState *state, int32 a, int32 b)
+{
+	return memcmp(duplicate_vector(state, a), duplicate_vector(state, b),
+				  sizeof(float) * state->shape.dimensions) == 0;
+}
+
+#define SH_PREFIX			duplicates
+#define SH_ELEMENT_TYPE		DuplicateEntry
+#define SH_KEY_TYPE			int32
+#define SH_KEY				element
+#define SH_HASH_KEY(tb, key)	duplicate_hash((BuildState *) (tb)->private_data, key)
+#define SH_EQUAL(tb, a, b)	duplicate_equal((BuildState *) (tb)->private_data, a, b)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE			static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/* Memory-context reset callback: release the malloc'd graph. */
+static void
+free_graph_callback(void *arg)
+{
+	BuildState *state = (BuildState *) arg;
+
+	graph_free(state->graph);
+	state->graph = NULL;
+}
+
+/*
+ * The index column's dimensions, checked: hnsw needs a fixed dimension
+ * (vector(n)) within the page format's limit.
+ */
+static int
+index_dimensions(Relation index)
+{
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+
+	if (typmod < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("column does not have dimensions"),
+				 errhint("An hnsw index needs a column of type vector(n).")));
+	if (typmod > HNSW_MAX_DIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("column has %d dimensions, more than the %d an hnsw index supports",
+						typmod, HNSW_MAX_DIM)));
+	return typmod;
+}
+
+static void
+init_shape(Relation index, HnswShape *shape, GraphParams *params)
+{
+	shape->dimensions = index_dimensions(index);
+	shape->m = hnsw_option_m(index);
+	shape->m0 = 2 * shape->m;
+	shape->ef_construction = hnsw_option_ef_construction(index);
+	shape->metric = hnsw_index_metric(index);
+
+	params->dim = shape->dimensions;
+	params->m = shape->m;
+	params->ef_construction = shape->ef_construction;
+	params->metric = shape->metric;
+	params->seed = HNSW_BUILD_SEED;
+}
+
+/* A graph with no elements, for writing an empty index. */
+static void
+init_empty_graph(Graph *graph, const GraphParams *params)
+{
+	memset(graph, 0, sizeof(*graph));
+	graph->params = *params;
+	graph->m0 = 2 * params->m;
+	graph->entry_point = GRAPH_NO_ELEMENT;
+	graph->max_level = -1;
+}
+
+/* Bytes in use now, against the budget. */
+static Size
+memory_used(BuildState *state, int64 element_capacity, int64 extra_capacity)
+{
+	return state->element_bytes * element_capacity +
+		sizeof(ExtraHeapTid) * extra_capacity;
+}
+
+/*
+ * Rows the table probably holds: the planner's count when there is one, else
+ * what its blocks would hold if they were full of vectors.
+ */
+static int64
+estimate_rows(Relation heap, int dimensions)
+{
+	double		reltuples = heap->rd_rel->reltuples;
+	BlockNumber nblocks;
+	Size		row_bytes;
+
+	if (reltuples > 0)
+		return (int64) (reltuples * 1.1);
+	nblocks = RelationGetNumberOfBlocks(heap);
+	row_bytes = MAXALIGN(SizeofHeapTupleHeader + VECTOR_SIZE(dimensions) + 8) +
+		sizeof(ItemIdData);
+	return (int64) nblocks * Max(1, (int64) ((BLCKSZ - SizeOfPageHeaderData) / row_bytes));
+}
+
+/*
+ * Grow the graph and the per-element arrays, within the budget.  Returns
+ * false when no more elements fit (or the memory cannot be had).
+ */
+static bool
+grow_elements(BuildState *state)
+{
+	Graph	   *graph = state->graph;
+	int64		capacity = graph->capacity;
+	int64		fit;
+	int64		new_capacity;
+
+	if (state->budget <= memory_used(state, 0, state->extra_capacity))
+		return false;
+	fit = (state->budget - memory_used(state, 0, state->extra_capacity)) /
+		state->element_bytes;
+	fit = Min(fit, (int64) PG_INT32_MAX - 1);
+	new_capacity = Min(Max(capacity * 2, capacity + 1024), fit);
+	if (new_capacity <= capacity)
+		return false;
+	if (graph_grow(graph, new_capacity) != 0)
+		return false;
+	state->first_tids = repalloc_huge(state->first_tids,
+									  sizeof(ItemPointerData) * new_capacity);
+	state->tid_counts = repalloc_huge(state->tid_counts, new_capacity);
+	return true;
+}
+
+/* Room for one more extra heap TID, within the budget. */
+static bool
+reserve_extra(BuildState *state)
+{
+	int64		new_capacity;
+
+	if (state->extra_count < state->extra_capacity)
+		return true;
+	new_capacity = Max(state->extra_capacity * 2, 256);
+	if (memory_used(state, state->graph->capacity, new_capacity) > state->budget)
+		return false;
+	if (state->extras == NULL)
+		state->extras = MemoryContextAllocHuge(state->context,
+											   sizeof(ExtraHeapTid) * new_capacity);
+	else
+		state->extras = repalloc_huge(state->extras,
+									  sizeof(ExtraHeapTid) * new_capacity);
+	state->extra_capacity = new_capacity;
+	return true;
+}
+
+/* The row does not fit in memory: write it to the spool file. */
+static void
+spool_row(BuildState *state, ItemPointer tid)
+{
+	if (state->spool == NULL)
+	{
+		ereport(NOTICE,
+				(errmsg("hnsw graph of index \"%s\" filled maintenance_work_mem after " INT64_FORMAT " rows",
+						RelationGetRelationName(state->index), state->rows_in_memory),
+				 errdetail("The rows that follow are added one at a time after the graph is written, which is much slower."),
+				 errhint("Raise maintenance_work_mem (now %d kB) to build the whole graph in memory.",
+						 maintenance_work_mem)));
+		state->spool = BufFileCreateTemp(false);
+	}
+	BufFileWrite(state->spool, tid, sizeof(ItemPointerData));
+	BufFileWrite(state->spool, state->probe,
+				 sizeof(float) * state->shape.dimensions);
+	state->spooled++;
+}
+
+/* Add the prepared row in state->probe with heap TID tid. */
+static void
+add_row(BuildState *state, ItemPointer tid)
+{
+	Graph	   *graph = state->graph;
+	DuplicateEntry *entry;
+	int64		id;
+	bool		found;
+
+	/* once anything is spooled, keep going there: rows stay in heap order */
+	if (graph == NULL || state->spool != NULL)
+	{
+		spool_row(state, tid);
+		return;
+	}
+
+	entry = duplicates_lookup(state->duplicates, PROBE_KEY);
+	if (entry != NULL && state->tid_counts[entry->element] < HNSW_HEAPTIDS)
+	{
+		if (!reserve_extra(state))
+		{
+			spool_row(state, tid);
+			return;
+		}
+		state->extras[state->extra_count].element = entry->element;
+		state->extras[state->extra_count].tid = *tid;
+		state->extra_count++;
+		state->tid_counts[entry->element]++;
+		state->rows_in_memory++;
+		return;
+	}
+
+	if (graph->count == graph->capacity && !grow_elements(state))
+	{
+		spool_row(state, tid);
+		return;
+	}
+
+	id = graph->count;
+	if (graph_set_vector(graph, id, state->probe) != 0)
+		return;					/* no direction (cannot happen: prepared) */
+	state->first_tids[id] = *tid;
+	state->tid_counts[id] = 1;
+	state->rows_in_memory++;
+
+	/* the newest element of a vector is the one that takes duplicates */
+	if (entry != NULL)
+		entry->element = (int32) id;
+	else
+	{
+		entry = duplicates_insert(state->duplicates, (int32) id, &found);
+		Assert(!found);
+		entry->element = (int32) id;
+	}
+}
+
+static void
+build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
+			   bool tuple_is_alive, void *arg)
+{
+	BuildState *state = (BuildState *) arg;
+	MemoryContext old_context;
+	bool		indexed;
+
+	if (isnull[0])
+		return;					/* NULLs are not indexed */
+
+	old_context = MemoryContextSwitchTo(state->tuple_context);
+	indexed = hnsw_prepare_vector(&state->shape, values[0], state->probe);
+	MemoryContextSwitchTo(old_context);
+	MemoryContextReset(state->tuple_context);
+	if (!indexed)
+		return;					/* zero vector under cosine */
+
+	add_row(state, tid);
+	if (((state->rows_in_memory + state->spooled) & 1023) == 0)
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+									 state->rows_in_memory + state->spooled);
+}
+
+/*
+ * Link the loaded elements: graph_build_range in chunks, all signals blocked
+ * while threads run, interrupts checked between chunks.
+ */
+static void
+link_graph(BuildState *state)
+{
+	Graph	   *graph = state->graph;
+	int64		count = graph->count;
+	int64		done = 0;
+	int64		chunk = CHUNK_MIN_ELEMENTS * Max(state->threads, 1);
+	sigset_t	all_signals;
+	sigset_t	saved_signals;
+	int64		relinked;
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_GRAPH);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, count);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, 0);
+	sigfillset(&all_signals);
+
+	while (done < count)
+	{
+		int64		end = Min(count, done + chunk);
+		instr_time	started;
+		instr_time	elapsed;
+		double		seconds;
+		int			result;
+
+		INSTR_TIME_SET_CURRENT(started);
+		pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+		result = graph_build_range(graph, done, end, state->threads);
+		pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+		if (result != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory while linking the hnsw graph of index \"%s\"",
+							RelationGetRelationName(state->index))));
+		done = end;
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, done);
+		CHECK_FOR_INTERRUPTS();
+
+		/* next chunk: aim at the target time, changing by at most 4x */
+		INSTR_TIME_SET_CURRENT(elapsed);
+		INSTR_TIME_SUBTRACT(elapsed, started);
+		seconds = INSTR_TIME_GET_DOUBLE(elapsed);
+		if (seconds * 4 < CHUNK_TARGET_SECONDS)
+			chunk *= 4;
+		else
+			chunk = Max(chunk / 4, (int64) (chunk * CHUNK_TARGET_SECONDS / seconds));
+		chunk = Max(chunk, CHUNK_MIN_ELEMENTS);
+	}
+
+	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+	relinked = graph_connect_unreachable(graph);
+	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+	if (relinked < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory while connecting the hnsw graph of index \"%s\"",
+						RelationGetRelationName(state->index))));
+	if (relinked > 0)
+		elog(DEBUG1, "hnsw build: " INT64_FORMAT " links added to reach orphaned elements",
+			 relinked);
+	CHECK_FOR_INTERRUPTS();
+}
+
+/* Heap TIDs of the elements in CSR form, for the writer. */
+static void
+collect_heap_tids(BuildState *state, HnswHeapTids *heaptids)
+{
+	int64		count = state->graph->count;
+	int64	   *start;
+	ItemPointerData *tids;
+
+	start = MemoryContextAllocHuge(state->context, sizeof(int64) * (count + 1));
+	tids = MemoryContextAllocHuge(state->context,
+								  sizeof(ItemPointerData) * Max(state->rows_in_memory, 1));
+	start[0] = 0;
+	for (int64 i = 0; i < count; i++)
+	{
+		start[i + 1] = start[i] + state->tid_counts[i];
+		tids[start[i]] = state->first_tids[i];
+		state->tid_counts[i] = 1;	/* from here: TIDs placed so far */
+	}
+	for (int64 i = 0; i < state->extra_count; i++)
+	{
+		int32		element = state->extras[i].element;
+
+		tids[start[element] + state->tid_counts[element]++] = state->extras[i].tid;
+	}
+	Assert(start[count] == state->rows_in_memory);
+	heaptids->start = start;
+	heaptids->tids = tids;
+}
+
+/* Add the spooled rows through the insert path, one at a time. */
+static void
+insert_spooled(BuildState *state)
+{
+	ItemPointerData tid;
+	Size		vector_bytes = sizeof(float) * state->shape.dimensions;
+	int64		done = 0;
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_WRITE);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, state->spooled);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, 0);
+
+	if (BufFileSeek(state->spool, 0, 0, SEEK_SET) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not rewind the hnsw build's temporary file: %m")));
+	for (done = 0; done < state->spooled; done++)
+	{
+		MemoryContext old_context;
+
+		if (BufFileRead(state->spool, &tid, sizeof(tid)) != sizeof(tid) ||
+			BufFileRead(state->spool, state->probe, vector_bytes) != vector_bytes)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read row " INT64_FORMAT " of " INT64_FORMAT " from the hnsw build's temporary file",
+							done + 1, state->spooled)));
+		old_context = MemoryContextSwitchTo(state->tuple_context);
+		hnsw_insert_vector(state->index, state->probe, &tid);
+		MemoryContextSwitchTo(old_context);
+		MemoryContextReset(state->tuple_context);
+		if ((done & 255) == 0)
+			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, done);
+		CHECK_FOR_INTERRUPTS();
+	}
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, state->spooled);
+	BufFileClose(state->spool);
+	state->spool = NULL;
+}
+
+/* After spooled inserts: the meta page's build time covers them too. */
+static void
+update_build_seconds(Relation index, float8 build_seconds)
+{
+	Buffer		buffer = ReadBuffer(index, HNSW_METAPAGE_BLKNO);
+	GenericXLogState *xlog;
+	Page		page;
+
+	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+	xlog = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(xlog, buffer, 0);
+	hnsw_check_page(index, page, HNSW_METAPAGE_BLKNO);
+	HnswPageGetMeta(page)->build_seconds = build_seconds;
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(buffer);
+}
+
+static float8
+seconds_since(instr_time started)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, started);
+	return INSTR_TIME_GET_DOUBLE(now);
+}
 
 IndexBuildResult *
 hnsw_build(Relation heap, Relation index, IndexInfo *info)
 {
-	elog(ERROR, "hnsw_build: not written yet");
-	return NULL;
+	IndexBuildResult *result;
+	MemoryContext build_context;
+	MemoryContext old_context;
+	MemoryContextCallback *free_graph;
+	BuildState *state;
+	instr_time	started;
+	double		reltuples;
+	Graph		empty_graph;
+	const Graph *written;
+	HnswHeapTids heaptids = {NULL, NULL};
+	uint8		build_method;
+	int64		capacity;
+	int64		fit;
+
+	INSTR_TIME_SET_CURRENT(started);
+	if (RelationGetNumberOfBlocks(index) != 0)
+		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+
+	build_context = AllocSetContextCreate(CurrentMemoryContext, "hnsw build",
+										  ALLOCSET_DEFAULT_SIZES);
+	old_context = MemoryContextSwitchTo(build_context);
+
+	state = palloc0(sizeof(BuildState));
+	state->heap = heap;
+	state->index = index;
+	state->context = build_context;
+	state->tuple_context = AllocSetContextCreate(build_context, "hnsw build row",
+												 ALLOCSET_DEFAULT_SIZES);
+	init_shape(index, &state->shape, &state->params);
+	state->threads = hnsw_build_thread_count();
+	state->probe = palloc(sizeof(float) * state->shape.dimensions);
+	free_graph = palloc(sizeof(MemoryContextCallback));
+	free_graph->func = free_graph_callback;
+	free_graph->arg = state;
+	MemoryContextRegisterResetCallback(build_context, free_graph);
+
+	/*
+	 * Bytes per element slot: the graph's own, its heap TID and count, the
+	 * duplicate finder (at most two entries per element as it doubles), the
+	 * writer's CSR arrays and layout arrays, and each thread's visited marks
+	 * while linking.
+	 */
+	state->budget = (Size) maintenance_work_mem * 1024;
+	state->element_bytes = graph_memory_estimate(&state->params, 1024) / 1024 +
+		sizeof(ItemPointerData) + 1 +
+		2 * sizeof(DuplicateEntry) +
+		sizeof(int64) + sizeof(ItemPointerData) +
+		2 * sizeof(ItemPointerData) + sizeof(int32) + 1 +
+		sizeof(uint32) * state->threads;
+	fit = state->budget / state->element_bytes;
+	fit = Min(fit, (int64) PG_INT32_MAX - 1);
+	capacity = Min(Max(estimate_rows(heap, state->shape.dimensions), 1024), fit);
+
+	if (capacity > 0)
+	{
+		const char *error = NULL;
+
+		state->graph = graph_create(&state->params, capacity, &error);
+		if (state->graph == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create the hnsw graph of index \"%s\" for " INT64_FORMAT " elements: %s",
+							RelationGetRelationName(index), capacity, error)));
+		state->first_tids = MemoryContextAllocHuge(build_context,
+												   sizeof(ItemPointerData) * capacity);
+		state->tid_counts = MemoryContextAllocHuge(build_context, capacity);
+		state->duplicates = duplicates_create(build_context,
+											  (uint32) Min(capacity, 1 << 20),
+											  state);
+	}
+
+	/* load */
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_LOAD);
+	reltuples = table_index_build_scan(heap, index, info, true, true,
+									   build_callback, state, NULL);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+								 state->rows_in_memory + state->spooled);
+	if (state->duplicates != NULL)
+	{
+		duplicates_destroy(state->duplicates);
+		state->duplicates = NULL;
+	}
+
+	/* link and write what is in memory */
+	if (state->graph != NULL && state->graph->count > 0)
+	{
+		link_graph(state);
+		collect_heap_tids(state, &heaptids);
+		written = state->graph;
+		build_method = HNSW_BUILD_CPU;
+	}
+	else
+	{
+		init_empty_graph(&empty_graph, &state->params);
+		written = &empty_graph;
+		build_method = state->spooled > 0 ? HNSW_BUILD_INSERTS : HNSW_BUILD_CPU;
+	}
+	hnsw_write_graph(index, MAIN_FORKNUM, written, &heaptids, build_method,
+					 seconds_since(started));
+
+	/* release the graph before the slow path: inserts need little memory */
+	graph_free(state->graph);
+	state->graph = NULL;
+
+	if (state->spooled > 0)
+	{
+		insert_spooled(state);
+		update_build_seconds(index, seconds_since(started));
+	}
+
+	MemoryContextSwitchTo(old_context);
+	result = palloc(sizeof(IndexBuildResult));
+	result->heap_tuples = reltuples;
+	result->index_tuples = (double) (state->rows_in_memory + state->spooled);
+	MemoryContextDelete(build_context);
+	return result;
 }
 
+/*
+ * The init fork of an unlogged index: an empty index (meta page only, no
+ * entry point), which the writer WAL-logs because it is the init fork.
+ */
 void
 hnsw_build_empty(Relation index)
 {
-	elog(ERROR, "hnsw_build_empty: not written yet");
+	HnswShape	shape;
+	GraphParams params;
+	Graph		empty_graph;
+
+	init_shape(index, &shape, &params);
+	init_empty_graph(&empty_graph, &params);
+	hnsw_write_graph(index, INIT_FORKNUM, &empty_graph, NULL, HNSW_BUILD_CPU, 0.0);
 }

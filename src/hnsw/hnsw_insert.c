@@ -1,6 +1,810 @@
-/* hnsw_insert.c — inserts (skeleton: being written) */
+/*
+ * hnsw_insert.c — aminsert: adding one element to a built hnsw index.
+ *
+ * An insert does on pages what the in-memory engine (src/graph/graph_build.c)
+ * does in memory, with the engine's own search and neighbour selection run
+ * through the page walk of hnsw_walk.c:
+ *
+ *   1. draw the element's level (mL = 1/ln m) and take the heavyweight lock
+ *      on block 0: share mode, or exclusive when the element will become the
+ *      new entry point (its level is above the top, or the index is empty);
+ *   2. walk: greedy descent above the element's level, then a beam search of
+ *      ef_construction candidates on each of its layers, keeping m neighbours
+ *      per layer with Algorithm 4 (the engine keeps m on every layer; layer 0
+ *      lists have room for 2m so that back links fit);
+ *   3. if layer 0 holds an element with the identical vector and a free heap
+ *      TID slot, add the heap TID to it and stop (README: duplicates);
+ *   4. step a: write the element and neighbour tuples (insert page, else a
+ *      new page) and the meta page counters in one GenericXLog record;
+ *   5. step b: give each chosen neighbour a back link, one GenericXLog record
+ *      per list; a full list is pruned with the same heuristic;
+ *   6. step c: a new top element becomes the entry point (meta page).
+ *
+ * Concurrency (README "Locking").  Buffer locks are short and, with one
+ * exception, one at a time: the vectors a pruning needs are read under
+ * share locks before the list's page is locked exclusively, and the list is
+ * then compared with the one the pruning was computed from; if another
+ * backend changed it meanwhile, the work is redone.  The exception is a
+ * record that covers several pages (step a, and the duplicate heap TID): it
+ * locks the element pages first, then the meta page; nothing ever waits for
+ * another buffer while holding the meta page, so there is no cycle.
+ *
+ * Each call runs in its own short-lived memory context: aminsert runs once per
+ * row, and nothing may accumulate over a long COPY.
+ */
 #include "postgres.h"
+
+#include <math.h>
+
+#include "access/generic_xlog.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "storage/lmgr.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
 #include "hnsw/hnsw.h"
+
+/* what one insert remembers about the layers it links */
+typedef struct InsertLayer
+{
+	int			count;			/* neighbours chosen */
+	ItemPointerData tids[GRAPH_MAX_M];
+	int32		handles[GRAPH_MAX_M];	/* in the insert's walk */
+	float		distances[GRAPH_MAX_M];
+} InsertLayer;
+
+typedef struct InsertState
+{
+	Relation	index;
+	HnswShape	shape;
+	const float *vector;		/* the new element's prepared vector */
+	ItemPointerData heap_tid;
+	int			level;
+	BlockNumber nblocks;		/* cached relation size, refreshed on demand */
+	HnswWalk   *walk;
+	InsertLayer layers[GRAPH_MAX_LEVEL + 1];
+} InsertState;
+
+/* facts about one element tuple, read under a share lock */
+typedef struct ElementFacts
+{
+	int			level;
+	ItemPointerData neighbortid;
+} ElementFacts;
+
+/* a pruning pool: vectors indexed by pool position, for the pair distance */
+typedef struct PrunePool
+{
+	GraphMetric metric;
+	int			dimensions;
+	const float **vectors;
+} PrunePool;
+
+/* ------------------------------------------------------------------------
+ * Reading tuples.  Every TID read from a page is untrusted: it may point
+ * past the end, at the meta page, or at something that is not the tuple we
+ * expect (README "Locking"); such links are skipped, never followed.
+ * ------------------------------------------------------------------------ */
+
+static bool
+block_exists(InsertState *state, BlockNumber blkno)
+{
+	if (blkno == HNSW_METAPAGE_BLKNO || blkno == InvalidBlockNumber)
+		return false;
+	if (blkno >= state->nblocks)
+		state->nblocks = RelationGetNumberOfBlocks(state->index);
+	return blkno < state->nblocks;
+}
+
+/* The tuple at `offset` if it is at least `min_size` bytes of type `type`. */
+static void *
+page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size)
+{
+	ItemId		item;
+	uint8	   *tuple;
+
+	if (offset < FirstOffsetNumber || offset > PageGetMaxOffsetNumber(page))
+		return NULL;
+	item = PageGetItemId(page, offset);
+	if (!ItemIdIsNormal(item) || ItemIdGetLength(item) < min_size)
+		return NULL;
+	tuple = (uint8 *) PageGetItem(page, item);
+	return *tuple == type ? tuple : NULL;
+}
+
+static HnswElementTuple
+page_element(const InsertState *state, Page page, OffsetNumber offset)
+{
+	return page_tuple(page, offset, HNSW_ELEMENT_TUPLE,
+					  hnsw_element_tuple_size(state->shape.dimensions));
+}
+
+static HnswNeighborTuple
+page_neighbors(const InsertState *state, Page page, OffsetNumber offset, int layer)
+{
+	HnswNeighborTuple tuple;
+
+	tuple = page_tuple(page, offset, HNSW_NEIGHBOR_TUPLE,
+					   offsetof(HnswNeighborTupleData, slots));
+	if (tuple == NULL || tuple->level < layer ||
+		ItemIdGetLength(PageGetItemId(page, offset)) <
+		hnsw_neighbor_tuple_size(tuple->level, state->shape.m))
+		return NULL;
+	return tuple;
+}
+
+/*
+ * Level and neighbour tuple of the element at `tid`, and (when vector is not
+ * NULL) a copy of its vector.  False when tid is not an element tuple.
+ */
+static bool
+read_element(InsertState *state, ItemPointer tid, ElementFacts *facts, float *vector)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
+	Buffer		buffer;
+	Page		page;
+	HnswElementTuple element;
+
+	if (!block_exists(state, blkno))
+		return false;
+	buffer = ReadBuffer(state->index, blkno);
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buffer);
+	hnsw_check_page(state->index, page, blkno);
+	element = page_element(state, page, ItemPointerGetOffsetNumber(tid));
+	if (element != NULL)
+	{
+		facts->level = element->level;
+		facts->neighbortid = element->neighbortid;
+		if (vector != NULL)
+			memcpy(vector, element->vector, sizeof(float) * state->shape.dimensions);
+	}
+	UnlockReleaseBuffer(buffer);
+	return element != NULL;
+}
+
+/* The packed list of one layer: copies it to out[], returns its length. */
+static int
+copy_list(const HnswNeighborTuple tuple, int layer, int m, ItemPointerData *out)
+{
+	const ItemPointerData *slots = tuple->slots + hnsw_neighbor_offset(layer, m);
+	int			width = hnsw_layer_width(layer, m);
+	int			count = 0;
+
+	while (count < width && ItemPointerIsValid(&slots[count]))
+	{
+		out[count] = slots[count];
+		count++;
+	}
+	return count;
+}
+
+static bool
+list_contains(const ItemPointerData *list, int count, ItemPointer tid)
+{
+	for (int i = 0; i < count; i++)
+		if (ItemPointerEquals((ItemPointer) &list[i], tid))
+			return true;
+	return false;
+}
+
+/* The layer's list of neighbour tuple `ntid` under a share lock; -1 if none. */
+static int
+read_list(InsertState *state, ItemPointer ntid, int layer, ItemPointerData *out)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumber(ntid);
+	Buffer		buffer;
+	Page		page;
+	HnswNeighborTuple tuple;
+	int			count = -1;
+
+	if (!block_exists(state, blkno))
+		return -1;
+	buffer = ReadBuffer(state->index, blkno);
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buffer);
+	hnsw_check_page(state->index, page, blkno);
+	tuple = page_neighbors(state, page, ItemPointerGetOffsetNumber(ntid), layer);
+	if (tuple != NULL)
+		count = copy_list(tuple, layer, state->shape.m, out);
+	UnlockReleaseBuffer(buffer);
+	return count;
+}
+
+/* ------------------------------------------------------------------------
+ * Meta page updates (always the last buffer a record locks)
+ * ------------------------------------------------------------------------ */
+
+static HnswMetaPage
+register_meta(Relation index, GenericXLogState *xlog, Buffer *meta_buffer)
+{
+	Page		page;
+
+	*meta_buffer = ReadBuffer(index, HNSW_METAPAGE_BLKNO);
+	LockBuffer(*meta_buffer, BUFFER_LOCK_EXCLUSIVE);
+	hnsw_check_page(index, BufferGetPage(*meta_buffer), HNSW_METAPAGE_BLKNO);
+	page = GenericXLogRegisterBuffer(xlog, *meta_buffer, 0);
+	return HnswPageGetMeta(page);
+}
+
+/* ------------------------------------------------------------------------
+ * Duplicates
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Add the heap TID to the element at `tid` if it still has the identical
+ * vector, is live and has a free slot: all rechecked under the exclusive
+ * lock, since a concurrent insert of the same vector may have taken the last
+ * slot since the walk saw it.
+ */
+static bool
+add_heap_tid(InsertState *state, ItemPointer tid)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
+	GenericXLogState *xlog;
+	Buffer		buffer;
+	Buffer		meta_buffer;
+	Page		page;
+	HnswElementTuple element;
+	HnswMetaPage meta;
+
+	if (!block_exists(state, blkno))
+		return false;
+	buffer = ReadBuffer(state->index, blkno);
+	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+	hnsw_check_page(state->index, BufferGetPage(buffer), blkno);
+	xlog = GenericXLogStart(state->index);
+	page = GenericXLogRegisterBuffer(xlog, buffer, 0);
+	element = page_element(state, page, ItemPointerGetOffsetNumber(tid));
+	if (element == NULL || element->deleted ||
+		element->heaptid_count >= HNSW_HEAPTIDS ||
+		memcmp(element->vector, state->vector,
+			   sizeof(float) * state->shape.dimensions) != 0)
+	{
+		GenericXLogAbort(xlog);
+		UnlockReleaseBuffer(buffer);
+		return false;
+	}
+	element->heaptids[element->heaptid_count++] = state->heap_tid;
+
+	meta = register_meta(state->index, xlog, &meta_buffer);
+	meta->heaptid_count++;
+
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(meta_buffer);
+	UnlockReleaseBuffer(buffer);
+	return true;
+}
+
+/* Try the layer-0 results that hold the identical vector, nearest first. */
+static bool
+add_to_duplicate(InsertState *state, const GraphNeighbor *found, int count)
+{
+	Size		bytes = sizeof(float) * state->shape.dimensions;
+
+	for (int i = 0; i < count; i++)
+	{
+		const float *vector = hnsw_walk_vector(state->walk, found[i].id);
+
+		if (vector != NULL && memcmp(vector, state->vector, bytes) == 0 &&
+			add_heap_tid(state, hnsw_walk_tid(state->walk, found[i].id)))
+			return true;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------------
+ * Step a: the element and neighbour tuples
+ * ------------------------------------------------------------------------ */
+
+/* A new block, initialised as an element page and registered in xlog. */
+static Page
+new_element_page(Relation index, GenericXLogState *xlog, Buffer *buffer)
+{
+	Page		page;
+
+	LockRelationForExtension(index, ExclusiveLock);
+	*buffer = ReadBuffer(index, P_NEW);
+	LockBuffer(*buffer, BUFFER_LOCK_EXCLUSIVE);
+	UnlockRelationForExtension(index, ExclusiveLock);
+
+	page = GenericXLogRegisterBuffer(xlog, *buffer, GENERIC_XLOG_FULL_IMAGE);
+	hnsw_init_page(page, HNSW_PAGE_ELEMENT);
+	return page;
+}
+
+static OffsetNumber
+add_tuple(Relation index, Page page, void *tuple, Size size)
+{
+	OffsetNumber offset = PageAddItem(page, (Item) tuple, size,
+									  InvalidOffsetNumber, false, false);
+
+	if (offset == InvalidOffsetNumber)
+		elog(ERROR, "failed to add a tuple of %zu bytes to index \"%s\"",
+			 size, RelationGetRelationName(index));
+	return offset;
+}
+
+/*
+ * Write the element and its neighbour tuple, on the insert page when both
+ * fit there, else on a new page (or, for vectors so long that the two never
+ * share a page, on two new pages), and update the meta page: all in one
+ * record.  `becomes_entry` (an empty index) also sets the entry point.
+ * Returns the element's TID.
+ */
+static void
+write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
+			  ItemPointer element_tid)
+{
+	Relation	index = state->index;
+	int			m = state->shape.m;
+	Size		element_size = hnsw_element_tuple_size(state->shape.dimensions);
+	Size		neighbor_size = hnsw_neighbor_tuple_size(state->level, m);
+	Size		both = element_size + neighbor_size + sizeof(ItemIdData);
+	Size		empty_space = BLCKSZ - SizeOfPageHeaderData -
+		MAXALIGN(sizeof(HnswPageOpaqueData)) - sizeof(ItemIdData);
+	HnswElementTuple element = palloc0(element_size);
+	HnswNeighborTuple neighbors = palloc0(neighbor_size);
+	GenericXLogState *xlog;
+	Buffer		buffers[2] = {InvalidBuffer, InvalidBuffer};
+	Buffer		meta_buffer;
+	Page		element_page = NULL;
+	Page		neighbor_page = NULL;
+	BlockNumber new_insert_page = InvalidBlockNumber;
+	ItemPointerData neighbor_tid;
+	OffsetNumber offset;
+	HnswMetaPage meta;
+
+	/* the tuples, lists packed at the front of each layer's slots */
+	neighbors->type = HNSW_NEIGHBOR_TUPLE;
+	neighbors->level = state->level;
+	for (int i = 0; i < 2 * m + state->level * m; i++)
+		ItemPointerSetInvalid(&neighbors->slots[i]);
+	for (int layer = 0; layer <= state->level; layer++)
+	{
+		ItemPointerData *slots = neighbors->slots + hnsw_neighbor_offset(layer, m);
+
+		for (int i = 0; i < state->layers[layer].count; i++)
+			slots[i] = state->layers[layer].tids[i];
+	}
+	element->type = HNSW_ELEMENT_TUPLE;
+	element->level = state->level;
+	element->deleted = 0;
+	element->heaptid_count = 1;
+	element->heaptids[0] = state->heap_tid;
+	for (int i = 1; i < HNSW_HEAPTIDS; i++)
+		ItemPointerSetInvalid(&element->heaptids[i]);
+	memcpy(element->vector, state->vector, sizeof(float) * state->shape.dimensions);
+
+	xlog = GenericXLogStart(index);
+
+	/*
+	 * First choice: both on the insert page.  When the two do not fit there
+	 * but would share an empty page, the insert page is full for good and a
+	 * new page takes both.  Only an element that nearly fills a page alone
+	 * (very long vectors) is split from its neighbour tuple, which then goes
+	 * to the insert page when it fits, else to a second new page.
+	 */
+	if (insert_page != HNSW_METAPAGE_BLKNO && block_exists(state, insert_page))
+	{
+		Page		page;
+
+		buffers[1] = ReadBuffer(index, insert_page);
+		LockBuffer(buffers[1], BUFFER_LOCK_EXCLUSIVE);
+		page = BufferGetPage(buffers[1]);
+		hnsw_check_page(index, page, insert_page);
+		if (PageGetFreeSpace(page) >= both)
+		{
+			buffers[0] = buffers[1];
+			buffers[1] = InvalidBuffer;
+			element_page = GenericXLogRegisterBuffer(xlog, buffers[0], 0);
+		}
+		else if (both > empty_space &&
+				 PageGetFreeSpace(page) >= neighbor_size)
+			neighbor_page = GenericXLogRegisterBuffer(xlog, buffers[1], 0);
+		else
+		{
+			UnlockReleaseBuffer(buffers[1]);
+			buffers[1] = InvalidBuffer;
+		}
+	}
+	if (element_page == NULL)
+	{
+		/* a fresh page: nobody else can lock it, so holding two is safe */
+		element_page = new_element_page(index, xlog, &buffers[0]);
+		if (neighbor_page == NULL)
+			new_insert_page = BufferGetBlockNumber(buffers[0]);
+	}
+	if (neighbor_page == NULL)
+	{
+		if (PageGetFreeSpace(element_page) >= both)
+			neighbor_page = element_page;
+		else
+		{
+			neighbor_page = new_element_page(index, xlog, &buffers[1]);
+			new_insert_page = BufferGetBlockNumber(buffers[1]);
+		}
+	}
+
+	offset = add_tuple(index, neighbor_page, neighbors, neighbor_size);
+	ItemPointerSet(&neighbor_tid,
+				   BufferGetBlockNumber(neighbor_page == element_page ? buffers[0] : buffers[1]),
+				   offset);
+	element->neighbortid = neighbor_tid;
+	offset = add_tuple(index, element_page, element, element_size);
+	ItemPointerSet(element_tid, BufferGetBlockNumber(buffers[0]), offset);
+
+	meta = register_meta(index, xlog, &meta_buffer);
+	meta->element_count++;
+	meta->heaptid_count++;
+	if (new_insert_page != InvalidBlockNumber)
+		meta->insert_page = new_insert_page;
+	if (becomes_entry)
+	{
+		meta->entry_point = *element_tid;
+		meta->max_level = state->level;
+	}
+
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(meta_buffer);
+	if (BufferIsValid(buffers[1]))
+		UnlockReleaseBuffer(buffers[1]);
+	UnlockReleaseBuffer(buffers[0]);
+	pfree(element);
+	pfree(neighbors);
+}
+
+/* ------------------------------------------------------------------------
+ * Step b: back links
+ * ------------------------------------------------------------------------ */
+
+static float
+prune_pair_distance(void *context, int32 a, int32 b)
+{
+	PrunePool  *pool = context;
+
+	return graph_metric_distance(pool->metric, pool->vectors[a], pool->vectors[b],
+								 pool->dimensions);
+}
+
+/*
+ * What Algorithm 4 keeps, at most `width`, of the full list `list` plus the
+ * new element, as seen from the target element (whose vector is `base`).
+ * The members' vectors come through the insert's walk, which has read most
+ * of them already (they lie near the new element) and reads the others now,
+ * under share locks, one page at a time.  Writes the kept TIDs to out[] and
+ * returns how many.
+ */
+static int
+prune_list(InsertState *state, const float *base, const ItemPointerData *list,
+		   int count, ItemPointer new_tid, int width, ItemPointerData *out)
+{
+	int			dims = state->shape.dimensions;
+	GraphNeighbor sorted[2 * GRAPH_MAX_M + 1];
+	GraphNeighbor kept[2 * GRAPH_MAX_M + 1];
+	int32		handles[2 * GRAPH_MAX_M];
+	ItemPointerData tids[2 * GRAPH_MAX_M + 1];
+	const float *vectors[2 * GRAPH_MAX_M + 1];
+	PrunePool	pool = {state->shape.metric, dims, vectors};
+	int			pooled = 0;
+	int			nkept;
+
+	/* read first: a new handle may move the walk's vectors */
+	for (int i = 0; i < count; i++)
+	{
+		handles[i] = hnsw_walk_handle(state->walk, (ItemPointer) &list[i]);
+		(void) hnsw_walk_vector(state->walk, handles[i]);
+	}
+	for (int i = 0; i <= count; i++)
+	{
+		const float *vector;
+
+		if (i == count)
+		{
+			vector = state->vector;
+			tids[pooled] = *new_tid;
+		}
+		else
+		{
+			vector = hnsw_walk_vector(state->walk, handles[i]);
+			if (vector == NULL)
+				continue;		/* a bad link: pruning drops it */
+			tids[pooled] = list[i];
+		}
+		vectors[pooled] = vector;
+		sorted[pooled].id = pooled;
+		sorted[pooled].distance = graph_metric_distance(state->shape.metric, base,
+														vector, dims);
+		pooled++;
+	}
+	qsort(sorted, pooled, sizeof(GraphNeighbor), graph_neighbor_compare);
+	nkept = graph_select_neighbors(sorted, pooled, width, prune_pair_distance,
+								   &pool, kept);
+	for (int i = 0; i < nkept; i++)
+		out[i] = tids[kept[i].id];
+	return nkept;
+}
+
+/*
+ * Give the neighbour at `target` a link to the new element on `layer`.  The
+ * list is re-read under the exclusive lock: appended to when there is room,
+ * else pruned from vectors read beforehand, and redone if the list changed
+ * in between.  `target_handle` names the target in the insert's walk.
+ */
+static void
+add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
+			  int layer, ItemPointer new_tid)
+{
+	int			m = state->shape.m;
+	int			width = hnsw_layer_width(layer, m);
+	float	   *base = NULL;
+	ElementFacts facts;
+
+	if (!read_element(state, target, &facts, NULL) || facts.level < layer)
+		return;
+
+	for (;;)
+	{
+		ItemPointerData seen[2 * GRAPH_MAX_M];
+		ItemPointerData pruned[2 * GRAPH_MAX_M];
+		ItemPointerData current[2 * GRAPH_MAX_M];
+		BlockNumber blkno = ItemPointerGetBlockNumber(&facts.neighbortid);
+		int			seen_count;
+		int			pruned_count = -1;
+		int			current_count;
+		GenericXLogState *xlog;
+		Buffer		buffer;
+		Page		page;
+		HnswNeighborTuple tuple;
+		ItemPointerData *slots;
+
+		CHECK_FOR_INTERRUPTS();
+
+		seen_count = read_list(state, &facts.neighbortid, layer, seen);
+		if (seen_count < 0 || list_contains(seen, seen_count, new_tid))
+			return;
+		if (seen_count >= width)
+		{
+			/* a copy: the walk's vectors may move as it meets new elements */
+			if (base == NULL)
+			{
+				const float *vector = hnsw_walk_vector(state->walk, target_handle);
+
+				if (vector == NULL)
+					return;
+				base = palloc(sizeof(float) * state->shape.dimensions);
+				memcpy(base, vector, sizeof(float) * state->shape.dimensions);
+			}
+			pruned_count = prune_list(state, base, seen, seen_count, new_tid,
+									  width, pruned);
+		}
+
+		buffer = ReadBuffer(state->index, blkno);
+		LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+		hnsw_check_page(state->index, BufferGetPage(buffer), blkno);
+		xlog = GenericXLogStart(state->index);
+		page = GenericXLogRegisterBuffer(xlog, buffer, 0);
+		tuple = page_neighbors(state, page,
+							   ItemPointerGetOffsetNumber(&facts.neighbortid), layer);
+		if (tuple == NULL)
+		{
+			GenericXLogAbort(xlog);
+			UnlockReleaseBuffer(buffer);
+			return;
+		}
+		slots = tuple->slots + hnsw_neighbor_offset(layer, m);
+		current_count = copy_list(tuple, layer, m, current);
+
+		if (list_contains(current, current_count, new_tid))
+		{
+			/* a concurrent insert linked us already */
+			GenericXLogAbort(xlog);
+			UnlockReleaseBuffer(buffer);
+			return;
+		}
+		if (current_count < width)
+		{
+			slots[current_count] = *new_tid;
+			GenericXLogFinish(xlog);
+			UnlockReleaseBuffer(buffer);
+			return;
+		}
+		if (pruned_count >= 0 && current_count == seen_count &&
+			memcmp(current, seen, sizeof(ItemPointerData) * seen_count) == 0)
+		{
+			for (int i = 0; i < width; i++)
+			{
+				if (i < pruned_count)
+					slots[i] = pruned[i];
+				else
+					ItemPointerSetInvalid(&slots[i]);
+			}
+			GenericXLogFinish(xlog);
+			UnlockReleaseBuffer(buffer);
+			return;
+		}
+
+		/* the list filled up or changed since we read it: prune afresh */
+		GenericXLogAbort(xlog);
+		UnlockReleaseBuffer(buffer);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The insert
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Largest level whose neighbour tuple fits on a page (only a concern for
+ * large m: at m = 100 a level above 11 would not fit, a draw of about
+ * 1e-24).
+ */
+static int
+cap_level(int level, int m)
+{
+	Size		limit = BLCKSZ - MAXALIGN(SizeOfPageHeaderData) -
+		MAXALIGN(sizeof(HnswPageOpaqueData)) - sizeof(ItemIdData);
+
+	while (level > 0 && hnsw_neighbor_tuple_size(level, m) > limit)
+		level--;
+	return level;
+}
+
+/*
+ * Walk from the entry point and choose the neighbours of every layer.
+ * Returns true when the vector went to an existing identical element.
+ */
+static bool
+choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
+{
+	GraphAccess *access;
+	GraphWalkScratch *scratch;
+	GraphNeighbor *found;
+	GraphNeighbor *selected;
+	int			ef = state->shape.ef_construction;
+	int			m = state->shape.m;
+	int			top = meta->max_level;
+	int32		entry;
+	float		entry_distance;
+
+	state->walk = hnsw_walk_begin(state->index, &state->shape, ef, true);
+	hnsw_walk_reset(state->walk, state->vector);
+	access = hnsw_walk_access(state->walk);
+	scratch = hnsw_walk_scratch(state->walk);
+	found = palloc(sizeof(GraphNeighbor) * (ef + 2));
+	selected = palloc(sizeof(GraphNeighbor) * (m + 1));
+
+	entry = hnsw_walk_handle(state->walk, (ItemPointer) &meta->entry_point);
+	entry_distance = access->distance(access->context, entry);
+
+	for (int layer = top; layer > state->level; layer--)
+		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
+
+	for (int layer = Min(state->level, top); layer >= 0; layer--)
+	{
+		InsertLayer *chosen = &state->layers[layer];
+		int			count;
+		int			kept;
+
+		count = graph_walk_layer(access, scratch, entry, entry_distance, ef,
+								 layer, found);
+		if (count == 0)
+			continue;			/* nothing reachable (only on a damaged graph) */
+
+		if (layer == 0 && add_to_duplicate(state, found, count))
+			return true;
+
+		kept = graph_select_neighbors(found, count, m, hnsw_walk_pair_distance,
+									  state->walk, selected);
+		chosen->count = kept;
+		for (int i = 0; i < kept; i++)
+		{
+			chosen->handles[i] = selected[i].id;
+			chosen->distances[i] = selected[i].distance;
+			chosen->tids[i] = *hnsw_walk_tid(state->walk, selected[i].id);
+		}
+		entry = found[0].id;
+		entry_distance = found[0].distance;
+	}
+	return false;
+}
+
+static void
+insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_tid)
+{
+	InsertState *state = palloc0(sizeof(InsertState));
+	HnswMetaPageData meta;
+	LOCKMODE	entry_lock = ShareLock;
+	bool		becomes_entry;
+	ItemPointerData element_tid;
+
+	state->index = index;
+	state->vector = vector;
+	state->heap_tid = *heap_tid;
+	state->nblocks = RelationGetNumberOfBlocks(index);
+
+	/*
+	 * Block 0's heavyweight lock guards the entry point (README "Locking").
+	 * A would-be new top must wait for the inserts in flight and hold off the
+	 * others for its whole insert, so that the entry point only ever moves to
+	 * a fully linked element.  Share and exclusive are taken one after the
+	 * other, never upgraded in place (two upgraders would deadlock).
+	 */
+	LockPage(index, HNSW_METAPAGE_BLKNO, entry_lock);
+	hnsw_read_meta(index, &meta);
+	hnsw_shape_from_meta(&meta, &state->shape);
+	state->level = cap_level(graph_draw_level(pg_prng_uint64(&pg_global_prng_state),
+											  0, state->shape.m),
+							 state->shape.m);
+	if (!ItemPointerIsValid(&meta.entry_point) || state->level > meta.max_level)
+	{
+		UnlockPage(index, HNSW_METAPAGE_BLKNO, entry_lock);
+		entry_lock = ExclusiveLock;
+		LockPage(index, HNSW_METAPAGE_BLKNO, entry_lock);
+		hnsw_read_meta(index, &meta);
+	}
+	becomes_entry = !ItemPointerIsValid(&meta.entry_point) ||
+		state->level > meta.max_level;
+
+	if (ItemPointerIsValid(&meta.entry_point) &&
+		choose_neighbors(state, &meta))
+	{
+		/* it shares an identical element's tuple */
+		hnsw_walk_end(state->walk);
+		UnlockPage(index, HNSW_METAPAGE_BLKNO, entry_lock);
+		return;
+	}
+
+	/* step a; an empty index gets its entry point in the same record */
+	write_element(state, meta.insert_page,
+				  !ItemPointerIsValid(&meta.entry_point), &element_tid);
+
+	/* step b */
+	for (int layer = 0; layer <= state->level; layer++)
+	{
+		InsertLayer *chosen = &state->layers[layer];
+
+		for (int i = 0; i < chosen->count; i++)
+			add_back_link(state, &chosen->tids[i], chosen->handles[i],
+						  layer, &element_tid);
+	}
+
+	/* the walk keeps a buffer pinned */
+	if (state->walk != NULL)
+		hnsw_walk_end(state->walk);
+
+	/* step c: now fully linked, it may become the entry point */
+	if (becomes_entry && ItemPointerIsValid(&meta.entry_point))
+	{
+		GenericXLogState *xlog = GenericXLogStart(index);
+		Buffer		meta_buffer;
+		HnswMetaPage page_meta = register_meta(index, xlog, &meta_buffer);
+
+		page_meta->entry_point = element_tid;
+		page_meta->max_level = state->level;
+		GenericXLogFinish(xlog);
+		UnlockReleaseBuffer(meta_buffer);
+	}
+
+	UnlockPage(index, HNSW_METAPAGE_BLKNO, entry_lock);
+}
+
+void
+hnsw_insert_vector(Relation index, const float *vector, ItemPointer heap_tid)
+{
+	MemoryContext insert_context = AllocSetContextCreate(CurrentMemoryContext,
+														 "hnsw insert",
+														 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old_context = MemoryContextSwitchTo(insert_context);
+
+	insert_vector_in_context(index, vector, heap_tid);
+
+	MemoryContextSwitchTo(old_context);
+	MemoryContextDelete(insert_context);
+}
 
 bool
 hnsw_insert(Relation index, Datum *values, bool *isnull,
@@ -8,12 +812,28 @@ hnsw_insert(Relation index, Datum *values, bool *isnull,
 			IndexUniqueCheck check_unique, bool index_unchanged,
 			IndexInfo *info)
 {
-	elog(ERROR, "hnsw_insert: not written yet");
-	return false;
-}
+	MemoryContext insert_context;
+	MemoryContext old_context;
+	HnswMetaPageData meta;
+	HnswShape	shape;
+	float	   *vector;
 
-void
-hnsw_insert_vector(Relation index, const float *vector, ItemPointer heap_tid)
-{
-	elog(ERROR, "hnsw_insert_vector: not written yet");
+	if (isnull[0])
+		return false;			/* NULLs are not indexed */
+
+	insert_context = AllocSetContextCreate(CurrentMemoryContext,
+										   "hnsw insert",
+										   ALLOCSET_DEFAULT_SIZES);
+	old_context = MemoryContextSwitchTo(insert_context);
+
+	/* dimensions and metric are fixed at build time: any meta copy will do */
+	hnsw_read_meta(index, &meta);
+	hnsw_shape_from_meta(&meta, &shape);
+	vector = palloc(sizeof(float) * shape.dimensions);
+	if (hnsw_prepare_vector(&shape, values[0], vector))
+		insert_vector_in_context(index, vector, heap_tid);
+
+	MemoryContextSwitchTo(old_context);
+	MemoryContextDelete(insert_context);
+	return false;
 }

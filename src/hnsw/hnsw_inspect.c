@@ -1,20 +1,1086 @@
-/* hnsw_inspect.c — inspection functions (skeleton: being written) */
+/*
+ * hnsw_inspect.c — hierindex_index_info() and hierindex_check(): looking
+ * inside an hnsw (or matryoshka) index from SQL.
+ *
+ * Both functions read the index the way no scan does: every page in block
+ * order, so they see elements a graph walk would never reach.  They are for
+ * users ("how big are the layers, how was it built") and for every test of
+ * the access method ("is the graph still sound after this?").
+ *
+ * Both work on a private copy of one page at a time (share lock only while
+ * copying, never two buffers locked at once), so they never block a scan or
+ * an insert for longer than a memcpy and never follow a pointer into a page
+ * that could change under them.
+ *
+ * hierindex_index_info(index) counts; it trusts the structure only as far
+ * as it must to count, and ERRORs (pointing at hierindex_check) on a page or
+ * tuple it cannot read.  It takes AccessShareLock like a scan, so under
+ * concurrent inserts its counts are a snapshot of no single moment.
+ *
+ * hierindex_check(index) never ERRORs on anything it finds on disk: each
+ * problem is one result row (problem code, block, offset, detail), and a
+ * healthy index gives no rows.  It makes three passes:
+ *
+ *   1. every page in block order: page headers, tuple types and sizes,
+ *      element levels; every element and neighbour tuple goes into a
+ *      TID -> position hash (memory grows with the number of elements,
+ *      roughly 50 bytes each, which is fine for an offline check);
+ *   2. every page again: each neighbour tuple's links must point at element
+ *      tuples that have the linked layer, not at their owner, not twice;
+ *   3. a breadth-first walk of layer 0 from the entry point over the
+ *      neighbour tuples (deleted elements count as waypoints, as they do for
+ *      scans): every element must be reached.
+ *
+ * To see one consistent state it takes ShareLock on the table and the
+ * index, which blocks writers (inserts, VACUUM) for its duration, as
+ * amcheck's bt_index_parent_check does.  During recovery (hot standby) only
+ * AccessShareLock may be taken; replay may then change pages between the
+ * passes, and a row may describe a state that replay has since repaired.
+ *
+ * Who may call them: anyone with SELECT on the index's table, the same
+ * people who could read the vectors anyway.
+ */
 #include "postgres.h"
+
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/xlog.h"
+#include "catalog/index.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/tuplestore.h"
+
 #include "hnsw/hnsw.h"
+
+/* ------------------------------------------------------------------------
+ * Opening the index: kind, access method, privileges
+ * ------------------------------------------------------------------------ */
+
+typedef struct InspectedIndex
+{
+	Relation	heap;
+	Relation	index;
+	LOCKMODE	lockmode;
+	const char *amname;			/* "hnsw" or "matryoshka" */
+} InspectedIndex;
+
+static void
+inspect_open(Oid indexoid, LOCKMODE lockmode, InspectedIndex *target)
+{
+	char		relkind = get_rel_relkind(indexoid);
+	char	   *relname;
+	Oid			heapoid;
+	AclResult	aclresult;
+	Oid			relam;
+	Oid			hnsw_am = get_am_oid("hnsw", true);
+	Oid			matryoshka_am = get_am_oid("matryoshka", true);
+
+	if (relkind == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", indexoid)));
+	relname = get_rel_name(indexoid);
+	if (relkind == RELKIND_PARTITIONED_INDEX)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is a partitioned index, which has no pages of its own",
+						relname),
+				 errhint("Inspect the index of one of its partitions.")));
+	if (relkind != RELKIND_INDEX)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not an index", relname),
+				 errhint("Pass an index that uses the hnsw or matryoshka access method.")));
+
+	heapoid = IndexGetRelation(indexoid, false);
+	aclresult = pg_class_aclcheck(heapoid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(heapoid));
+
+	/* table before index, as every other index user locks them */
+	target->lockmode = lockmode;
+	target->heap = table_open(heapoid, lockmode);
+	target->index = index_open(indexoid, lockmode);
+	if (IndexGetRelation(indexoid, false) != heapoid)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table of index \"%s\" changed while it was being opened",
+						relname)));
+
+	relam = target->index->rd_rel->relam;
+	if (OidIsValid(hnsw_am) && relam == hnsw_am)
+		target->amname = "hnsw";
+	else if (OidIsValid(matryoshka_am) && relam == matryoshka_am)
+		target->amname = "matryoshka";
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not an hnsw or matryoshka index", relname),
+				 errdetail("It uses the access method \"%s\".", get_am_name(relam))));
+
+	if (RELATION_IS_OTHER_TEMP(target->index))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot inspect temporary index \"%s\" of another session",
+						relname)));
+}
+
+static void
+inspect_close(InspectedIndex *target)
+{
+	index_close(target->index, target->lockmode);
+	table_close(target->heap, target->lockmode);
+}
+
+/*
+ * Copy one block into *copy under a share lock.  Working on a copy keeps
+ * buffer locks as short as a memcpy, whatever we then do with the page
+ * (palloc, writing result rows).
+ */
+static void
+inspect_copy_page(Relation index, BlockNumber blkno, BufferAccessStrategy strategy,
+				  PGAlignedBlock *copy)
+{
+	Buffer		buffer;
+
+	buffer = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	memcpy(copy->data, BufferGetPage(buffer), BLCKSZ);
+	UnlockReleaseBuffer(buffer);
+}
+
+/* ------------------------------------------------------------------------
+ * Reading pages and tuples without trusting them
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Why a page cannot be read as an hnsw page with the given flags, or NULL.
+ * Beyond hnsw_check_page, the header's free-space pointers must be ordered,
+ * so that line pointers can be checked against them.
+ */
+static char *
+page_defect(Page page, uint16 flags)
+{
+	PageHeader	header = (PageHeader) page;
+
+	if (header->pd_lower < SizeOfPageHeaderData ||
+		header->pd_lower > header->pd_upper ||
+		header->pd_upper > header->pd_special ||
+		header->pd_special > BLCKSZ)
+		return psprintf("page header is inconsistent (lower %u, upper %u, special %u)",
+						header->pd_lower, header->pd_upper, header->pd_special);
+	if (PageGetSpecialSize(page) != MAXALIGN(sizeof(HnswPageOpaqueData)))
+		return psprintf("special space is %u bytes, expected %u",
+						(unsigned) PageGetSpecialSize(page),
+						(unsigned) MAXALIGN(sizeof(HnswPageOpaqueData)));
+	if (HnswPageGetOpaque(page)->page_id != HNSW_PAGE_ID)
+		return psprintf("page id is %04x, expected %04x",
+						HnswPageGetOpaque(page)->page_id, HNSW_PAGE_ID);
+	if (HnswPageGetOpaque(page)->flags != flags)
+		return psprintf("page flags are 0x%04x, expected 0x%04x",
+						HnswPageGetOpaque(page)->flags, flags);
+	return NULL;
+}
+
+/*
+ * The item at offnum of a page that passed page_defect, or NULL with *why
+ * set.  An unused line pointer gives NULL with *why NULL: our pages never
+ * have one, but it is not a tuple either.
+ */
+static char *
+page_item(Page page, OffsetNumber offnum, Size *length, char **why)
+{
+	PageHeader	header = (PageHeader) page;
+	ItemId		itemid = PageGetItemId(page, offnum);
+	unsigned	start = ItemIdGetOffset(itemid);
+	unsigned	len = ItemIdGetLength(itemid);
+
+	*why = NULL;
+	if (!ItemIdIsUsed(itemid))
+		return NULL;
+	if (!ItemIdIsNormal(itemid))
+	{
+		*why = psprintf("line pointer is %s", ItemIdIsDead(itemid) ? "dead" : "a redirect");
+		return NULL;
+	}
+	if (start < header->pd_upper || start + len > header->pd_special ||
+		start != MAXALIGN(start) || len < 1)
+	{
+		*why = psprintf("line pointer (offset %u, length %u) is outside the tuple space",
+						start, len);
+		return NULL;
+	}
+	*length = len;
+	return (char *) page + start;
+}
+
+static Size
+element_min_length(int dimensions)
+{
+	return offsetof(HnswElementTupleData, vector) + sizeof(float) * dimensions;
+}
+
+static Size
+neighbor_min_length(int level, int m)
+{
+	return offsetof(HnswNeighborTupleData, slots) +
+		sizeof(ItemPointerData) * (hnsw_neighbor_offset(level, m) + hnsw_layer_width(level, m));
+}
+
+/* the neighbours of one layer: valid slots from the front (README) */
+static int
+layer_degree(const HnswNeighborTupleData *ntup, int layer, int m)
+{
+	const ItemPointerData *slots = ntup->slots + hnsw_neighbor_offset(layer, m);
+	int			width = hnsw_layer_width(layer, m);
+	int			degree = 0;
+
+	while (degree < width && ItemPointerIsValid(&slots[degree]))
+		degree++;
+	return degree;
+}
+
+static const char *
+metric_name(int metric)
+{
+	switch (metric)
+	{
+		case GRAPH_METRIC_L2:
+			return "l2";
+		case GRAPH_METRIC_INNER_PRODUCT:
+			return "inner_product";
+		case GRAPH_METRIC_COSINE:
+			return "cosine";
+		case GRAPH_METRIC_L1:
+			return "l1";
+	}
+	return NULL;
+}
+
+static const char *
+build_method_name(int method)
+{
+	switch (method)
+	{
+		case HNSW_BUILD_CPU:
+			return "cpu";
+		case HNSW_BUILD_GPU:
+			return "gpu";
+		case HNSW_BUILD_INSERTS:
+			return "inserts";
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * hierindex_index_info
+ * ------------------------------------------------------------------------ */
+
+static void
+info_corrupted(Relation index, BlockNumber blkno, OffsetNumber offnum, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" is corrupted at block %u, item %u: %s",
+					RelationGetRelationName(index), blkno, offnum, why),
+			 errhint("SELECT * FROM hierindex_check('%s') lists every problem; REINDEX repairs it.",
+					 RelationGetRelationName(index))));
+}
 
 PG_FUNCTION_INFO_V1(hierindex_index_info);
 Datum
 hierindex_index_info(PG_FUNCTION_ARGS)
 {
-	elog(ERROR, "hierindex_index_info: not written yet");
-	PG_RETURN_NULL();
+	Oid			indexoid = PG_GETARG_OID(0);
+	InspectedIndex target;
+	HnswMetaPageData meta;
+	BlockNumber nblocks;
+	BufferAccessStrategy strategy;
+	PGAlignedBlock copy;
+	int64		level_elements[GRAPH_MAX_LEVEL + 1] = {0};
+	int64		layer_links[GRAPH_MAX_LEVEL + 1] = {0};
+	int64		elements = 0;
+	int64		heap_tids = 0;
+	int64		deleted = 0;
+	int			top_level = -1;	/* highest level of any element found */
+	TupleDesc	tupdesc;
+	Datum		values[16];
+	bool		nulls[16] = {0};
+	const char *name;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	inspect_open(indexoid, AccessShareLock, &target);
+	hnsw_read_meta(target.index, &meta);
+	if (meta.m < HNSW_MIN_M || meta.m > HNSW_MAX_M || meta.dimensions > HNSW_MAX_DIM)
+		info_corrupted(target.index, HNSW_METAPAGE_BLKNO, 0,
+					   psprintf("meta page has m = %u and dimensions = %u",
+								meta.m, meta.dimensions));
+
+	nblocks = RelationGetNumberOfBlocks(target.index);
+	strategy = GetAccessStrategy(BAS_BULKREAD);
+	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	{
+		Page		page = (Page) copy.data;
+		char	   *why;
+
+		CHECK_FOR_INTERRUPTS();
+		inspect_copy_page(target.index, blkno, strategy, &copy);
+		/* a page extended but never written (a crash) holds nothing */
+		if (PageIsNew(page))
+			continue;
+		why = page_defect(page, HNSW_PAGE_ELEMENT);
+		if (why)
+			info_corrupted(target.index, blkno, 0, why);
+
+		for (OffsetNumber offnum = FirstOffsetNumber;
+			 offnum <= PageGetMaxOffsetNumber(page);
+			 offnum = OffsetNumberNext(offnum))
+		{
+			Size		length;
+			char	   *item = page_item(page, offnum, &length, &why);
+
+			if (item == NULL)
+			{
+				if (why)
+					info_corrupted(target.index, blkno, offnum, why);
+				continue;
+			}
+			if (item[0] == HNSW_ELEMENT_TUPLE)
+			{
+				HnswElementTuple etup = (HnswElementTuple) item;
+
+				if (length < element_min_length(meta.dimensions) ||
+					etup->level > GRAPH_MAX_LEVEL ||
+					etup->heaptid_count > HNSW_HEAPTIDS)
+					info_corrupted(target.index, blkno, offnum,
+								   "unreadable element tuple");
+				elements++;
+				level_elements[etup->level]++;
+				top_level = Max(top_level, (int) etup->level);
+				heap_tids += etup->heaptid_count;
+				if (etup->deleted)
+					deleted++;
+			}
+			else if (item[0] == HNSW_NEIGHBOR_TUPLE)
+			{
+				HnswNeighborTuple ntup = (HnswNeighborTuple) item;
+
+				if (ntup->level > GRAPH_MAX_LEVEL ||
+					length < neighbor_min_length(ntup->level, meta.m))
+					info_corrupted(target.index, blkno, offnum,
+								   "unreadable neighbour tuple");
+				for (int layer = 0; layer <= ntup->level; layer++)
+					layer_links[layer] += layer_degree(ntup, layer, meta.m);
+			}
+			else
+				info_corrupted(target.index, blkno, offnum,
+							   psprintf("tuple of unknown type %u", (uint8) item[0]));
+		}
+	}
+	FreeAccessStrategy(strategy);
+
+	/* one array entry per layer that has elements: layer i at index i + 1 */
+	{
+		int			layers = top_level + 1;
+		Datum	   *counts = palloc(sizeof(Datum) * Max(layers, 1));
+		Datum	   *degrees = palloc(sizeof(Datum) * Max(layers, 1));
+		int64		on_layer = 0;
+
+		/* elements having layer l: those whose level is l or above */
+		for (int layer = layers - 1; layer >= 0; layer--)
+		{
+			on_layer += level_elements[layer];
+			counts[layer] = Int64GetDatum(level_elements[layer]);
+			degrees[layer] = Float8GetDatum((double) layer_links[layer] / on_layer);
+		}
+		values[10] = PointerGetDatum(construct_array(counts, layers, INT8OID, 8,
+													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[11] = PointerGetDatum(construct_array(degrees, layers, FLOAT8OID, 8,
+													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+
+	values[0] = CStringGetTextDatum(target.amname);
+	name = metric_name(meta.metric);
+	values[1] = CStringGetTextDatum(name ? name : psprintf("unknown (%u)", meta.metric));
+	values[2] = Int32GetDatum((int32) meta.dimensions);
+	values[3] = Int32GetDatum(meta.m);
+	values[4] = Int32GetDatum(meta.ef_construction);
+	values[5] = Int64GetDatum(elements);
+	values[6] = Int64GetDatum(heap_tids);
+	values[7] = Int64GetDatum(deleted);
+	values[8] = Int64GetDatum((int64) nblocks);
+	values[9] = Int32GetDatum(meta.max_level);
+	if (ItemPointerIsValid(&meta.entry_point))
+	{
+		ItemPointer entry = palloc(sizeof(ItemPointerData));
+
+		ItemPointerCopy(&meta.entry_point, entry);
+		values[12] = PointerGetDatum(entry);
+	}
+	else
+		nulls[12] = true;
+	name = build_method_name(meta.build_method);
+	values[13] = CStringGetTextDatum(name ? name : psprintf("unknown (%u)", meta.build_method));
+	values[14] = Float8GetDatum(meta.build_seconds);
+	values[15] = Int32GetDatum((int32) meta.version);
+
+	inspect_close(&target);
+
+	tupdesc = BlessTupleDesc(tupdesc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* ------------------------------------------------------------------------
+ * hierindex_check
+ * ------------------------------------------------------------------------ */
+
+/* what a TID in the index points at (only sound tuples are recorded) */
+#define CHECK_ELEMENT			1
+#define CHECK_NEIGHBOR			2
+
+typedef struct CheckTidEntry
+{
+	uint64		key;			/* (block << 16) | offset */
+	int32		position;		/* in CheckState.elements or .neighbors */
+	uint8		kind;			/* CHECK_ELEMENT or CHECK_NEIGHBOR */
+	char		status;			/* simplehash's */
+} CheckTidEntry;
+
+static inline uint64
+tid_key(BlockNumber blkno, OffsetNumber offnum)
+{
+	return ((uint64) blkno << 16) | offnum;
+}
+
+static inline uint64
+tid_key_of(const ItemPointerData *tid)
+{
+	return tid_key(ItemPointerGetBlockNumberNoCheck(tid),
+				   ItemPointerGetOffsetNumberNoCheck(tid));
+}
+
+/* offsets stay below 2048 on 8 kB pages: injective up to 2M blocks */
+#define SH_PREFIX		checktid
+#define SH_ELEMENT_TYPE CheckTidEntry
+#define SH_KEY_TYPE		uint64
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, key) murmurhash32((uint32) (((key) >> 16) * 2048 + ((key) & 0xFFFF)))
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+typedef struct CheckElement
+{
+	ItemPointerData tid;
+	ItemPointerData neighbortid;
+	uint8		level;
+	bool		linked;			/* its neighbour tuple exists and matches */
+	bool		reached;		/* by the layer-0 walk from the entry point */
+} CheckElement;
+
+typedef struct CheckNeighbor
+{
+	uint8		level;
+	int32		owner;			/* element position, -1 while unclaimed */
+	bool		owner_matches;	/* the owner's level equals ours */
+} CheckNeighbor;
+
+typedef struct CheckState
+{
+	Relation	index;
+	Tuplestorestate *rows;
+	TupleDesc	rowdesc;
+	HnswMetaPageData meta;
+	BlockNumber nblocks;
+	checktid_hash *tids;
+	CheckElement *elements;
+	int64		element_count;
+	int64		element_capacity;
+	CheckNeighbor *neighbors;
+	int64		neighbor_count;
+	int64		neighbor_capacity;
+	int64		heaptid_count;
+	int64		problems;
+} CheckState;
+
+/* one result row; blkno < 0 or offnum 0 leave that column NULL */
+static void
+check_report(CheckState *cs, const char *problem, int64 blkno, OffsetNumber offnum,
+			 const char *detail)
+{
+	Datum		values[4];
+	bool		nulls[4] = {0};
+
+	values[0] = CStringGetTextDatum(problem);
+	values[1] = Int64GetDatum(blkno);
+	nulls[1] = blkno < 0;
+	values[2] = Int32GetDatum((int32) offnum);
+	nulls[2] = offnum == InvalidOffsetNumber;
+	values[3] = CStringGetTextDatum(detail);
+	tuplestore_putvalues(cs->rows, cs->rowdesc, values, nulls);
+	cs->problems++;
+}
+
+static char *
+tid_text(const ItemPointerData *tid)
+{
+	return psprintf("(%u,%u)", ItemPointerGetBlockNumberNoCheck(tid),
+					ItemPointerGetOffsetNumberNoCheck(tid));
+}
+
+/*
+ * Check block 0.  Returns false when the rest of the index cannot be read
+ * with what the meta page says (wrong magic or version, unusable m or
+ * dimensions): the walk would only produce noise.
+ */
+static bool
+check_meta(CheckState *cs)
+{
+	PGAlignedBlock copy;
+	Page		page = (Page) copy.data;
+	HnswMetaPageData *meta = &cs->meta;
+	char	   *why;
+	bool		usable = true;
+
+	if (cs->nblocks == 0)
+	{
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 "the index has no blocks");
+		return false;
+	}
+	inspect_copy_page(cs->index, HNSW_METAPAGE_BLKNO, NULL, &copy);
+	why = PageIsNew(page) ? "the meta page is all zeros" : page_defect(page, HNSW_PAGE_META);
+	if (why)
+	{
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber, why);
+		return false;
+	}
+	memcpy(meta, HnswPageGetMeta(page), sizeof(HnswMetaPageData));
+
+	if (meta->magic != HNSW_MAGIC)
+	{
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("magic number is %08x, expected %08x",
+							  meta->magic, HNSW_MAGIC));
+		return false;
+	}
+	if (meta->version != HNSW_FORMAT_VERSION)
+	{
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("format version is %u, this build reads version %d",
+							  meta->version, HNSW_FORMAT_VERSION));
+		return false;
+	}
+	if (meta->dimensions > HNSW_MAX_DIM)
+	{
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("dimensions is %u, the limit is %d",
+							  meta->dimensions, HNSW_MAX_DIM));
+		usable = false;
+	}
+	if (meta->m < HNSW_MIN_M || meta->m > HNSW_MAX_M)
+	{
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("m is %u, expected %d to %d",
+							  meta->m, HNSW_MIN_M, HNSW_MAX_M));
+		usable = false;
+	}
+	if (meta->ef_construction < HNSW_MIN_EF_CONSTRUCTION ||
+		meta->ef_construction > HNSW_MAX_EF_CONSTRUCTION)
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("ef_construction is %u, expected %d to %d",
+							  meta->ef_construction, HNSW_MIN_EF_CONSTRUCTION,
+							  HNSW_MAX_EF_CONSTRUCTION));
+	if (metric_name(meta->metric) == NULL)
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("metric is %u, expected 0 to %d",
+							  meta->metric, GRAPH_METRIC_L1));
+	if (build_method_name(meta->build_method) == NULL)
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("build method is %u, expected 0 to %d",
+							  meta->build_method, HNSW_BUILD_INSERTS));
+	if (meta->max_level > GRAPH_MAX_LEVEL)
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("max_level is %u, the limit is %d",
+							  meta->max_level, GRAPH_MAX_LEVEL));
+	if (!usable)
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 "the element pages were not checked: their layout depends on these values");
+	return usable;
+}
+
+static void
+check_remember(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
+			   uint8 kind, int32 position)
+{
+	bool		found;
+	CheckTidEntry *entry = checktid_insert(cs->tids, tid_key(blkno, offnum), &found);
+
+	Assert(!found);
+	entry->kind = kind;
+	entry->position = position;
+}
+
+static void
+check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
+					HnswElementTuple etup, Size length)
+{
+	CheckElement *element;
+	int			bad_tids = 0;
+
+	if (length < element_min_length(cs->meta.dimensions))
+	{
+		check_report(cs, "bad tuple", blkno, offnum,
+					 psprintf("element tuple is %zu bytes, %u dimensions need %zu",
+							  length, cs->meta.dimensions,
+							  element_min_length(cs->meta.dimensions)));
+		return;
+	}
+	if (etup->level > cs->meta.max_level || etup->level > GRAPH_MAX_LEVEL)
+		check_report(cs, "level out of range", blkno, offnum,
+					 psprintf("element level %u, meta page max_level %u, limit %d",
+							  etup->level, cs->meta.max_level, GRAPH_MAX_LEVEL));
+	if (etup->heaptid_count > HNSW_HEAPTIDS)
+		check_report(cs, "bad tuple", blkno, offnum,
+					 psprintf("element has %u heap TIDs, at most %d fit",
+							  etup->heaptid_count, HNSW_HEAPTIDS));
+	else
+	{
+		for (int i = 0; i < etup->heaptid_count; i++)
+			if (!ItemPointerIsValid(&etup->heaptids[i]))
+				bad_tids++;
+		if (bad_tids > 0)
+			check_report(cs, "bad tuple", blkno, offnum,
+						 psprintf("%d of its %u heap TIDs are invalid",
+								  bad_tids, etup->heaptid_count));
+		if (etup->heaptid_count == 0 && !etup->deleted)
+			check_report(cs, "bad tuple", blkno, offnum,
+						 "element has no heap TIDs but is not marked deleted");
+		cs->heaptid_count += etup->heaptid_count;
+	}
+
+	if (cs->element_count == cs->element_capacity)
+	{
+		cs->element_capacity *= 2;
+		cs->elements = repalloc_huge(cs->elements,
+									 sizeof(CheckElement) * cs->element_capacity);
+	}
+	element = &cs->elements[cs->element_count];
+	ItemPointerSet(&element->tid, blkno, offnum);
+	element->neighbortid = etup->neighbortid;
+	element->level = etup->level;
+	element->linked = false;
+	element->reached = false;
+	check_remember(cs, blkno, offnum, CHECK_ELEMENT, (int32) cs->element_count);
+	cs->element_count++;
+}
+
+static void
+check_neighbor_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
+					 HnswNeighborTuple ntup, Size length)
+{
+	CheckNeighbor *neighbor;
+
+	if (ntup->level > GRAPH_MAX_LEVEL)
+	{
+		check_report(cs, "level out of range", blkno, offnum,
+					 psprintf("neighbour tuple level %u, limit %d",
+							  ntup->level, GRAPH_MAX_LEVEL));
+		return;
+	}
+	if (length < neighbor_min_length(ntup->level, cs->meta.m))
+	{
+		check_report(cs, "bad tuple", blkno, offnum,
+					 psprintf("neighbour tuple is %zu bytes, level %u with m = %u needs %zu",
+							  length, ntup->level, cs->meta.m,
+							  neighbor_min_length(ntup->level, cs->meta.m)));
+		return;
+	}
+	if (cs->neighbor_count == cs->neighbor_capacity)
+	{
+		cs->neighbor_capacity *= 2;
+		cs->neighbors = repalloc_huge(cs->neighbors,
+									  sizeof(CheckNeighbor) * cs->neighbor_capacity);
+	}
+	neighbor = &cs->neighbors[cs->neighbor_count];
+	neighbor->level = ntup->level;
+	neighbor->owner = -1;
+	neighbor->owner_matches = false;
+	check_remember(cs, blkno, offnum, CHECK_NEIGHBOR, (int32) cs->neighbor_count);
+	cs->neighbor_count++;
+}
+
+/*
+ * Pass 1: pages and tuples, one page at a time; sound tuples are recorded.
+ * Pass 2 (links = true): the links of every neighbour tuple whose owner
+ * matches it.
+ */
+static void check_links(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
+						HnswNeighborTuple ntup);
+
+static void
+check_pages(CheckState *cs, bool links)
+{
+	BufferAccessStrategy strategy = GetAccessStrategy(BAS_BULKREAD);
+	PGAlignedBlock copy;
+	Page		page = (Page) copy.data;
+
+	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < cs->nblocks; blkno++)
+	{
+		char	   *why;
+
+		CHECK_FOR_INTERRUPTS();
+		inspect_copy_page(cs->index, blkno, strategy, &copy);
+
+		/*
+		 * A page that was added but never written (a crash between extending
+		 * the file and the WAL record) holds nothing; a link into it is
+		 * reported where the link is.
+		 */
+		if (PageIsNew(page))
+			continue;
+		why = page_defect(page, HNSW_PAGE_ELEMENT);
+		if (why)
+		{
+			if (!links)
+				check_report(cs, "bad page", blkno, InvalidOffsetNumber, why);
+			continue;
+		}
+
+		for (OffsetNumber offnum = FirstOffsetNumber;
+			 offnum <= PageGetMaxOffsetNumber(page);
+			 offnum = OffsetNumberNext(offnum))
+		{
+			Size		length;
+			char	   *item = page_item(page, offnum, &length, &why);
+
+			if (links)
+			{
+				CheckTidEntry *entry;
+
+				if (item == NULL || item[0] != HNSW_NEIGHBOR_TUPLE)
+					continue;
+				entry = checktid_lookup(cs->tids, tid_key(blkno, offnum));
+				if (entry && entry->kind == CHECK_NEIGHBOR &&
+					cs->neighbors[entry->position].owner_matches)
+					check_links(cs, blkno, offnum, (HnswNeighborTuple) item);
+				continue;
+			}
+
+			if (item == NULL)
+			{
+				if (why)
+					check_report(cs, "bad tuple", blkno, offnum, why);
+			}
+			else if (item[0] == HNSW_ELEMENT_TUPLE)
+				check_element_tuple(cs, blkno, offnum, (HnswElementTuple) item, length);
+			else if (item[0] == HNSW_NEIGHBOR_TUPLE)
+				check_neighbor_tuple(cs, blkno, offnum, (HnswNeighborTuple) item, length);
+			else
+				check_report(cs, "bad tuple", blkno, offnum,
+							 psprintf("tuple of unknown type %u", (uint8) item[0]));
+		}
+	}
+	FreeAccessStrategy(strategy);
+}
+
+/* every element must own exactly one neighbour tuple of its own level */
+static void
+check_neighbor_ownership(CheckState *cs)
+{
+	for (int64 i = 0; i < cs->element_count; i++)
+	{
+		CheckElement *element = &cs->elements[i];
+		BlockNumber blkno = ItemPointerGetBlockNumber(&element->tid);
+		OffsetNumber offnum = ItemPointerGetOffsetNumber(&element->tid);
+		CheckTidEntry *entry;
+		CheckNeighbor *neighbor;
+
+		if (!ItemPointerIsValid(&element->neighbortid))
+		{
+			check_report(cs, "missing neighbour tuple", blkno, offnum,
+						 "the element's neighbour TID is invalid");
+			continue;
+		}
+		entry = checktid_lookup(cs->tids, tid_key_of(&element->neighbortid));
+		if (entry == NULL || entry->kind != CHECK_NEIGHBOR)
+		{
+			check_report(cs, "missing neighbour tuple", blkno, offnum,
+						 psprintf("neighbour TID %s points at %s",
+								  tid_text(&element->neighbortid),
+								  entry ? "an element tuple" : "no readable neighbour tuple"));
+			continue;
+		}
+		neighbor = &cs->neighbors[entry->position];
+		if (neighbor->owner >= 0)
+		{
+			check_report(cs, "neighbour tuple mismatch", blkno, offnum,
+						 psprintf("neighbour tuple %s also belongs to element %s",
+								  tid_text(&element->neighbortid),
+								  tid_text(&cs->elements[neighbor->owner].tid)));
+			continue;
+		}
+		neighbor->owner = (int32) i;
+		if (neighbor->level != element->level)
+		{
+			check_report(cs, "neighbour tuple mismatch", blkno, offnum,
+						 psprintf("element level %u, its neighbour tuple %s has level %u",
+								  element->level, tid_text(&element->neighbortid),
+								  neighbor->level));
+			continue;
+		}
+		neighbor->owner_matches = true;
+		element->linked = true;
+	}
+}
+
+/* what a link that is not an element points at, for the detail text */
+static const char *
+check_link_target_text(CheckState *cs, const ItemPointerData *target)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(target);
+	CheckTidEntry *entry;
+
+	if (blkno == HNSW_METAPAGE_BLKNO || blkno >= cs->nblocks)
+		return psprintf("block %u is outside the element pages (1 to %u)",
+						blkno, cs->nblocks - 1);
+	entry = checktid_lookup(cs->tids, tid_key_of(target));
+	if (entry && entry->kind == CHECK_NEIGHBOR)
+		return "it is a neighbour tuple";
+	return "there is no sound element tuple there";
+}
+
+static void
+check_links(CheckState *cs, BlockNumber blkno, OffsetNumber offnum, HnswNeighborTuple ntup)
+{
+	int			m = cs->meta.m;
+	CheckTidEntry *own = checktid_lookup(cs->tids, tid_key(blkno, offnum));
+	int32		owner = cs->neighbors[own->position].owner;
+	char	   *owner_text = tid_text(&cs->elements[owner].tid);
+
+	for (int layer = 0; layer <= ntup->level; layer++)
+	{
+		const ItemPointerData *slots = ntup->slots + hnsw_neighbor_offset(layer, m);
+		int			degree = layer_degree(ntup, layer, m);
+
+		for (int slot = 0; slot < degree; slot++)
+		{
+			CheckTidEntry *entry = checktid_lookup(cs->tids, tid_key_of(&slots[slot]));
+			bool		duplicate = false;
+
+			if (entry == NULL || entry->kind != CHECK_ELEMENT)
+			{
+				check_report(cs, "link to non-element", blkno, offnum,
+							 psprintf("layer %d slot %d of element %s links to %s: %s",
+									  layer, slot, owner_text, tid_text(&slots[slot]),
+									  check_link_target_text(cs, &slots[slot])));
+				continue;
+			}
+			if (entry->position == owner)
+			{
+				check_report(cs, "self link", blkno, offnum,
+							 psprintf("layer %d slot %d of element %s links to itself",
+									  layer, slot, owner_text));
+				continue;
+			}
+			if (cs->elements[entry->position].level < layer)
+				check_report(cs, "link above target level", blkno, offnum,
+							 psprintf("layer %d slot %d of element %s links to %s, whose level is %u",
+									  layer, slot, owner_text, tid_text(&slots[slot]),
+									  cs->elements[entry->position].level));
+			for (int earlier = 0; earlier < slot && !duplicate; earlier++)
+				duplicate = ItemPointerEquals((ItemPointer) &slots[earlier],
+											  (ItemPointer) &slots[slot]);
+			if (duplicate)
+				check_report(cs, "duplicate link", blkno, offnum,
+							 psprintf("layer %d slot %d of element %s repeats the link to %s",
+									  layer, slot, owner_text, tid_text(&slots[slot])));
+		}
+	}
+}
+
+/* the entry point must be an element on the top layer; returns its position */
+static int64
+check_entry_point(CheckState *cs)
+{
+	HnswMetaPageData *meta = &cs->meta;
+	CheckTidEntry *entry;
+
+	if (!ItemPointerIsValid(&meta->entry_point))
+	{
+		if (cs->element_count > 0)
+			check_report(cs, "bad entry point", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+						 psprintf("no entry point, but the index has " INT64_FORMAT " elements",
+								  cs->element_count));
+		return -1;
+	}
+	entry = checktid_lookup(cs->tids, tid_key_of(&meta->entry_point));
+	if (entry == NULL || entry->kind != CHECK_ELEMENT)
+	{
+		check_report(cs, "bad entry point", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("entry point %s is not an element tuple; reachability was not checked",
+							  tid_text(&meta->entry_point)));
+		return -1;
+	}
+	if (cs->elements[entry->position].level != meta->max_level)
+		check_report(cs, "bad entry point", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("entry point %s has level %u, the meta page says max_level %u",
+							  tid_text(&meta->entry_point),
+							  cs->elements[entry->position].level, meta->max_level));
+	return entry->position;
+}
+
+/*
+ * Pass 3: breadth-first over layer 0 from the entry point, reading each
+ * element's neighbour tuple from its page (memory stays at the hash and
+ * the queue).  Links were judged in pass 2; here bad ones are just skipped.
+ */
+static void
+check_reachability(CheckState *cs, int64 entry)
+{
+	int64	   *queue = palloc_extended(sizeof(int64) * cs->element_count, MCXT_ALLOC_HUGE);
+	int64		head = 0;
+	int64		tail = 0;
+	int			width = hnsw_layer_width(0, cs->meta.m);
+	ItemPointerData *slots = palloc(sizeof(ItemPointerData) * width);
+
+	cs->elements[entry].reached = true;
+	queue[tail++] = entry;
+	while (head < tail)
+	{
+		CheckElement *element = &cs->elements[queue[head++]];
+		BlockNumber blkno;
+		Buffer		buffer;
+		Page		page;
+		ItemId		itemid;
+		int			degree = 0;
+
+		if (!element->linked)
+			continue;
+		if ((head & 1023) == 0)
+			CHECK_FOR_INTERRUPTS();
+
+		/* pass 1 found a sound neighbour tuple here; copy its layer 0 */
+		blkno = ItemPointerGetBlockNumber(&element->neighbortid);
+		buffer = ReadBuffer(cs->index, blkno);
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buffer);
+		if (ItemPointerGetOffsetNumber(&element->neighbortid) <= PageGetMaxOffsetNumber(page))
+		{
+			itemid = PageGetItemId(page, ItemPointerGetOffsetNumber(&element->neighbortid));
+			if (ItemIdIsNormal(itemid) &&
+				ItemIdGetLength(itemid) >= neighbor_min_length(0, cs->meta.m))
+			{
+				HnswNeighborTuple ntup = (HnswNeighborTuple) PageGetItem(page, itemid);
+
+				if (ntup->type == HNSW_NEIGHBOR_TUPLE)
+				{
+					degree = layer_degree(ntup, 0, cs->meta.m);
+					memcpy(slots, ntup->slots, sizeof(ItemPointerData) * degree);
+				}
+			}
+		}
+		UnlockReleaseBuffer(buffer);
+
+		for (int slot = 0; slot < degree; slot++)
+		{
+			CheckTidEntry *target = checktid_lookup(cs->tids, tid_key_of(&slots[slot]));
+
+			if (target && target->kind == CHECK_ELEMENT &&
+				!cs->elements[target->position].reached)
+			{
+				cs->elements[target->position].reached = true;
+				queue[tail++] = target->position;
+			}
+		}
+	}
+
+	for (int64 i = 0; i < cs->element_count; i++)
+		if (!cs->elements[i].reached)
+			check_report(cs, "unreachable element",
+						 ItemPointerGetBlockNumber(&cs->elements[i].tid),
+						 ItemPointerGetOffsetNumber(&cs->elements[i].tid),
+						 psprintf("element of level %u is not reachable on layer 0 from the entry point %s",
+								  cs->elements[i].level, tid_text(&cs->meta.entry_point)));
+	pfree(queue);
+	pfree(slots);
 }
 
 PG_FUNCTION_INFO_V1(hierindex_check);
 Datum
 hierindex_check(PG_FUNCTION_ARGS)
 {
-	elog(ERROR, "hierindex_check: not written yet");
-	PG_RETURN_NULL();
+	Oid			indexoid = PG_GETARG_OID(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	InspectedIndex target;
+	CheckState	cs;
+	MemoryContext workcxt;
+	MemoryContext oldcxt;
+	int64		entry;
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* ShareLock keeps writers out while we look; not allowed in recovery */
+	inspect_open(indexoid, RecoveryInProgress() ? AccessShareLock : ShareLock, &target);
+
+	workcxt = AllocSetContextCreate(CurrentMemoryContext, "hierindex_check",
+									ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(workcxt);
+
+	memset(&cs, 0, sizeof(cs));
+	cs.index = target.index;
+	cs.rows = rsinfo->setResult;
+	cs.rowdesc = rsinfo->setDesc;
+	cs.nblocks = RelationGetNumberOfBlocks(target.index);
+
+	if (check_meta(&cs))
+	{
+		cs.element_capacity = 1024;
+		cs.elements = palloc(sizeof(CheckElement) * cs.element_capacity);
+		cs.neighbor_capacity = 1024;
+		cs.neighbors = palloc(sizeof(CheckNeighbor) * cs.neighbor_capacity);
+		cs.tids = checktid_create(workcxt, 2048, NULL);
+
+		check_pages(&cs, false);
+		check_neighbor_ownership(&cs);
+		check_pages(&cs, true);
+
+		if (cs.element_count > 0 && cs.meta.dimensions == 0)
+			check_report(&cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+						 "dimensions is 0, but the index has elements");
+		if (cs.meta.element_count < cs.element_count)
+			check_report(&cs, "count mismatch", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+						 psprintf("the meta page counts " INT64_FORMAT " elements, the pages hold " INT64_FORMAT,
+								  cs.meta.element_count, cs.element_count));
+		if (cs.meta.heaptid_count < cs.heaptid_count)
+			check_report(&cs, "count mismatch", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+						 psprintf("the meta page counts " INT64_FORMAT " heap TIDs, the pages hold " INT64_FORMAT,
+								  cs.meta.heaptid_count, cs.heaptid_count));
+
+		entry = check_entry_point(&cs);
+		if (entry >= 0)
+			check_reachability(&cs, entry);
+	}
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(workcxt);
+	inspect_close(&target);
+	return (Datum) 0;
 }

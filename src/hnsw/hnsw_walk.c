@@ -1,3 +1,664 @@
-/* hnsw_walk.c — graph walks over index pages (skeleton: being written) */
+/*
+ * hnsw_walk.c — the graph stored in an hnsw index's pages, seen as a
+ * GraphAccess, so that index scans and single inserts search it with the
+ * graph engine's own code (graph_walk_greedy, graph_walk_layer,
+ * graph_select_neighbors in src/graph/graph_walk.c).
+ *
+ * Handles.  The engine names elements by dense int32 numbers.  A walk gives
+ * one to each element tuple the first time it meets its TID (an open
+ * addressing table keyed by the 48-bit TID) and keeps per-handle facts in one
+ * array: the TID, the element's distance to the query once computed, its
+ * level, its neighbour tuple's TID, and its first heap TID.  Visited marks are
+ * a generation counter per handle, so a layer search starts in O(1).
+ *
+ * One visit per element.  distance() reads the element tuple once, under a
+ * share lock, and computes the distance directly on the page (no copy unless
+ * the walk keeps vectors for an insert's neighbour selection); the same visit
+ * notes what neighbors() will need later, so the greedy descent, which asks
+ * for the same distances again and again, never rereads a page for them.
+ * neighbors() copies one layer's slots while the lock is held, releases it,
+ * and only then turns TIDs into handles (which may allocate).
+ *
+ * Buffers are the cost that matters.  A walk never holds two content locks
+ * (see README, Locking), but it keeps the pin of the last block it used, so
+ * consecutive visits to one page (an element and its neighbour tuple; the
+ * breadth-first layout puts neighbours together) cost a lock and an unlock
+ * only.  When it moves to another block it first tries the buffer that block
+ * was found in last time, remembered per index in a backend-local array that
+ * outlives the walk: ReadRecentBuffer() checks that buffer's tag and pins it
+ * without the buffer-mapping lookup.  A stale hint just falls back to
+ * ReadBuffer(), so the array needs no invalidation.
+ *
+ * Untrusted links.  A TID outside the relation, on the meta page, not
+ * pointing at a normal item of the right type, or too short for its shape,
+ * makes the element unreachable (distance +infinity, no neighbours): never a
+ * crash, and hierindex_check reports it.  A page that is not ours at all is
+ * an ERROR from hnsw_check_page.
+ */
 #include "postgres.h"
+
+#include <math.h>
+
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "utils/float.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
 #include "hnsw/hnsw.h"
+
+/* HnswWalkElement.state */
+#define WALK_UNREAD			0	/* only its TID is known */
+#define WALK_READ			1	/* distance and tuple facts are set */
+#define WALK_UNREACHABLE	2	/* the TID does not lead to an element */
+
+typedef struct HnswWalkElement
+{
+	ItemPointerData tid;		/* the element tuple */
+	ItemPointerData neighbortid;	/* its neighbour tuple (once read) */
+	ItemPointerData heaptid;	/* its first heap TID (once read) */
+	uint8		state;			/* WALK_* */
+	uint8		level;
+	uint8		deleted;
+	uint8		heaptid_count;
+	float		distance;		/* to the query (once read) */
+} HnswWalkElement;
+
+/* one slot of the TID -> handle table; handle -1 when empty */
+typedef struct HnswWalkSlot
+{
+	uint64		key;
+	int32		handle;
+} HnswWalkSlot;
+
+/*
+ * Buffers in which this backend last found the blocks of one index: hints for
+ * ReadRecentBuffer().  A few indexes are remembered; the oldest is replaced.
+ */
+#define RECENT_INDEXES		4
+#define RECENT_MAX_BLOCKS	(1 << 21)	/* 8 MB of hints at most (16 GB index) */
+
+typedef struct RecentBuffers
+{
+	RelFileNode node;
+	Buffer	   *buffers;		/* InvalidBuffer: no hint */
+	BlockNumber size;			/* entries allocated */
+} RecentBuffers;
+
+static RecentBuffers recent_buffers[RECENT_INDEXES];
+static int	recent_buffers_next;
+
+struct HnswWalk
+{
+	Relation	index;
+	HnswShape	shape;
+	bool		keep_vectors;
+	MemoryContext context;		/* where the walk and its growth live */
+
+	GraphAccess access;
+	GraphWalkScratch scratch;
+	float	   *query;			/* shape.dimensions floats */
+
+	/* handles */
+	HnswWalkElement *elements;
+	uint32	   *visited;		/* generation of the last mark, per handle */
+	float	   *vectors;		/* keep_vectors: capacity x dimensions */
+	int32		count;
+	int32		capacity;
+	uint32		generation;
+
+	/* TID -> handle: open addressing, linear probing, power-of-two size */
+	HnswWalkSlot *slots;
+	uint32		slot_mask;
+
+	/* the one block this walk keeps pinned (never locked between calls) */
+	Buffer		buffer;
+	BlockNumber buffer_block;
+	BlockNumber nblocks;		/* relation size last seen */
+	RecentBuffers *recent;		/* NULL: local buffers, no hints */
+
+	uint64		distance_count; /* elements read (for DEBUG output) */
+};
+
+static inline uint64
+tid_key(ItemPointer tid)
+{
+	return ((uint64) ItemPointerGetBlockNumberNoCheck(tid) << 16) |
+		ItemPointerGetOffsetNumberNoCheck(tid);
+}
+
+/* Fibonacci hashing: the multiply spreads nearby blocks over the table. */
+static inline uint32
+slot_of(const HnswWalk *walk, uint64 key)
+{
+	return (uint32) ((key * UINT64CONST(0x9E3779B97F4A7C15)) >> 32) & walk->slot_mask;
+}
+
+static void
+walk_alloc_slots(HnswWalk *walk, uint32 size)
+{
+	walk->slots = MemoryContextAlloc(walk->context, sizeof(HnswWalkSlot) * size);
+	walk->slot_mask = size - 1;
+	for (uint32 i = 0; i < size; i++)
+		walk->slots[i].handle = -1;
+}
+
+static RecentBuffers *
+recent_buffers_for(Relation index)
+{
+	RecentBuffers *entry;
+
+	if (RelationUsesLocalBuffers(index))
+		return NULL;
+	for (int i = 0; i < RECENT_INDEXES; i++)
+	{
+		if (recent_buffers[i].buffers != NULL &&
+			RelFileNodeEquals(recent_buffers[i].node, index->rd_node))
+			return &recent_buffers[i];
+	}
+	entry = &recent_buffers[recent_buffers_next];
+	recent_buffers_next = (recent_buffers_next + 1) % RECENT_INDEXES;
+	if (entry->buffers == NULL)
+	{
+		entry->size = 1024;
+		entry->buffers = MemoryContextAlloc(TopMemoryContext,
+											sizeof(Buffer) * entry->size);
+	}
+	entry->node = index->rd_node;
+	for (BlockNumber b = 0; b < entry->size; b++)
+		entry->buffers[b] = InvalidBuffer;
+	return entry;
+}
+
+/* Make room for handle number `needed` - 1. */
+static void
+walk_grow(HnswWalk *walk, int32 needed)
+{
+	int32		old = walk->capacity;
+	int32		capacity = old;
+
+	while (capacity < needed)
+	{
+		if (capacity > INT32_MAX / 2)
+			elog(ERROR, "hnsw walk met too many elements");
+		capacity *= 2;
+	}
+	walk->elements = repalloc(walk->elements, sizeof(HnswWalkElement) * capacity);
+	walk->visited = repalloc(walk->visited, sizeof(uint32) * capacity);
+	memset(walk->visited + old, 0, sizeof(uint32) * (capacity - old));
+	if (walk->keep_vectors)
+		walk->vectors = repalloc_huge(walk->vectors, sizeof(float) *
+									  walk->shape.dimensions * (Size) capacity);
+	walk->capacity = capacity;
+
+	/* keep the table at most half full */
+	if ((uint32) capacity * 2 > walk->slot_mask + 1)
+	{
+		HnswWalkSlot *old_slots = walk->slots;
+		uint32		old_size = walk->slot_mask + 1;
+
+		walk_alloc_slots(walk, (uint32) capacity * 2);
+		for (uint32 i = 0; i < old_size; i++)
+		{
+			uint32		s;
+
+			if (old_slots[i].handle < 0)
+				continue;
+			s = slot_of(walk, old_slots[i].key);
+			while (walk->slots[s].handle >= 0)
+				s = (s + 1) & walk->slot_mask;
+			walk->slots[s] = old_slots[i];
+		}
+		pfree(old_slots);
+	}
+}
+
+int32
+hnsw_walk_handle(HnswWalk *walk, ItemPointer element_tid)
+{
+	uint64		key = tid_key(element_tid);
+	uint32		s = slot_of(walk, key);
+	HnswWalkElement *element;
+	int32		handle;
+
+	for (;;)
+	{
+		if (walk->slots[s].handle < 0)
+			break;
+		if (walk->slots[s].key == key)
+			return walk->slots[s].handle;
+		s = (s + 1) & walk->slot_mask;
+	}
+
+	if (walk->count == walk->capacity)
+	{
+		walk_grow(walk, walk->count + 1);
+		/* the table was rebuilt: find the empty slot again */
+		s = slot_of(walk, key);
+		while (walk->slots[s].handle >= 0)
+			s = (s + 1) & walk->slot_mask;
+	}
+
+	handle = walk->count++;
+	walk->slots[s].key = key;
+	walk->slots[s].handle = handle;
+	element = &walk->elements[handle];
+	element->tid = *element_tid;
+	element->state = WALK_UNREAD;
+	walk->visited[handle] = 0;
+	return handle;
+}
+
+ItemPointer
+hnsw_walk_tid(HnswWalk *walk, int32 handle)
+{
+	Assert(handle >= 0 && handle < walk->count);
+	return &walk->elements[handle].tid;
+}
+
+/* ------------------------------------------------------------------------
+ * Pages
+ * ------------------------------------------------------------------------ */
+
+/* Drop the pin the walk keeps (it never holds a lock between calls). */
+void
+hnsw_walk_release(HnswWalk *walk)
+{
+	if (BufferIsValid(walk->buffer))
+		ReleaseBuffer(walk->buffer);
+	walk->buffer = InvalidBuffer;
+	walk->buffer_block = InvalidBlockNumber;
+}
+
+/*
+ * Share-lock element page blkno, pinning it first unless it is the block the
+ * walk holds.  Returns NULL (nothing locked) for a block that cannot hold
+ * elements: the meta page or beyond the end of the relation.
+ */
+static Page
+walk_lock_block(HnswWalk *walk, BlockNumber blkno)
+{
+	Page		page;
+
+	if (walk->buffer_block != blkno || !BufferIsValid(walk->buffer))
+	{
+		RecentBuffers *recent = walk->recent;
+		Buffer		buffer = InvalidBuffer;
+
+		if (blkno == HNSW_METAPAGE_BLKNO || blkno == InvalidBlockNumber)
+			return NULL;
+		if (blkno >= walk->nblocks)
+		{
+			/* inserts extend the index: look again before giving up */
+			walk->nblocks = RelationGetNumberOfBlocks(walk->index);
+			if (blkno >= walk->nblocks)
+				return NULL;
+		}
+
+		hnsw_walk_release(walk);
+
+		if (recent != NULL && blkno < recent->size &&
+			BufferIsValid(recent->buffers[blkno]) &&
+			ReadRecentBuffer(walk->index->rd_node, MAIN_FORKNUM, blkno,
+							 recent->buffers[blkno]))
+			buffer = recent->buffers[blkno];
+		else
+		{
+			buffer = ReadBuffer(walk->index, blkno);
+			if (recent != NULL && blkno < RECENT_MAX_BLOCKS)
+			{
+				if (blkno >= recent->size)
+				{
+					BlockNumber size = recent->size;
+
+					while (size <= blkno)
+						size *= 2;
+					size = Min(size, RECENT_MAX_BLOCKS);
+					recent->buffers = repalloc(recent->buffers, sizeof(Buffer) * size);
+					for (BlockNumber b = recent->size; b < size; b++)
+						recent->buffers[b] = InvalidBuffer;
+					recent->size = size;
+				}
+				recent->buffers[blkno] = buffer;
+			}
+		}
+		walk->buffer = buffer;
+		walk->buffer_block = blkno;
+	}
+
+	LockBuffer(walk->buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(walk->buffer);
+	hnsw_check_page(walk->index, page, blkno);
+	if (!(HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENT))
+	{
+		LockBuffer(walk->buffer, BUFFER_LOCK_UNLOCK);
+		return NULL;
+	}
+	return page;
+}
+
+static inline void
+walk_unlock(HnswWalk *walk)
+{
+	LockBuffer(walk->buffer, BUFFER_LOCK_UNLOCK);
+}
+
+/* The normal item at offset of a locked page if it has min_size bytes, else NULL. */
+static inline char *
+page_item(Page page, OffsetNumber offset, Size min_size)
+{
+	ItemId		item;
+
+	if (offset < FirstOffsetNumber || offset > PageGetMaxOffsetNumber(page))
+		return NULL;
+	item = PageGetItemId(page, offset);
+	if (!ItemIdIsNormal(item) || ItemIdGetLength(item) < min_size)
+		return NULL;
+	return (char *) PageGetItem(page, item);
+}
+
+/*
+ * Visit an element: compute its distance on the page and note its level,
+ * neighbour tuple and heap TIDs.
+ */
+static void
+walk_read_element(HnswWalk *walk, int32 handle)
+{
+	HnswWalkElement *element = &walk->elements[handle];
+	int			dimensions = walk->shape.dimensions;
+	Page		page;
+	HnswElementTuple tuple;
+
+	walk->distance_count++;
+	element->state = WALK_UNREACHABLE;
+	element->distance = get_float4_infinity();
+	element->level = 0;
+	element->deleted = 1;
+	element->heaptid_count = 0;
+
+	page = walk_lock_block(walk, ItemPointerGetBlockNumberNoCheck(&element->tid));
+	if (page == NULL)
+		return;
+	tuple = (HnswElementTuple)
+		page_item(page, ItemPointerGetOffsetNumberNoCheck(&element->tid),
+				  offsetof(HnswElementTupleData, vector) + sizeof(float) * dimensions);
+	if (tuple != NULL && tuple->type == HNSW_ELEMENT_TUPLE)
+	{
+		element->distance = graph_metric_distance(walk->shape.metric, walk->query,
+												  tuple->vector, dimensions);
+		element->level = tuple->level;
+		element->deleted = tuple->deleted;
+		element->heaptid_count = Min(tuple->heaptid_count, HNSW_HEAPTIDS);
+		element->heaptid = tuple->heaptids[0];
+		element->neighbortid = tuple->neighbortid;
+		if (walk->keep_vectors)
+			memcpy(walk->vectors + (Size) handle * dimensions, tuple->vector,
+				   sizeof(float) * dimensions);
+		element->state = WALK_READ;
+	}
+	walk_unlock(walk);
+}
+
+/* ------------------------------------------------------------------------
+ * GraphAccess callbacks
+ * ------------------------------------------------------------------------ */
+
+static float
+walk_distance(void *context, int32_t id)
+{
+	HnswWalk   *walk = context;
+
+	if (walk->elements[id].state == WALK_UNREAD)
+		walk_read_element(walk, id);
+	return walk->elements[id].distance;
+}
+
+static int
+walk_neighbors(void *context, int32_t id, int layer, int32_t *out)
+{
+	HnswWalk   *walk = context;
+	HnswWalkElement *element = &walk->elements[id];
+	ItemPointerData tids[2 * GRAPH_MAX_M];
+	int			first = hnsw_neighbor_offset(layer, walk->shape.m);
+	int			width = hnsw_layer_width(layer, walk->shape.m);
+	int			count = 0;
+	Page		page;
+	HnswNeighborTuple tuple;
+
+	Assert(width <= 2 * GRAPH_MAX_M);
+	if (element->state == WALK_UNREAD)
+		walk_read_element(walk, id);
+	if (element->state != WALK_READ || layer > element->level)
+		return 0;
+
+	page = walk_lock_block(walk, ItemPointerGetBlockNumberNoCheck(&element->neighbortid));
+	if (page == NULL)
+		return 0;
+	tuple = (HnswNeighborTuple)
+		page_item(page, ItemPointerGetOffsetNumberNoCheck(&element->neighbortid),
+				  offsetof(HnswNeighborTupleData, slots) +
+				  sizeof(ItemPointerData) * (first + width));
+	if (tuple != NULL && tuple->type == HNSW_NEIGHBOR_TUPLE && layer <= tuple->level)
+	{
+		const ItemPointerData *slots = tuple->slots + first;
+
+		while (count < width &&
+			   ItemPointerGetOffsetNumberNoCheck(&slots[count]) != InvalidOffsetNumber)
+		{
+			tids[count] = slots[count];
+			count++;
+		}
+	}
+	walk_unlock(walk);
+
+	/* handles may allocate: only now that no lock is held */
+	for (int i = 0; i < count; i++)
+		out[i] = hnsw_walk_handle(walk, &tids[i]);
+	return count;
+}
+
+static void
+walk_visited_reset(void *context)
+{
+	HnswWalk   *walk = context;
+
+	if (++walk->generation == 0)
+	{
+		memset(walk->visited, 0, sizeof(uint32) * walk->capacity);
+		walk->generation = 1;
+	}
+}
+
+static int
+walk_visited_test_and_set(void *context, int32_t id)
+{
+	HnswWalk   *walk = context;
+
+	if (walk->visited[id] == walk->generation)
+		return 1;
+	walk->visited[id] = walk->generation;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The interface (hnsw.h)
+ * ------------------------------------------------------------------------ */
+
+HnswWalk *
+hnsw_walk_begin(Relation index, const HnswShape *shape, int ef, bool keep_vectors)
+{
+	HnswWalk   *walk = palloc0(sizeof(HnswWalk));
+	int32		capacity;
+
+	if (ef < 1)
+		ef = 1;
+	walk->index = index;
+	walk->shape = *shape;
+	walk->keep_vectors = keep_vectors;
+	walk->context = CurrentMemoryContext;
+
+	walk->access.context = walk;
+	walk->access.distance = walk_distance;
+	walk->access.neighbors = walk_neighbors;
+	walk->access.visited_reset = walk_visited_reset;
+	walk->access.visited_test_and_set = walk_visited_test_and_set;
+
+	walk->scratch.ef = ef;
+	walk->scratch.candidate_capacity = graph_walk_candidate_capacity(ef, shape->m0);
+	walk->scratch.candidates = palloc(sizeof(GraphNeighbor) * walk->scratch.candidate_capacity);
+	walk->scratch.results = palloc(sizeof(GraphNeighbor) * (ef + 2));
+	walk->query = palloc0(sizeof(float) * shape->dimensions);
+
+	/*
+	 * A scan meets about ef times the layer-0 width before it settles; a walk
+	 * that keeps vectors starts small, as they can be large, and grows.
+	 */
+	capacity = 256;
+	while (!keep_vectors && capacity < ef * shape->m0 && capacity < (1 << 20))
+		capacity *= 2;
+	walk->capacity = capacity;
+	walk->elements = palloc(sizeof(HnswWalkElement) * capacity);
+	walk->visited = palloc0(sizeof(uint32) * capacity);
+	if (keep_vectors)
+		walk->vectors = palloc_extended(sizeof(float) * shape->dimensions * (Size) capacity,
+										MCXT_ALLOC_HUGE);
+	walk_alloc_slots(walk, (uint32) capacity * 2);
+	walk->generation = 1;
+
+	walk->buffer = InvalidBuffer;
+	walk->buffer_block = InvalidBlockNumber;
+	walk->nblocks = RelationGetNumberOfBlocks(index);
+	walk->recent = recent_buffers_for(index);
+	return walk;
+}
+
+void
+hnsw_walk_reset(HnswWalk *walk, const float *query)
+{
+	uint32		size = walk->slot_mask + 1;
+
+	/* clear only the slots in use when few are: rescans reset often */
+	if ((uint32) walk->count * 8 < size)
+	{
+		for (int32 h = 0; h < walk->count; h++)
+		{
+			uint32		s = slot_of(walk, tid_key(&walk->elements[h].tid));
+
+			while (walk->slots[s].handle != h)
+				s = (s + 1) & walk->slot_mask;
+			walk->slots[s].handle = -1;
+		}
+	}
+	else
+	{
+		for (uint32 i = 0; i < size; i++)
+			walk->slots[i].handle = -1;
+	}
+	walk->count = 0;
+	memcpy(walk->query, query, sizeof(float) * walk->shape.dimensions);
+}
+
+GraphAccess *
+hnsw_walk_access(HnswWalk *walk)
+{
+	return &walk->access;
+}
+
+GraphWalkScratch *
+hnsw_walk_scratch(HnswWalk *walk)
+{
+	return &walk->scratch;
+}
+
+const float *
+hnsw_walk_vector(HnswWalk *walk, int32 handle)
+{
+	Assert(walk->keep_vectors);
+	Assert(handle >= 0 && handle < walk->count);
+	if (walk->elements[handle].state == WALK_UNREAD)
+		walk_read_element(walk, handle);
+	if (walk->elements[handle].state != WALK_READ)
+		return NULL;
+	return walk->vectors + (Size) handle * walk->shape.dimensions;
+}
+
+float
+hnsw_walk_pair_distance(void *context, int32 a, int32 b)
+{
+	HnswWalk   *walk = context;
+	const float *va = hnsw_walk_vector(walk, a);
+	const float *vb = hnsw_walk_vector(walk, b);
+
+	/* an unreachable element is far from everything: it prunes nothing */
+	if (va == NULL || vb == NULL)
+		return get_float4_infinity();
+	return graph_metric_distance(walk->shape.metric, va, vb, walk->shape.dimensions);
+}
+
+int
+hnsw_walk_level(HnswWalk *walk, int32 handle)
+{
+	Assert(handle >= 0 && handle < walk->count);
+	if (walk->elements[handle].state == WALK_UNREAD)
+		walk_read_element(walk, handle);
+	if (walk->elements[handle].state != WALK_READ)
+		return -1;
+	return walk->elements[handle].level;
+}
+
+int
+hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData *out)
+{
+	HnswWalkElement *element;
+	Page		page;
+	HnswElementTuple tuple;
+	int			count = 0;
+
+	Assert(handle >= 0 && handle < walk->count);
+	element = &walk->elements[handle];
+	if (element->state == WALK_UNREAD)
+		walk_read_element(walk, handle);
+	if (element->state != WALK_READ || element->deleted || element->heaptid_count == 0)
+		return 0;
+	if (element->heaptid_count == 1)
+	{
+		out[0] = element->heaptid;
+		return 1;
+	}
+
+	/* several rows share the vector: read them all now */
+	page = walk_lock_block(walk, ItemPointerGetBlockNumberNoCheck(&element->tid));
+	if (page == NULL)
+		return 0;
+	tuple = (HnswElementTuple)
+		page_item(page, ItemPointerGetOffsetNumberNoCheck(&element->tid),
+				  offsetof(HnswElementTupleData, vector));
+	if (tuple != NULL && tuple->type == HNSW_ELEMENT_TUPLE && !tuple->deleted)
+	{
+		count = Min(tuple->heaptid_count, HNSW_HEAPTIDS);
+		memcpy(out, tuple->heaptids, sizeof(ItemPointerData) * count);
+	}
+	walk_unlock(walk);
+	return count;
+}
+
+uint64
+hnsw_walk_distance_count(HnswWalk *walk)
+{
+	return walk->distance_count;
+}
+
+void
+hnsw_walk_end(HnswWalk *walk)
+{
+	hnsw_walk_release(walk);
+	pfree(walk->scratch.candidates);
+	pfree(walk->scratch.results);
+	pfree(walk->query);
+	pfree(walk->elements);
+	pfree(walk->visited);
+	if (walk->vectors)
+		pfree(walk->vectors);
+	pfree(walk->slots);
+	pfree(walk);
+}

@@ -1,11 +1,501 @@
-/* hnsw_write.c — bulk page writer (skeleton: being written) */
+/*
+ * hnsw_write.c — the bulk page writer: a finished in-memory Graph to pages.
+ *
+ * Every bulk builder (the OpenMP CPU builder, the GPU builder, the matryoshka
+ * access method) ends here with the same thing: a Graph whose vectors are
+ * prepared and whose neighbour lists are final, plus the heap TIDs of each
+ * element.  This file knows nothing about how the graph was made.
+ *
+ * Layout.  Elements are placed in breadth-first order over layer-0 links,
+ * starting at the entry point (then from every element that walk did not
+ * reach, in id order), so elements that are neighbours land on the same or
+ * nearby pages and a scan touches few buffers.  Each element's neighbour
+ * tuple goes on the same page as its element tuple when the page has room
+ * for both; when the pair would not fit even on an empty page (large
+ * dimensions), the element gets its page and the neighbour tuple goes to a
+ * separate page that collects such neighbour tuples.
+ *
+ * Two passes.  Neighbour tuples hold the TIDs of other elements, which are
+ * only known once everything is placed, so pass 1 only assigns each element
+ * the TIDs of its two tuples (simulating PageAddItem's space arithmetic) and
+ * pass 2 forms the tuples and fills the pages.  Pages are built in local
+ * memory and copied into new shared buffers when complete; a page is
+ * complete after the last element that pass 1 put on it.  Blocks are
+ * extended in the order pass 1 opened them, which is also the order pass 2
+ * first touches them, so P_NEW hands out exactly the planned block numbers.
+ *
+ * WAL.  Nothing is logged per tuple: once every page is written, the whole
+ * fork is logged with log_newpage_range (full-page images), when the
+ * relation needs WAL or this is an unlogged index's init fork.
+ */
 #include "postgres.h"
+
+#include "access/xloginsert.h"
+#include "commands/progress.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "utils/backend_progress.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
 #include "hnsw/hnsw.h"
 
+/* Bytes a tuple of `size` takes on a page: aligned data plus its line pointer. */
+#define TUPLE_SPACE(size)	(MAXALIGN(size) + sizeof(ItemIdData))
+
+/* Room for tuples on an empty element page. */
+#define PAGE_ROOM	(BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(HnswPageOpaqueData)))
+
+/* A page pass 1 is filling: its block and the space still free. */
+typedef struct PlanPage
+{
+	BlockNumber blkno;			/* InvalidBlockNumber: none open */
+	Size		free;
+	OffsetNumber next_offset;
+} PlanPage;
+
+/* Everything the two passes share. */
+typedef struct WriteState
+{
+	Relation	index;
+	ForkNumber	fork;
+	const Graph *graph;
+	const HnswHeapTids *heaptids;
+	int64		count;			/* elements to write */
+	int32	   *order;			/* placement order: element ids */
+	ItemPointerData *element_tids;	/* per element id */
+	ItemPointerData *neighbor_tids; /* per element id */
+	int64	   *last_use;		/* per block: last order position placed there */
+	BlockNumber nblocks;		/* blocks including the meta page */
+	BlockNumber last_use_capacity;
+} WriteState;
+
+/*
+ * Breadth-first order over layer-0 links from the entry point, then from each
+ * element the walks have not reached yet, so the result is a permutation of
+ * [0, count).  Neighbour ids outside the graph are an engine bug: ERROR.
+ */
+static void
+order_breadth_first(WriteState *state)
+{
+	const Graph *graph = state->graph;
+	int64		count = state->count;
+	bool	   *seen = MemoryContextAllocHuge(CurrentMemoryContext, count);
+	int64		head = 0;
+	int64		tail = 0;
+	int64		next_root = 0;
+
+	memset(seen, 0, count);
+	if (graph->entry_point >= 0 && graph->entry_point < count)
+	{
+		state->order[tail++] = graph->entry_point;
+		seen[graph->entry_point] = true;
+	}
+
+	while (tail < count)
+	{
+		if (head == tail)
+		{
+			/* queue drained: restart from the first element not yet placed */
+			while (seen[next_root])
+				next_root++;
+			state->order[tail++] = (int32) next_root;
+			seen[next_root] = true;
+		}
+		while (head < tail)
+		{
+			int32		id = state->order[head++];
+			const int32_t *ids;
+			int			n = graph_neighbors(graph, id, 0, &ids);
+
+			for (int i = 0; i < n; i++)
+			{
+				int32		neighbor = ids[i];
+
+				if (neighbor < 0 || neighbor >= count)
+					elog(ERROR, "graph element %d links to element %d outside the graph of " INT64_FORMAT " elements",
+						 id, neighbor, count);
+				if (!seen[neighbor])
+				{
+					seen[neighbor] = true;
+					state->order[tail++] = neighbor;
+				}
+			}
+		}
+	}
+	pfree(seen);
+}
+
+/* Open a new (planned) block in pass 1. */
+static void
+plan_open_page(WriteState *state, PlanPage *page)
+{
+	if (state->nblocks == MaxBlockNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("index \"%s\" would need more than %u blocks",
+						RelationGetRelationName(state->index), MaxBlockNumber)));
+	if (state->nblocks >= state->last_use_capacity)
+	{
+		state->last_use_capacity *= 2;
+		state->last_use = repalloc_huge(state->last_use,
+										sizeof(int64) * state->last_use_capacity);
+	}
+	page->blkno = state->nblocks++;
+	page->free = PAGE_ROOM;
+	page->next_offset = FirstOffsetNumber;
+}
+
+/* Reserve a tuple of `size` on a planned page that has room for it. */
+static void
+plan_place(WriteState *state, PlanPage *page, Size size, int64 position,
+		   ItemPointer tid)
+{
+	Assert(page->free >= TUPLE_SPACE(size));
+	page->free -= TUPLE_SPACE(size);
+	ItemPointerSet(tid, page->blkno, page->next_offset);
+	page->next_offset++;
+	state->last_use[page->blkno] = position;
+}
+
+/*
+ * Pass 1: give every element the TIDs of its element and neighbour tuples.
+ * The current page takes the element and its neighbour tuple while both fit,
+ * else a new page is started.  A pair too big for any page is split: the
+ * element starts a page of its own and its neighbour tuple goes to the
+ * current "neighbours only" page.
+ */
+static void
+plan_layout(WriteState *state)
+{
+	const Graph *graph = state->graph;
+	int			m = graph->params.m;
+	Size		element_size = hnsw_element_tuple_size(graph->params.dim);
+	PlanPage	current = {InvalidBlockNumber, 0, 0};
+	PlanPage	neighbors_only = {InvalidBlockNumber, 0, 0};
+
+	if (TUPLE_SPACE(element_size) > PAGE_ROOM)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("an hnsw element of %d dimensions (%zu bytes) does not fit on a page (%zu bytes)",
+						graph->params.dim, (size_t) element_size, (size_t) PAGE_ROOM)));
+
+	for (int64 position = 0; position < state->count; position++)
+	{
+		int32		id = state->order[position];
+		int			level = graph->levels[id];
+		Size		neighbor_size = hnsw_neighbor_tuple_size(level, m);
+		Size		pair = TUPLE_SPACE(element_size) + TUPLE_SPACE(neighbor_size);
+
+		if (TUPLE_SPACE(neighbor_size) > PAGE_ROOM)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("the neighbour lists of an hnsw element of level %d with m = %d (%zu bytes) do not fit on a page (%zu bytes)",
+							level, m, (size_t) neighbor_size, (size_t) PAGE_ROOM),
+					 errhint("Use a smaller m.")));
+
+		if (pair <= PAGE_ROOM)
+		{
+			if (current.blkno == InvalidBlockNumber || current.free < pair)
+				plan_open_page(state, &current);
+			plan_place(state, &current, element_size, position,
+					   &state->element_tids[id]);
+			plan_place(state, &current, neighbor_size, position,
+					   &state->neighbor_tids[id]);
+		}
+		else
+		{
+			if (current.blkno == InvalidBlockNumber ||
+				current.free < TUPLE_SPACE(element_size))
+				plan_open_page(state, &current);
+			plan_place(state, &current, element_size, position,
+					   &state->element_tids[id]);
+			if (neighbors_only.blkno == InvalidBlockNumber ||
+				neighbors_only.free < TUPLE_SPACE(neighbor_size))
+				plan_open_page(state, &neighbors_only);
+			plan_place(state, &neighbors_only, neighbor_size, position,
+					   &state->neighbor_tids[id]);
+		}
+	}
+}
+
+/* The meta page of this graph, from the plan. */
+static void
+fill_meta(WriteState *state, uint8 build_method, float8 build_seconds,
+		  HnswMetaPageData *meta)
+{
+	const Graph *graph = state->graph;
+
+	memset(meta, 0, sizeof(*meta));
+	meta->magic = HNSW_MAGIC;
+	meta->version = HNSW_FORMAT_VERSION;
+	meta->dimensions = graph->params.dim;
+	meta->m = graph->params.m;
+	meta->ef_construction = graph->params.ef_construction;
+	meta->metric = (uint8) graph->params.metric;
+	meta->build_method = build_method;
+	meta->build_seconds = build_seconds;
+	meta->seed = graph->params.seed;
+	meta->element_count = state->count;
+	meta->heaptid_count = 0;
+	if (state->count > 0)
+		meta->heaptid_count = state->heaptids->start[state->count] -
+			state->heaptids->start[0];
+
+	if (state->count > 0 && graph->entry_point >= 0 && graph->entry_point < state->count)
+	{
+		meta->entry_point = state->element_tids[graph->entry_point];
+		meta->max_level = graph->levels[graph->entry_point];
+	}
+	else
+	{
+		ItemPointerSetInvalid(&meta->entry_point);
+		meta->max_level = 0;
+	}
+
+	/* inserts start on the last page; an empty index has no element page */
+	meta->insert_page = state->nblocks > 1 ? state->nblocks - 1 : InvalidBlockNumber;
+}
+
+/* Pass 2 page: local image of one block and its pinned new buffer. */
+typedef struct OpenPage
+{
+	BlockNumber blkno;			/* InvalidBlockNumber: slot free */
+	Buffer		buffer;
+	PGAlignedBlock image;
+} OpenPage;
+
+/* Find the open page for blkno, opening (extending the fork) if new. */
+static OpenPage *
+open_page(WriteState *state, OpenPage *pages, int npages, BlockNumber blkno)
+{
+	OpenPage   *free_slot = NULL;
+
+	for (int i = 0; i < npages; i++)
+	{
+		if (pages[i].blkno == blkno)
+			return &pages[i];
+		if (pages[i].blkno == InvalidBlockNumber && free_slot == NULL)
+			free_slot = &pages[i];
+	}
+	if (free_slot == NULL)
+		elog(ERROR, "hnsw bulk write: no free page slot for block %u", blkno);
+
+	free_slot->buffer = ReadBufferExtended(state->index, state->fork, P_NEW,
+										   RBM_NORMAL, NULL);
+	if (BufferGetBlockNumber(free_slot->buffer) != blkno)
+		elog(ERROR, "hnsw bulk write: expected new block %u of index \"%s\", got %u",
+			 blkno, RelationGetRelationName(state->index),
+			 BufferGetBlockNumber(free_slot->buffer));
+	free_slot->blkno = blkno;
+	hnsw_init_page((Page) free_slot->image.data, HNSW_PAGE_ELEMENT);
+	return free_slot;
+}
+
+/* Copy a finished page image into its buffer and release it. */
+static void
+close_page(OpenPage *page)
+{
+	LockBuffer(page->buffer, BUFFER_LOCK_EXCLUSIVE);
+	memcpy(BufferGetPage(page->buffer), page->image.data, BLCKSZ);
+	MarkBufferDirty(page->buffer);
+	UnlockReleaseBuffer(page->buffer);
+	page->blkno = InvalidBlockNumber;
+	page->buffer = InvalidBuffer;
+}
+
+/* Add a tuple where pass 1 planned it; anything else is a bug here. */
+static void
+add_planned(Relation index, OpenPage *page, const void *tuple, Size size,
+			ItemPointer planned)
+{
+	OffsetNumber offset;
+
+	offset = PageAddItem((Page) page->image.data, (Item) tuple, size,
+						 InvalidOffsetNumber, false, false);
+	if (offset != ItemPointerGetOffsetNumber(planned))
+		elog(ERROR, "hnsw bulk write: tuple for (%u,%u) of index \"%s\" landed at offset %u",
+			 ItemPointerGetBlockNumber(planned),
+			 ItemPointerGetOffsetNumber(planned),
+			 RelationGetRelationName(index), offset);
+}
+
+/*
+ * Pass 2: form every element's two tuples in placement order and fill the
+ * pages; a page is copied out after the last element planned on it.
+ */
+static void
+write_pages(WriteState *state)
+{
+	const Graph *graph = state->graph;
+	int			dim = graph->params.dim;
+	int			m = graph->params.m;
+	Size		element_size = hnsw_element_tuple_size(dim);
+	HnswElementTuple element = palloc0(element_size);
+	HnswNeighborTuple neighbors = palloc0(hnsw_neighbor_tuple_size(GRAPH_MAX_LEVEL, m));
+
+	/* pass 1 keeps at most two pages open: the current one, neighbours-only */
+	OpenPage   *pages = palloc(sizeof(OpenPage) * 2);
+	BlockNumber pages_written = 0;
+
+	for (int i = 0; i < 2; i++)
+	{
+		pages[i].blkno = InvalidBlockNumber;
+		pages[i].buffer = InvalidBuffer;
+	}
+
+	for (int64 position = 0; position < state->count; position++)
+	{
+		int32		id = state->order[position];
+		int			level = graph->levels[id];
+		Size		neighbor_size = hnsw_neighbor_tuple_size(level, m);
+		int64		tid_start = state->heaptids->start[id];
+		int64		tid_count = state->heaptids->start[id + 1] - tid_start;
+		OpenPage   *page;
+
+		if (tid_count < 1 || tid_count > HNSW_HEAPTIDS)
+			elog(ERROR, "hnsw bulk write: element %d has " INT64_FORMAT " heap TIDs (1 to %d allowed)",
+				 id, tid_count, HNSW_HEAPTIDS);
+
+		/* the element tuple */
+		memset(element, 0, element_size);
+		element->type = HNSW_ELEMENT_TUPLE;
+		element->level = (uint8) level;
+		element->deleted = 0;
+		element->heaptid_count = (uint8) tid_count;
+		for (int i = 0; i < HNSW_HEAPTIDS; i++)
+		{
+			if (i < tid_count)
+				element->heaptids[i] = state->heaptids->tids[tid_start + i];
+			else
+				ItemPointerSetInvalid(&element->heaptids[i]);
+		}
+		element->neighbortid = state->neighbor_tids[id];
+		memcpy(element->vector, graph->vectors + (int64) id * dim,
+			   sizeof(float) * dim);
+
+		/* the neighbour tuple: element TIDs, packed, invalid after the end */
+		memset(neighbors, 0, neighbor_size);
+		neighbors->type = HNSW_NEIGHBOR_TUPLE;
+		neighbors->level = (uint8) level;
+		for (int layer = 0; layer <= level; layer++)
+		{
+			const int32_t *ids;
+			int			n = graph_neighbors(graph, id, layer, &ids);
+			int			width = hnsw_layer_width(layer, m);
+			ItemPointerData *slots = neighbors->slots + hnsw_neighbor_offset(layer, m);
+
+			if (n < 0 || n > width)
+				elog(ERROR, "hnsw bulk write: element %d has %d neighbours on layer %d (at most %d)",
+					 id, n, layer, width);
+			for (int i = 0; i < width; i++)
+			{
+				if (i < n)
+				{
+					if (ids[i] < 0 || ids[i] >= state->count)
+						elog(ERROR, "graph element %d links to element %d outside the graph of " INT64_FORMAT " elements",
+							 id, ids[i], state->count);
+					slots[i] = state->element_tids[ids[i]];
+				}
+				else
+					ItemPointerSetInvalid(&slots[i]);
+			}
+		}
+
+		page = open_page(state, pages, 2,
+						 ItemPointerGetBlockNumber(&state->element_tids[id]));
+		add_planned(state->index, page, element, element_size,
+					&state->element_tids[id]);
+		page = open_page(state, pages, 2,
+						 ItemPointerGetBlockNumber(&state->neighbor_tids[id]));
+		add_planned(state->index, page, neighbors, neighbor_size,
+					&state->neighbor_tids[id]);
+
+		/* copy out the pages this element was the last one on */
+		for (int i = 0; i < 2; i++)
+		{
+			if (pages[i].blkno != InvalidBlockNumber &&
+				state->last_use[pages[i].blkno] == position)
+			{
+				close_page(&pages[i]);
+				if (++pages_written % 16 == 0)
+					pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+												 position + 1);
+				CHECK_FOR_INTERRUPTS();
+			}
+		}
+	}
+
+	for (int i = 0; i < 2; i++)
+		if (pages[i].blkno != InvalidBlockNumber)
+			elog(ERROR, "hnsw bulk write: block %u was never completed", pages[i].blkno);
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, state->count);
+	pfree(pages);
+	pfree(element);
+	pfree(neighbors);
+}
+
+/*
+ * See hnsw.h.  graph->count may be 0 (an empty index: the meta page alone,
+ * with an invalid entry point); heaptids is then not read.
+ */
 void
 hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 				 const HnswHeapTids *heaptids, uint8 build_method,
 				 float8 build_seconds)
 {
-	elog(ERROR, "hnsw_write_graph: not written yet");
+	WriteState	state;
+	HnswMetaPageData meta;
+	MemoryContext write_context;
+	MemoryContext old_context;
+
+	write_context = AllocSetContextCreate(CurrentMemoryContext,
+										  "hnsw bulk write",
+										  ALLOCSET_DEFAULT_SIZES);
+	old_context = MemoryContextSwitchTo(write_context);
+
+	memset(&state, 0, sizeof(state));
+	state.index = index;
+	state.fork = fork;
+	state.graph = graph;
+	state.heaptids = heaptids;
+	state.count = graph->count;
+	state.nblocks = 1;			/* the meta page */
+	state.last_use_capacity = 64;
+	state.last_use = palloc(sizeof(int64) * state.last_use_capacity);
+	state.last_use[HNSW_METAPAGE_BLKNO] = -1;
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_WRITE);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, state.count);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, 0);
+
+	if (state.count > 0)
+	{
+		state.order = MemoryContextAllocHuge(write_context, sizeof(int32) * state.count);
+		state.element_tids = MemoryContextAllocHuge(write_context,
+													sizeof(ItemPointerData) * state.count);
+		state.neighbor_tids = MemoryContextAllocHuge(write_context,
+													 sizeof(ItemPointerData) * state.count);
+		order_breadth_first(&state);
+		plan_layout(&state);
+	}
+
+	fill_meta(&state, build_method, build_seconds, &meta);
+	hnsw_write_meta_page(index, fork, &meta);
+	if (state.count > 0)
+		write_pages(&state);
+
+	if (RelationGetNumberOfBlocksInFork(index, fork) != state.nblocks)
+		elog(ERROR, "hnsw bulk write: index \"%s\" has %u blocks, planned %u",
+			 RelationGetRelationName(index),
+			 RelationGetNumberOfBlocksInFork(index, fork), state.nblocks);
+
+	if (RelationNeedsWAL(index) || fork == INIT_FORKNUM)
+		log_newpage_range(index, fork, 0, state.nblocks, true);
+
+	MemoryContextSwitchTo(old_context);
+	MemoryContextDelete(write_context);
 }
