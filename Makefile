@@ -37,7 +37,7 @@ OBJS = \
 
 DATA = sql/hierindex--$(EXTVERSION).sql
 
-REGRESS = vector_io vector_cast vector_ops vector_agg vector_errors
+REGRESS = vector_io vector_cast vector_ops vector_agg vector_errors hnsw_inspect
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 # -O3 and OpenMP for the graph builders; C11 (gnu11 for PostgreSQL's headers).

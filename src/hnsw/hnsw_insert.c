@@ -42,6 +42,7 @@
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
 #include "storage/lmgr.h"
+#include "utils/float.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -461,13 +462,51 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
  * Step b: back links
  * ------------------------------------------------------------------------ */
 
+/*
+ * Pair distance for Algorithm 4 that keeps at most one of a set of identical
+ * vectors in a list.  The heuristic drops a candidate that is closer to a
+ * kept neighbour than to the base; an exact copy of a kept neighbour is at
+ * distance 0 from it, which is not below a distance of 0 from a base that is
+ * a copy too.  Left at that, copies of one vector (more than HNSW_HEAPTIDS
+ * rows, so several elements) would fill each other's lists and form a clique
+ * that searches cannot leave.  Calling the pair infinitely close makes the
+ * heuristic drop the copy, so the copies keep one link among them and their
+ * other slots go to distinct vectors (README: duplicates).
+ */
+static float
+identical_aware_distance(GraphMetric metric, const float *a, const float *b,
+						 int dimensions)
+{
+	float		distance = graph_metric_distance(metric, a, b, dimensions);
+
+	/* only a zero distance (any metric but inner product) can be a copy */
+	if ((distance <= 0.0f || metric == GRAPH_METRIC_INNER_PRODUCT) &&
+		memcmp(a, b, sizeof(float) * dimensions) == 0)
+		return -get_float4_infinity();
+	return distance;
+}
+
 static float
 prune_pair_distance(void *context, int32 a, int32 b)
 {
 	PrunePool  *pool = context;
 
-	return graph_metric_distance(pool->metric, pool->vectors[a], pool->vectors[b],
-								 pool->dimensions);
+	return identical_aware_distance(pool->metric, pool->vectors[a],
+									pool->vectors[b], pool->dimensions);
+}
+
+/* the same over the insert walk's kept vectors */
+static float
+walk_pair_distance(void *context, int32 a, int32 b)
+{
+	InsertState *state = context;
+	const float *va = hnsw_walk_vector(state->walk, a);
+	const float *vb = hnsw_walk_vector(state->walk, b);
+
+	if (va == NULL || vb == NULL)
+		return hnsw_walk_pair_distance(state->walk, a, b);
+	return identical_aware_distance(state->shape.metric, va, vb,
+									state->shape.dimensions);
 }
 
 /*
@@ -498,11 +537,16 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 		handles[i] = hnsw_walk_handle(state->walk, (ItemPointer) &list[i]);
 		(void) hnsw_walk_vector(state->walk, handles[i]);
 	}
-	for (int i = 0; i <= count; i++)
+	/*
+	 * The new element goes first: ties (copies of one vector) sort by pool
+	 * position, so a new copy takes the place of an older one instead of
+	 * being dropped, and stays reachable.
+	 */
+	for (int i = -1; i < count; i++)
 	{
 		const float *vector;
 
-		if (i == count)
+		if (i < 0)
 		{
 			vector = state->vector;
 			tids[pooled] = *new_tid;
@@ -697,8 +741,8 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 		if (layer == 0 && add_to_duplicate(state, found, count))
 			return true;
 
-		kept = graph_select_neighbors(found, count, m, hnsw_walk_pair_distance,
-									  state->walk, selected);
+		kept = graph_select_neighbors(found, count, m, walk_pair_distance,
+									  state, selected);
 		chosen->count = kept;
 		for (int i = 0; i < kept; i++)
 		{
