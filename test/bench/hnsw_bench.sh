@@ -401,13 +401,14 @@ all_queries_statement()
 	echo "SELECT q.id, array(SELECT id FROM items ORDER BY embedding $OPERATOR q.embedding LIMIT $K) AS ids FROM queries q"
 }
 
-# Check that both benchmark statements' plans use the index.  When the
-# planner's own choice is not the index, say so (that is a finding about the
-# cost estimate), show the plan, and measure the index anyway with
-# enable_seqscan = off.  Sets PLANNER_CHOICE for the table.
+# Check that both benchmark statements' plans use the index at the current
+# settings (PGOPTIONS carries hnsw.ef_search, which the cost estimate may
+# depend on).  When the planner's own choice is not the index, say so (that
+# is a finding about the cost estimate), show the plan, and measure the index
+# anyway with enable_seqscan = off.  Sets PLANNER_CHOICE: yes, or forced.
 check_plans()
 {
-	local plan_all plan_one plan
+	local plan_all plan_one attempt
 
 	PLANNER_CHOICE=yes
 	[ "$NO_INDEX" -eq 0 ] || { PLANNER_CHOICE=-; return 0; }
@@ -419,11 +420,11 @@ check_plans()
 			return 0
 		fi
 		if [ "$attempt" = default ]; then
-			PLANNER_CHOICE=NO
-			echo "WARNING: the planner does not choose the hnsw index by itself; the plans:" >&2
+			PLANNER_CHOICE=forced
+			echo "WARNING: at $PGOPTIONS the planner does not choose the hnsw index; the plans:" >&2
 			sed 's/^/  /' <<<"$plan_all"$'\n'"$plan_one" >&2
 			echo "WARNING: measuring the index with enable_seqscan = off" >&2
-			export PGOPTIONS="-c enable_seqscan=off"
+			PGOPTIONS="$PGOPTIONS -c enable_seqscan=off"
 		fi
 	done
 	echo "the index is not used even with enable_seqscan = off; the plans:" >&2
@@ -431,14 +432,13 @@ check_plans()
 	return 1
 }
 
-# recall@K and the best time of REPEAT runs of the all-queries statement at
-# ef_search $1; prints "recall seconds".
+# recall@K and the best time of REPEAT runs of the all-queries statement
+# (settings from PGOPTIONS); prints "recall seconds".
 measure_all_queries()
 {
-	local ef=$1 script=$WORK/all_queries.sql
+	local script=$WORK/all_queries.sql
 
 	{
-		echo "SET hnsw.ef_search = $ef;"
 		# recall first: the same searches as the timed statement (an index
 		# scan is deterministic), and it warms the caches
 		cat <<SQL
@@ -457,17 +457,17 @@ SQL
 	sql -f "$script"
 }
 
-# Client-observed queries per second of single-query statements at
-# ef_search $1 (pgbench, one client, prepared statements).
+# Client-observed queries per second of single-query statements (pgbench,
+# one client, prepared statements; settings from PGOPTIONS).
 measure_one_query()
 {
-	local ef=$1 script=$WORK/one_query.sql log=$WORK/pgbench.log
+	local script=$WORK/one_query.sql log=$WORK/pgbench.log
 
 	cat >"$script" <<SQL
 \\set qid random(1, $QUERIES)
 SELECT id FROM items ORDER BY embedding $OPERATOR (SELECT embedding FROM queries WHERE id = :qid) LIMIT $K;
 SQL
-	if ! PGOPTIONS="${PGOPTIONS-} -c hnsw.ef_search=$ef" "$PGBENCH" -n -M prepared -c 1 -j 1 \
+	if ! "$PGBENCH" -n -M prepared -c 1 -j 1 \
 			-T "$SECONDS_PER_EF" -f "$script" "$DB" >"$log" 2>&1; then
 		cat "$log" >&2
 		return 1
@@ -490,16 +490,16 @@ run_dataset()
 	header "$DS_NAME: $DS_ROWS × $DS_DIM, $QUERIES queries, $OPCLASS (load average $(load_average))"
 	load_dataset || return 1
 	build_index || return 1
-	unset PGOPTIONS
-	check_plans || return 1
-	printf '%6s  %9s  %12s  %12s\n' ef_search recall@$K "qps 1/stmt" "qps all/stmt"
+	printf '%6s  %9s  %12s  %12s  %s\n' ef_search recall@$K "qps 1/stmt" "qps all/stmt" "planner chose the index"
 	for ef in $EF_LIST; do
-		line=$(measure_all_queries "$ef") || return 1
+		export PGOPTIONS="-c hnsw.ef_search=$ef"
+		check_plans || return 1
+		line=$(measure_all_queries) || return 1
 		read -r recall seconds <<<"$line"
 		qps_all=$(awk -v n="$QUERIES" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
-		qps_one=$(measure_one_query "$ef") || return 1
+		qps_one=$(measure_one_query) || return 1
 		qps_one=$(awk -v q="$qps_one" 'BEGIN { printf "%.0f", q }')
-		printf '%6s  %9s  %12s  %12s\n' "$ef" "$recall" "$qps_one" "$qps_all"
+		printf '%6s  %9s  %12s  %12s  %s\n' "$ef" "$recall" "$qps_one" "$qps_all" "$PLANNER_CHOICE"
 		record_result "$ds" "$ef" "$recall" "$qps_one" "$qps_all"
 	done
 	unset PGOPTIONS
@@ -527,18 +527,20 @@ print_summary()
 	echo "machine: $(nproc) cores; load average at start $LOAD_START, at the end $(load_average)"
 	echo
 	awk -F'|' '
-		BEGIN { printf "%-8s %8s %5s %8s %8s %6s %9s %11s %13s\n",
-					   "data", "rows", "dim", "build s", "size MB", "ef", "recall", "qps 1/stmt", "qps all/stmt" }
+		BEGIN { printf "%-8s %8s %5s %8s %8s %6s %9s %11s %13s  %s\n",
+					   "data", "rows", "dim", "build s", "size MB", "ef", "recall",
+					   "qps 1/stmt", "qps all/stmt", "planner" }
 		{
 			if ($1 != last) printf "%-8s %8s %5s %8s %8s", $1, $3, $4, $5, $6
 			else printf "%-8s %8s %5s %8s %8s", "", "", "", "", ""
-			printf " %6s %9s %11s %13s\n", $7, $8, $9, $10
-			if ($11 == "NO") forced[$1] = 1
+			printf " %6s %9s %11s %13s  %s\n", $7, $8, $9, $10, $11
+			if ($11 == "forced") forced = 1
 			last = $1
 		}
 		END {
-			for (d in forced)
-				printf "%s: the planner did not choose the index by itself (cost estimate); measured with enable_seqscan = off\n", d
+			if (forced)
+				print "planner \"forced\": the planner did not choose the index by itself (its cost estimate);" \
+					  " measured with enable_seqscan = off (marked † below)"
 		}' "$RESULTS"
 	echo
 	echo "| data | mode | build | size | recall@$K / queries per second at ef_search $(sed 's/ \+/ · /g' <<<"$EF_LIST") |"
@@ -549,8 +551,9 @@ print_summary()
 			key = $1
 			if (!(key in name)) { order[++n] = key; name[key] = $2 " " $3 "×" $4; build[key] = $5; size[key] = $6 }
 			sep = (key in all) ? " · " : ""
-			all[key] = all[key] sep short($8) "/" $10
-			one[key] = one[key] sep short($8) "/" $9
+			mark = $11 == "forced" ? "†" : ""
+			all[key] = all[key] sep short($8) "/" $10 mark
+			one[key] = one[key] sep short($8) "/" $9 mark
 		}
 		END {
 			for (i = 1; i <= n; i++) {
