@@ -55,6 +55,12 @@ RESET ROLE;
 GRANT SELECT ON inspect_plain TO regress_hnsw_inspect_reader;
 SET ROLE regress_hnsw_inspect_reader;
 SELECT elements FROM hierindex_index_info('inspect_plain_hnsw');
+-- (a reader may not stall writers: the check runs under AccessShareLock)
+SELECT count(*) FROM hierindex_check('inspect_plain_hnsw');
+RESET ROLE;
+-- whoever may lock the table IN SHARE MODE gets the blocking, exact check
+GRANT UPDATE ON inspect_plain TO regress_hnsw_inspect_reader;
+SET ROLE regress_hnsw_inspect_reader;
 SELECT count(*) FROM hierindex_check('inspect_plain_hnsw');
 RESET ROLE;
 DROP TABLE inspect_plain;

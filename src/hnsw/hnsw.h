@@ -249,7 +249,7 @@ extern int	hnsw_walk_level(HnswWalk *walk, int32 handle);
  * or unreachable.
  */
 extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData *out);
-/* elements whose tuple the walk has read (a measure of its work) */
+/* elements whose tuple the walk has read since its reset (its work) */
 extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
 /*
  * A walk keeps the last block it read pinned (never locked) between calls:

@@ -519,7 +519,8 @@ walk_pair_distance(void *context, int32 a, int32 b)
  */
 static int
 prune_list(InsertState *state, const float *base, const ItemPointerData *list,
-		   int count, ItemPointer new_tid, int width, ItemPointerData *out)
+		   int count, ItemPointer new_tid, const float *new_vector, int width,
+		   ItemPointerData *out, ItemPointerData *displaced, int *displaced_count)
 {
 	int			dims = state->shape.dimensions;
 	GraphNeighbor sorted[2 * GRAPH_MAX_M + 1];
@@ -548,7 +549,7 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 
 		if (i < 0)
 		{
-			vector = state->vector;
+			vector = new_vector;
 			tids[pooled] = *new_tid;
 		}
 		else
@@ -569,22 +570,42 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 								   &pool, kept);
 	for (int i = 0; i < nkept; i++)
 		out[i] = tids[kept[i].id];
+
+	/* copies of the new link that it pushed out (relinked by the caller) */
+	*displaced_count = 0;
+	for (int i = 1; i < pooled; i++)
+	{
+		bool		still = false;
+
+		for (int j = 0; j < nkept && !still; j++)
+			still = kept[j].id == i;
+		if (!still && memcmp(vectors[i], new_vector, sizeof(float) * dims) == 0)
+			displaced[(*displaced_count)++] = tids[i];
+	}
 	return nkept;
 }
 
 /*
- * Give the neighbour at `target` a link to the new element on `layer`.  The
- * list is re-read under the exclusive lock: appended to when there is room,
- * else pruned from vectors read beforehand, and redone if the list changed
- * in between.  `target_handle` names the target in the insert's walk.
+ * Give the element at `target` a link to `new_tid` (whose vector is
+ * new_vector) on `layer`.  The list is re-read under the exclusive lock:
+ * appended to when there is room, else pruned from vectors read beforehand,
+ * and redone if the list changed in between.  With replace_copy, a member
+ * that is a copy of new_vector is replaced instead (one copy per list, see
+ * relinking in insert_vector_in_context).  `base` is the target's vector,
+ * or NULL to take it from the walk through `target_handle`.  Copies of
+ * new_vector that a pruning pushed out are added to displaced[] (room for
+ * 2m), counted in *displaced_count.
  */
 static void
 add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
-			  int layer, ItemPointer new_tid)
+			  const float *base, int layer, ItemPointer new_tid,
+			  const float *new_vector, bool replace_copy,
+			  ItemPointerData *displaced, int *displaced_count)
 {
 	int			m = state->shape.m;
 	int			width = hnsw_layer_width(layer, m);
-	float	   *base = NULL;
+	ItemPointerData pushed_out[2 * GRAPH_MAX_M];
+	int			pushed_out_count = 0;
 	ElementFacts facts;
 
 	if (!read_element(state, target, &facts, NULL) || facts.level < layer)
@@ -599,6 +620,7 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 		int			seen_count;
 		int			pruned_count = -1;
 		int			current_count;
+		int			copy_index;
 		GenericXLogState *xlog;
 		Buffer		buffer;
 		Page		page;
@@ -610,20 +632,47 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 		seen_count = read_list(state, &facts.neighbortid, layer, seen);
 		if (seen_count < 0 || list_contains(seen, seen_count, new_tid))
 			return;
+		copy_index = -1;
+		if (replace_copy)
+		{
+			int32		handles[2 * GRAPH_MAX_M];
+
+			/* read first: a new handle may move the walk's vectors */
+			for (int i = 0; i < seen_count; i++)
+			{
+				handles[i] = hnsw_walk_handle(state->walk, &seen[i]);
+				(void) hnsw_walk_vector(state->walk, handles[i]);
+			}
+			for (int i = 0; i < seen_count; i++)
+			{
+				const float *vector = hnsw_walk_vector(state->walk, handles[i]);
+
+				if (vector != NULL &&
+					memcmp(vector, new_vector,
+						   sizeof(float) * state->shape.dimensions) == 0)
+				{
+					copy_index = i;
+					break;
+				}
+			}
+		}
 		if (seen_count >= width)
 		{
 			/* a copy: the walk's vectors may move as it meets new elements */
 			if (base == NULL)
 			{
 				const float *vector = hnsw_walk_vector(state->walk, target_handle);
+				float	   *copy;
 
 				if (vector == NULL)
 					return;
-				base = palloc(sizeof(float) * state->shape.dimensions);
-				memcpy(base, vector, sizeof(float) * state->shape.dimensions);
+				copy = palloc(sizeof(float) * state->shape.dimensions);
+				memcpy(copy, vector, sizeof(float) * state->shape.dimensions);
+				base = copy;
 			}
 			pruned_count = prune_list(state, base, seen, seen_count, new_tid,
-									  width, pruned);
+									  new_vector, width, pruned, pushed_out,
+									  &pushed_out_count);
 		}
 
 		buffer = ReadBuffer(state->index, blkno);
@@ -649,7 +698,18 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			UnlockReleaseBuffer(buffer);
 			return;
 		}
-		if (current_count < width)
+		if (copy_index >= 0)
+		{
+			if (current_count == seen_count &&
+				memcmp(current, seen, sizeof(ItemPointerData) * seen_count) == 0)
+			{
+				slots[copy_index] = *new_tid;
+				GenericXLogFinish(xlog);
+				UnlockReleaseBuffer(buffer);
+				return;
+			}
+		}
+		else if (current_count < width)
 		{
 			slots[current_count] = *new_tid;
 			GenericXLogFinish(xlog);
@@ -668,6 +728,10 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			}
 			GenericXLogFinish(xlog);
 			UnlockReleaseBuffer(buffer);
+			for (int i = 0; i < pushed_out_count && displaced != NULL; i++)
+				if (*displaced_count < 2 * m &&
+					!list_contains(displaced, *displaced_count, &pushed_out[i]))
+					displaced[(*displaced_count)++] = pushed_out[i];
 			return;
 		}
 
@@ -764,6 +828,8 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 	LOCKMODE	entry_lock = ShareLock;
 	bool		becomes_entry;
 	ItemPointerData element_tid;
+	ItemPointerData displaced[2 * GRAPH_MAX_M];
+	int			displaced_count = 0;
 
 	state->index = index;
 	state->vector = vector;
@@ -812,9 +878,20 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 		InsertLayer *chosen = &state->layers[layer];
 
 		for (int i = 0; i < chosen->count; i++)
-			add_back_link(state, &chosen->tids[i], chosen->handles[i],
-						  layer, &element_tid);
+			add_back_link(state, &chosen->tids[i], chosen->handles[i], NULL,
+						  layer, &element_tid, state->vector, false,
+						  layer == 0 ? displaced : NULL, &displaced_count);
 	}
+
+	/*
+	 * Copies of this vector whose incoming link it took over (a pruned list
+	 * keeps one copy, the newest) get a link from it in place of its own link
+	 * to a copy: the copies stay reachable as a chain, as when an item is
+	 * inserted into a linked list, and each list still holds one copy.
+	 */
+	for (int i = 0; i < displaced_count; i++)
+		add_back_link(state, &element_tid, -1, state->vector, 0, &displaced[i],
+					  state->vector, true, NULL, NULL);
 
 	/* the walk keeps a buffer pinned */
 	if (state->walk != NULL)

@@ -33,9 +33,11 @@
  *
  * To see one consistent state it takes ShareLock on the table and the
  * index, which blocks writers (inserts, VACUUM) for its duration, as
- * amcheck's bt_index_parent_check does.  During recovery (hot standby) only
- * AccessShareLock may be taken; replay may then change pages between the
- * passes, and a row may describe a state that replay has since repaired.
+ * amcheck's bt_index_parent_check does.  That lock is taken only for a role
+ * that LOCK TABLE would give it to (UPDATE, DELETE or TRUNCATE on the table)
+ * and only outside recovery; otherwise the check runs under AccessShareLock,
+ * says so in a NOTICE, and a change made (or replayed) between the passes
+ * may show up as a problem that a second run does not repeat.
  *
  * Who may call them: anyone with SELECT on the index's table, the same
  * people who could read the vectors anyway.
@@ -53,6 +55,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/bitmapset.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
 #include "storage/lmgr.h"
@@ -77,9 +80,17 @@ typedef struct InspectedIndex
 	const char *amname;			/* "hnsw" or "matryoshka" */
 } InspectedIndex;
 
+/*
+ * Open and lock the table and the index.  block_writers asks for ShareLock
+ * (hierindex_check wants one consistent state); it is granted only where
+ * LOCK TABLE ... IN SHARE MODE would be (UPDATE, DELETE or TRUNCATE on the
+ * table) and outside recovery, otherwise AccessShareLock is taken: a user
+ * who may only read a table must not be able to stall its writers.
+ */
 static void
-inspect_open(Oid indexoid, LOCKMODE lockmode, InspectedIndex *target)
+inspect_open(Oid indexoid, bool block_writers, InspectedIndex *target)
 {
+	LOCKMODE	lockmode = AccessShareLock;
 	char		relkind = get_rel_relkind(indexoid);
 	char	   *relname;
 	Oid			heapoid;
@@ -109,6 +120,10 @@ inspect_open(Oid indexoid, LOCKMODE lockmode, InspectedIndex *target)
 	aclresult = pg_class_aclcheck(heapoid, GetUserId(), ACL_SELECT);
 	if (aclresult != ACLCHECK_OK)
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(heapoid));
+	if (block_writers && !RecoveryInProgress() &&
+		pg_class_aclmask(heapoid, GetUserId(), ACL_UPDATE | ACL_DELETE | ACL_TRUNCATE,
+						 ACLMASK_ANY) != 0)
+		lockmode = ShareLock;
 
 	/* table before index, as every other index user locks them */
 	target->lockmode = lockmode;
@@ -324,7 +339,7 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	inspect_open(indexoid, AccessShareLock, &target);
+	inspect_open(indexoid, false, &target);
 	hnsw_read_meta(target.index, &meta);
 	if (meta.m < HNSW_MIN_M || meta.m > HNSW_MAX_M || meta.dimensions > HNSW_MAX_DIM)
 		info_corrupted(target.index, HNSW_METAPAGE_BLKNO, 0,
@@ -449,15 +464,16 @@ hierindex_index_info(PG_FUNCTION_ARGS)
  * hierindex_check
  * ------------------------------------------------------------------------ */
 
-/* what a TID in the index points at (only sound tuples are recorded) */
-#define CHECK_ELEMENT			1
-#define CHECK_NEIGHBOR			2
+/* what a TID in the index points at */
+#define CHECK_ELEMENT			1	/* a sound element tuple */
+#define CHECK_NEIGHBOR			2	/* a sound neighbour tuple */
+#define CHECK_DAMAGED			3	/* a tuple already reported as bad */
 
 typedef struct CheckTidEntry
 {
 	uint64		key;			/* (block << 16) | offset */
 	int32		position;		/* in CheckState.elements or .neighbors */
-	uint8		kind;			/* CHECK_ELEMENT or CHECK_NEIGHBOR */
+	uint8		kind;			/* CHECK_ELEMENT, CHECK_NEIGHBOR, CHECK_DAMAGED */
 	char		status;			/* simplehash's */
 } CheckTidEntry;
 
@@ -510,6 +526,7 @@ typedef struct CheckState
 	HnswMetaPageData meta;
 	BlockNumber nblocks;
 	checktid_hash *tids;
+	Bitmapset  *bad_pages;		/* blocks that failed the page check */
 	CheckElement *elements;
 	int64		element_count;
 	int64		element_capacity;
@@ -651,6 +668,7 @@ check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 					 psprintf("element tuple is %zu bytes, %u dimensions need %zu",
 							  length, cs->meta.dimensions,
 							  element_min_length(cs->meta.dimensions)));
+		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
 		return;
 	}
 	if (etup->level > cs->meta.max_level || etup->level > GRAPH_MAX_LEVEL)
@@ -703,6 +721,7 @@ check_neighbor_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 		check_report(cs, "level out of range", blkno, offnum,
 					 psprintf("neighbour tuple level %u, limit %d",
 							  ntup->level, GRAPH_MAX_LEVEL));
+		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
 		return;
 	}
 	if (length < neighbor_min_length(ntup->level, cs->meta.m))
@@ -711,6 +730,7 @@ check_neighbor_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 					 psprintf("neighbour tuple is %zu bytes, level %u with m = %u needs %zu",
 							  length, ntup->level, cs->meta.m,
 							  neighbor_min_length(ntup->level, cs->meta.m)));
+		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
 		return;
 	}
 	if (cs->neighbor_count == cs->neighbor_capacity)
@@ -760,7 +780,10 @@ check_pages(CheckState *cs, bool links)
 		if (why)
 		{
 			if (!links)
+			{
 				check_report(cs, "bad page", blkno, InvalidOffsetNumber, why);
+				cs->bad_pages = bms_add_member(cs->bad_pages, (int) blkno);
+			}
 			continue;
 		}
 
@@ -787,15 +810,21 @@ check_pages(CheckState *cs, bool links)
 			if (item == NULL)
 			{
 				if (why)
+				{
 					check_report(cs, "bad tuple", blkno, offnum, why);
+					check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
+				}
 			}
 			else if (item[0] == HNSW_ELEMENT_TUPLE)
 				check_element_tuple(cs, blkno, offnum, (HnswElementTuple) item, length);
 			else if (item[0] == HNSW_NEIGHBOR_TUPLE)
 				check_neighbor_tuple(cs, blkno, offnum, (HnswNeighborTuple) item, length);
 			else
+			{
 				check_report(cs, "bad tuple", blkno, offnum,
 							 psprintf("tuple of unknown type %u", (uint8) item[0]));
+				check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
+			}
 		}
 	}
 	FreeAccessStrategy(strategy);
@@ -825,7 +854,9 @@ check_neighbor_ownership(CheckState *cs)
 			check_report(cs, "missing neighbour tuple", blkno, offnum,
 						 psprintf("neighbour TID %s points at %s",
 								  tid_text(&element->neighbortid),
-								  entry ? "an element tuple" : "no readable neighbour tuple"));
+								  entry == NULL ? "no tuple" :
+								  entry->kind == CHECK_ELEMENT ? "an element tuple" :
+								  "a damaged tuple"));
 			continue;
 		}
 		neighbor = &cs->neighbors[entry->position];
@@ -862,9 +893,13 @@ check_link_target_text(CheckState *cs, const ItemPointerData *target)
 		return psprintf("block %u is outside the element pages (1 to %u)",
 						blkno, cs->nblocks - 1);
 	entry = checktid_lookup(cs->tids, tid_key_of(target));
+	if (bms_is_member((int) blkno, cs->bad_pages))
+		return psprintf("block %u failed the page check", blkno);
 	if (entry && entry->kind == CHECK_NEIGHBOR)
 		return "it is a neighbour tuple";
-	return "there is no sound element tuple there";
+	if (entry && entry->kind == CHECK_DAMAGED)
+		return "the tuple there is damaged";
+	return "there is no tuple there";
 }
 
 static void
@@ -1037,8 +1072,17 @@ hierindex_check(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	/* ShareLock keeps writers out while we look; not allowed in recovery */
-	inspect_open(indexoid, RecoveryInProgress() ? AccessShareLock : ShareLock, &target);
+	inspect_open(indexoid, true, &target);
+	if (target.lockmode != ShareLock)
+		ereport(NOTICE,
+				(errmsg("checking index \"%s\" without blocking writers",
+						RelationGetRelationName(target.index)),
+				 errdetail(RecoveryInProgress() ?
+						   "Changes replayed during the check may be reported as problems." :
+						   "Changes made during the check may be reported as problems."),
+				 errhint("Run it again to confirm a problem%s.",
+						 RecoveryInProgress() ? "" :
+						 ", or as a role with UPDATE, DELETE or TRUNCATE on the table")));
 
 	workcxt = AllocSetContextCreate(CurrentMemoryContext, "hierindex_check",
 									ALLOCSET_DEFAULT_SIZES);

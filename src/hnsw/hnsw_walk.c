@@ -23,10 +23,11 @@
  * (see README, Locking), but it keeps the pin of the last block it used, so
  * consecutive visits to one page (an element and its neighbour tuple; the
  * breadth-first layout puts neighbours together) cost a lock and an unlock
- * only.  When it moves to another block it first tries the buffer that block
- * was found in last time, remembered per index in a backend-local array that
- * outlives the walk: ReadRecentBuffer() checks that buffer's tag and pins it
- * without the buffer-mapping lookup.  A stale hint just falls back to
+ * only (the page is checked once per pin).  When it moves to another block
+ * it first tries the buffer that block was found in last time, remembered
+ * per index in a backend-local array that outlives the walk:
+ * ReadRecentBuffer() checks that buffer's tag and pins it without the
+ * buffer-mapping lookup.  A stale hint just falls back to
  * ReadBuffer(), so the array needs no invalidation.
  *
  * Untrusted links.  A TID outside the relation, on the meta page, not
@@ -114,6 +115,7 @@ struct HnswWalk
 	/* the one block this walk keeps pinned (never locked between calls) */
 	Buffer		buffer;
 	BlockNumber buffer_block;
+	bool		buffer_is_element_page; /* checked when it was pinned */
 	BlockNumber nblocks;		/* relation size last seen */
 	RecentBuffers *recent;		/* NULL: local buffers, no hints */
 
@@ -324,12 +326,25 @@ walk_lock_block(HnswWalk *walk, BlockNumber blkno)
 		}
 		walk->buffer = buffer;
 		walk->buffer_block = blkno;
+
+		/*
+		 * Check the page once per pin: while we hold the pin the buffer keeps
+		 * this block, and a block once initialised as an element page stays
+		 * one (pages are never recycled), so relocking needs no new check.
+		 */
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buffer);
+		hnsw_check_page(walk->index, page, blkno);
+		walk->buffer_is_element_page =
+			(HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENT) != 0;
+	}
+	else
+	{
+		LockBuffer(walk->buffer, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(walk->buffer);
 	}
 
-	LockBuffer(walk->buffer, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(walk->buffer);
-	hnsw_check_page(walk->index, page, blkno);
-	if (!(HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENT))
+	if (!walk->buffer_is_element_page)
 	{
 		LockBuffer(walk->buffer, BUFFER_LOCK_UNLOCK);
 		return NULL;
@@ -555,6 +570,7 @@ hnsw_walk_reset(HnswWalk *walk, const float *query)
 			walk->slots[i].handle = -1;
 	}
 	walk->count = 0;
+	walk->distance_count = 0;
 	memcpy(walk->query, query, sizeof(float) * walk->shape.dimensions);
 }
 
