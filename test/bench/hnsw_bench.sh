@@ -37,7 +37,10 @@
 #   3. CREATE INDEX ... USING hnsw (embedding vector_<opclass>_ops)
 #      WITH (m, ef_construction), timed on the server (clock_timestamp), and
 #      the index size (pg_relation_size);
-#   4. per ef_search: recall@10 against the truth table, then
+#   4. per ef_search: a look at both statements' plans (when the planner
+#      does not choose the index by itself, the run says so, shows the plans
+#      and measures the index with enable_seqscan = off; the tables mark
+#      those numbers), recall@10 against the truth table, then
 #      (a) one query per statement from one client: pgbench -M prepared -c 1,
 #          each transaction the query of a random query id,
 #          SELECT id FROM items ORDER BY embedding <-> (SELECT embedding
