@@ -161,6 +161,16 @@ typedef struct GraphAccess
 	float		(*distance) (void *context, int32_t id);
 
 	/*
+	 * Optional (NULL: distance() is called for each): distances from the
+	 * query to the n elements ids[] (n <= 2 * GRAPH_MAX_M), written to out[].
+	 * The walk asks for all new neighbours of an expanded element at once so
+	 * that an implementation can start fetching every vector (prefetch)
+	 * before it computes the first distance: the walk is bound by memory
+	 * latency, not arithmetic, and overlapping the misses is the speed-up.
+	 */
+	void		(*distances) (void *context, const int32_t *ids, int n, float *out);
+
+	/*
 	 * Neighbours of `id` on `layer`, written to out[] (room for 2 *
 	 * GRAPH_MAX_M); returns how many.  May assign new handles.
 	 */

@@ -4,6 +4,10 @@
  * in-memory form: the index scan and the on-disk insert of src/hnsw walk
  * database pages with exactly this code.
  *
+ * A beam search marks the new neighbours of the element it expands and asks
+ * for their distances in one batch (GraphAccess.distances, when offered), so
+ * that the access can fetch all their vectors before computing the first.
+ *
  * Nothing here allocates: heaps live in the caller's GraphWalkScratch, so a
  * callback may longjmp out (a PostgreSQL ERROR) without leaking anything.
  */
@@ -77,11 +81,25 @@ graph_walk_candidate_capacity(int ef, int m0)
 	return ef * (m0 > 0 ? m0 : 1) + 1;
 }
 
+/* Distances to ids[0..n): in one batch when the access offers it. */
+static inline void
+walk_distances(const GraphAccess *access, const int32_t *ids, int n, float *out)
+{
+	if (access->distances != NULL)
+		access->distances(access->context, ids, n, out);
+	else
+	{
+		for (int i = 0; i < n; i++)
+			out[i] = access->distance(access->context, ids[i]);
+	}
+}
+
 int32_t
 graph_walk_greedy(const GraphAccess *access, int32_t entry,
 				  float *entry_distance, int layer)
 {
 	int32_t		buf[2 * GRAPH_MAX_M];
+	float		distances[2 * GRAPH_MAX_M];
 	int32_t		current = entry;
 	float		current_distance = *entry_distance;
 	int			changed = 1;
@@ -90,10 +108,11 @@ graph_walk_greedy(const GraphAccess *access, int32_t entry,
 	{
 		int			count = access->neighbors(access->context, current, layer, buf);
 
+		walk_distances(access, buf, count, distances);
 		changed = 0;
 		for (int i = 0; i < count; i++)
 		{
-			float		d = access->distance(access->context, buf[i]);
+			float		d = distances[i];
 
 			if (d < current_distance)
 			{
@@ -113,6 +132,7 @@ graph_walk_layer(const GraphAccess *access, GraphWalkScratch *scratch,
 				 GraphNeighbor *out)
 {
 	int32_t		buf[2 * GRAPH_MAX_M];
+	float		distances[2 * GRAPH_MAX_M];
 	NeighborHeap candidates = {scratch->candidates, 0, scratch->candidate_capacity, 0};
 	NeighborHeap results = {scratch->results, 0, scratch->ef + 2, 1};
 	int			found;
@@ -129,20 +149,28 @@ graph_walk_layer(const GraphAccess *access, GraphWalkScratch *scratch,
 	{
 		GraphNeighbor nearest = heap_pop(&candidates);
 		int			count;
+		int			fresh;
 
 		/* every remaining candidate is farther than our worst result */
 		if (nearest.distance > heap_top(&results).distance && results.size >= ef)
 			break;
 
 		count = access->neighbors(access->context, nearest.id, layer, buf);
+
+		/* the unvisited ones, whose distances are then asked for at once */
+		fresh = 0;
 		for (int i = 0; i < count; i++)
 		{
-			int32_t		id = buf[i];
-			float		d;
+			if (!access->visited_test_and_set(access->context, buf[i]))
+				buf[fresh++] = buf[i];
+		}
+		walk_distances(access, buf, fresh, distances);
 
-			if (access->visited_test_and_set(access->context, id))
-				continue;
-			d = access->distance(access->context, id);
+		for (int i = 0; i < fresh; i++)
+		{
+			int32_t		id = buf[i];
+			float		d = distances[i];
+
 			if (results.size < ef || d < heap_top(&results).distance)
 			{
 				/* a full candidate heap drops the newcomer: it is the least urgent */

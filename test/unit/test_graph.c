@@ -410,6 +410,7 @@ typedef struct PermutedAccess
 	uint32_t   *marks;
 	uint32_t	generation;
 	int64_t		distance_calls;
+	int64_t		batch_calls;
 } PermutedAccess;
 
 static float
@@ -419,6 +420,16 @@ permuted_distance(void *context, int32_t handle)
 
 	p->distance_calls++;
 	return graph_distance(p->graph, p->query, p->id_of[handle]);
+}
+
+static void
+permuted_distances(void *context, const int32_t *handles, int n, float *out)
+{
+	PermutedAccess *p = context;
+
+	p->batch_calls++;
+	for (int i = 0; i < n; i++)
+		out[i] = graph_distance(p->graph, p->query, p->id_of[handles[i]]);
 }
 
 static int
@@ -489,9 +500,10 @@ test_walk_through_callbacks(void)
 	scratch.candidates = malloc(sizeof(GraphNeighbor) * scratch.candidate_capacity);
 	scratch.results = malloc(sizeof(GraphNeighbor) * (ef + 2));
 
-	for (int q = 0; q < 20; q++)
+	/* queries 0..19 one distance at a time, 20..39 through the batch callback */
+	for (int q = 0; q < 40; q++)
 	{
-		const float *query = data + (int64_t) (q * 131) * dim;
+		const float *query = data + (int64_t) ((q % 20) * 131) * dim;
 		int32_t		entry = p.handle_of[graph->entry_point];
 		float		entry_distance;
 		int			found,
@@ -499,6 +511,7 @@ test_walk_through_callbacks(void)
 		int			match = 1;
 
 		p.query = query;
+		p.access.distances = q < 20 ? NULL : permuted_distances;
 		entry_distance = permuted_distance(&p, entry);
 		for (int layer = graph->max_level; layer > 0; layer--)
 			entry = graph_walk_greedy(&p.access, entry, &entry_distance, layer);
@@ -510,7 +523,8 @@ test_walk_through_callbacks(void)
 				p.id_of[walked[i].id] == searched[i].id;
 		same += match;
 	}
-	UNIT_CHECK(same == 20, "walk through callbacks with permuted handles equals the in-memory search (%d of 20 queries)", same);
+	UNIT_CHECK(same == 40, "walk through callbacks with permuted handles, with and without the batch distance callback, equals the in-memory search (%d of 40 queries)", same);
+	UNIT_CHECK(p.batch_calls > 0, "the walk asks for distances in batches when the access offers it (%lld batches)", (long long) p.batch_calls);
 	UNIT_CHECK(walked[0].distance <= walked[1].distance, "walk results come nearest first");
 
 	free(scratch.candidates);
