@@ -48,6 +48,10 @@
  */
 #include "postgres.h"
 
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "utils/snapmgr.h"
+
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xlog.h"
@@ -546,6 +550,7 @@ typedef struct CheckOverflow
 
 typedef struct CheckState
 {
+	Relation	heap;
 	Relation	index;
 	Tuplestorestate *rows;
 	TupleDesc	rowdesc;
@@ -1141,6 +1146,53 @@ check_entry_point(CheckState *cs)
  * element's neighbour tuple from its page (memory stays at the hash and
  * the queue).  Links were judged in pass 2; here bad ones are just skipped.
  */
+/*
+ * Does any heap row of the element at `tid` show to our snapshot?  An
+ * element nobody can reach matters only when a query should return one of
+ * its rows: an insert interrupted by a crash between writing its element
+ * and linking it (README, WAL) leaves an unreachable element, but its
+ * transaction never committed, so its rows are dead and VACUUM will clear
+ * them.  Reads the element's heap TIDs (inline and chain) through the page
+ * walk, which already knows both; a deleted element has none.
+ */
+static bool
+element_has_visible_row(CheckState *cs, ItemPointer tid)
+{
+	HnswShape	shape;
+	HnswWalk   *walk;
+	float	   *query;
+	ItemPointerData *heaptids = NULL;
+	int			capacity = 0;
+	int			count;
+	int32		handle;
+	bool		visible = false;
+	IndexFetchTableData *fetch;
+	TupleTableSlot *slot;
+	Snapshot	snapshot = GetActiveSnapshot();
+
+	hnsw_shape_from_meta(&cs->meta, &shape);
+	query = palloc0(sizeof(float) * shape.dimensions);
+	walk = hnsw_walk_begin(cs->index, &shape, 1, false);
+	hnsw_walk_reset(walk, query);	/* no distances are computed */
+	handle = hnsw_walk_handle(walk, tid);
+	count = hnsw_walk_heaptids(walk, handle, &heaptids, &capacity, 0);
+	hnsw_walk_end(walk);
+
+	fetch = table_index_fetch_begin(cs->heap);
+	slot = table_slot_create(cs->heap, NULL);
+	for (int i = 0; i < count && !visible; i++)
+	{
+		bool		call_again = false;
+		bool		all_dead = false;
+
+		visible = table_index_fetch_tuple(fetch, &heaptids[i], snapshot, slot,
+										  &call_again, &all_dead);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_index_fetch_end(fetch);
+	return visible;
+}
+
 static void
 check_reachability(CheckState *cs, int64 entry)
 {
@@ -1202,7 +1254,8 @@ check_reachability(CheckState *cs, int64 entry)
 	}
 
 	for (int64 i = 0; i < cs->element_count; i++)
-		if (!cs->elements[i].reached)
+		if (!cs->elements[i].reached &&
+			element_has_visible_row(cs, &cs->elements[i].tid))
 			check_report(cs, "unreachable element",
 						 ItemPointerGetBlockNumber(&cs->elements[i].tid),
 						 ItemPointerGetOffsetNumber(&cs->elements[i].tid),
@@ -1243,6 +1296,7 @@ hierindex_check(PG_FUNCTION_ARGS)
 	oldcxt = MemoryContextSwitchTo(workcxt);
 
 	memset(&cs, 0, sizeof(cs));
+	cs.heap = target.heap;
 	cs.index = target.index;
 	cs.rows = rsinfo->setResult;
 	cs.rowdesc = rsinfo->setDesc;
