@@ -1161,8 +1161,8 @@ element_has_visible_row(CheckState *cs, ItemPointer tid)
 	HnswShape	shape;
 	HnswWalk   *walk;
 	float	   *query;
-	ItemPointerData *heaptids = NULL;
-	int			capacity = 0;
+	int			capacity = HNSW_HEAPTIDS;
+	ItemPointerData *heaptids = palloc(sizeof(ItemPointerData) * capacity);
 	int			count;
 	int32		handle;
 	bool		visible = false;
