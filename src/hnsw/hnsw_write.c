@@ -25,10 +25,15 @@
  * only known once everything is placed, so pass 1 only assigns each element
  * the TIDs of its two tuples (simulating PageAddItem's space arithmetic) and
  * pass 2 forms the tuples and fills the pages.  Pages are built in local
- * memory and copied into new shared buffers when complete; a page is
- * complete after the last element that pass 1 put on it.  Blocks are
- * extended in the order pass 1 opened them, which is also the order pass 2
- * first touches them, so P_NEW hands out exactly the planned block numbers.
+ * memory and copied into shared buffers when complete; a page is complete
+ * after the last element that pass 1 put on it.
+ *
+ * Extending.  Pass 1 knows how many blocks there will be, so the fork is
+ * extended once, by writing its last block (the file in between is sparse,
+ * as the hash access method does for new bucket pages), and each page then
+ * gets a zeroed buffer for its block number without any read.  Extending
+ * block by block with P_NEW would write a zero page per block first, which
+ * was most of the write phase of a 400 MB index.
  *
  * WAL.  Nothing is logged per tuple: once every page is written, the whole
  * fork is logged with log_newpage_range (full-page images), when the
@@ -42,6 +47,8 @@
 #include "pgstat.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
+#include "storage/lmgr.h"
+#include "storage/smgr.h"
 #include "utils/backend_progress.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -313,6 +320,28 @@ typedef struct OpenPage
 	PGAlignedBlock image;
 } OpenPage;
 
+/*
+ * Make the fork state->nblocks long by writing its last block (zeroes; pass 2
+ * fills it like every other block).  Nobody else can see the index while it
+ * is built, but extending is done under the extension lock as everywhere.
+ */
+static void
+extend_fork(WriteState *state)
+{
+	PGAlignedBlock zero;
+	BlockNumber last = state->nblocks - 1;
+
+	if (last <= HNSW_METAPAGE_BLKNO)
+		return;
+	memset(zero.data, 0, BLCKSZ);
+	LockRelationForExtension(state->index, ExclusiveLock);
+	if (RelationGetNumberOfBlocksInFork(state->index, state->fork) != HNSW_METAPAGE_BLKNO + 1)
+		elog(ERROR, "hnsw bulk write: index \"%s\" is not empty",
+			 RelationGetRelationName(state->index));
+	smgrextend(RelationGetSmgr(state->index), state->fork, last, zero.data, false);
+	UnlockRelationForExtension(state->index, ExclusiveLock);
+}
+
 /* Find the open page for blkno, opening (extending the fork) if new. */
 static OpenPage *
 open_page(WriteState *state, OpenPage *pages, int npages, BlockNumber blkno)
@@ -329,22 +358,18 @@ open_page(WriteState *state, OpenPage *pages, int npages, BlockNumber blkno)
 	if (free_slot == NULL)
 		elog(ERROR, "hnsw bulk write: no free page slot for block %u", blkno);
 
-	free_slot->buffer = ReadBufferExtended(state->index, state->fork, P_NEW,
-										   RBM_NORMAL, NULL);
-	if (BufferGetBlockNumber(free_slot->buffer) != blkno)
-		elog(ERROR, "hnsw bulk write: expected new block %u of index \"%s\", got %u",
-			 blkno, RelationGetRelationName(state->index),
-			 BufferGetBlockNumber(free_slot->buffer));
+	/* zeroed and exclusively locked: the fork already reaches this block */
+	free_slot->buffer = ReadBufferExtended(state->index, state->fork, blkno,
+										   RBM_ZERO_AND_LOCK, NULL);
 	free_slot->blkno = blkno;
 	hnsw_init_page((Page) free_slot->image.data, HNSW_PAGE_ELEMENT);
 	return free_slot;
 }
 
-/* Copy a finished page image into its buffer and release it. */
+/* Copy a finished page image into its (locked) buffer and release it. */
 static void
 close_page(OpenPage *page)
 {
-	LockBuffer(page->buffer, BUFFER_LOCK_EXCLUSIVE);
 	memcpy(BufferGetPage(page->buffer), page->image.data, BLCKSZ);
 	MarkBufferDirty(page->buffer);
 	UnlockReleaseBuffer(page->buffer);
@@ -587,7 +612,10 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	fill_meta(&state, build_method, build_seconds, &meta);
 	hnsw_write_meta_page(index, fork, &meta);
 	if (state.count > 0)
+	{
+		extend_fork(&state);
 		write_pages(&state);
+	}
 
 	if (RelationGetNumberOfBlocksInFork(index, fork) != state.nblocks)
 		elog(ERROR, "hnsw bulk write: index \"%s\" has %u blocks, planned %u",
