@@ -341,9 +341,16 @@ add_row(BuildState *state, ItemPointer tid)
 		return;
 	}
 
+	/*
+	 * Store the prepared vector as is rather than through graph_set_vector,
+	 * which would normalise a cosine vector a second time: the stored bytes
+	 * must equal what the duplicate finder compares later rows with, and what
+	 * the insert path stores for the same value.
+	 */
 	id = graph->count;
-	if (graph_set_vector(graph, id, state->probe) != 0)
-		return;					/* no direction (cannot happen: prepared) */
+	memcpy(graph->vectors + id * state->shape.dimensions, state->probe,
+		   sizeof(float) * state->shape.dimensions);
+	graph->count = id + 1;
 	state->first_tids[id] = *tid;
 	state->tid_counts[id] = 1;
 	state->rows_in_memory++;
