@@ -98,3 +98,15 @@ SELECT count(*) FILTER (WHERE v = '[1,1,1]') AS copies, count(DISTINCT id) AS di
 FROM (SELECT id, v FROM dups_ins ORDER BY v <-> '[1,1,1]' LIMIT 1000) s;
 
 DROP TABLE dups, dups_ins;
+
+-- under cosine too: vectors are stored normalised, and identical rows (from
+-- the build and from later inserts) still share one element
+CREATE TABLE dups_cos (id int, v vector(3));
+INSERT INTO dups_cos SELECT i, '[0.1,0.7,0.3]' FROM generate_series(1, 100) i;
+INSERT INTO dups_cos SELECT 100 + i, format('[%s,1,2]', i)::vector FROM generate_series(1, 50) i;
+CREATE INDEX dups_cos_idx ON dups_cos USING hnsw (v vector_cosine_ops);
+SELECT elements, heap_tids FROM hierindex_index_info('dups_cos_idx');
+INSERT INTO dups_cos SELECT 200 + i, '[0.1,0.7,0.3]' FROM generate_series(1, 20) i;
+SELECT elements, heap_tids FROM hierindex_index_info('dups_cos_idx');
+SELECT count(*) FROM (SELECT id FROM dups_cos ORDER BY v <=> '[0.1,0.7,0.3]' LIMIT 120) s;
+DROP TABLE dups_cos;
