@@ -203,3 +203,21 @@ SELECT v FROM vector_ops_t WHERE v >= '[1,2]' AND v < '[2]' ORDER BY v;
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 DROP TABLE vector_ops_t;
+
+-- Distances between vectors stored out of line (TOAST): a k-NN join calls
+-- the same function with one operand repeated, whose detoasted copy is kept
+-- between calls.  Every pair must equal the distance of in-memory copies.
+CREATE TABLE ops_toasted (id int, v vector(1000));
+INSERT INTO ops_toasted
+SELECT i, array_agg(sin(i * 1000 + d)::real ORDER BY d)::vector(1000)
+FROM generate_series(1, 3) i, generate_series(1, 1000) d GROUP BY i;
+SELECT pg_relation_size(reltoastrelid) > 0 AS stored_out_of_line
+FROM pg_class WHERE relname = 'ops_toasted';
+SELECT a.id, b.id,
+	   a.v <-> b.v = a.v::real[]::vector <-> b.v::real[]::vector AS l2,
+	   a.v <#> b.v = a.v::real[]::vector <#> b.v::real[]::vector AS ip,
+	   a.v <=> b.v = a.v::real[]::vector <=> b.v::real[]::vector AS cosine,
+	   a.v <+> b.v = a.v::real[]::vector <+> b.v::real[]::vector AS l1,
+	   round((a.v <-> b.v)::numeric, 3) AS l2_value
+FROM ops_toasted a, ops_toasted b ORDER BY a.id, b.id;
+DROP TABLE ops_toasted;

@@ -7,6 +7,10 @@
  * scan and over an index scan rank rows with identical numbers.  This file
  * only converts the kernels' results to float8 (square root for L2,
  * negation for <#>).  Operands of different dimensions are an ERROR.
+ * A k-NN join (for each row of a query table, ORDER BY v <-> q.v LIMIT k)
+ * calls a distance many times in a row with the same out-of-line operand;
+ * distance_operand() keeps its detoasted copy for the next call instead of
+ * fetching it from TOAST each time.
  *
  * Arithmetic (+, -, *) follows the float4 operators of PostgreSQL: a finite
  * result that rounds to infinity is "value out of range: overflow", and for
@@ -35,6 +39,7 @@
 
 #include <math.h>
 
+#include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/array.h"
@@ -47,12 +52,63 @@
  * Distances
  * ---------------------------------------------------------------------- */
 
+/*
+ * Operand `argno` of a distance function, detoasted.  An operand stored out
+ * of line (a TOAST pointer into a table) is identified by its TOAST relation
+ * and value id, which name one immutable value; its detoasted copy is kept in
+ * fn_extra so the next call with the same pointer skips the TOAST fetch.
+ * Everything else (inline or in-memory values, parameters) is detoasted as
+ * usual.
+ */
+typedef struct DetoastedOperand
+{
+	Oid			toastrelid;
+	Oid			valueid;
+	Vector	   *value;			/* in fn_mcxt; NULL while empty */
+} DetoastedOperand;
+
+static Vector *
+distance_operand(FunctionCallInfo fcinfo, int argno)
+{
+	Datum		datum = PG_GETARG_DATUM(argno);
+	struct varlena *raw = (struct varlena *) DatumGetPointer(datum);
+	struct varatt_external pointer;
+	DetoastedOperand *cache;
+	MemoryContext old;
+
+	if (!VARATT_IS_EXTERNAL_ONDISK(raw) || fcinfo->flinfo == NULL)
+		return DatumGetVector(datum);
+
+	cache = (DetoastedOperand *) fcinfo->flinfo->fn_extra;
+	if (cache == NULL)
+	{
+		cache = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
+									   2 * sizeof(DetoastedOperand));
+		fcinfo->flinfo->fn_extra = cache;
+	}
+	VARATT_EXTERNAL_GET_POINTER(pointer, raw);
+	if (cache[argno].value != NULL &&
+		cache[argno].toastrelid == pointer.va_toastrelid &&
+		cache[argno].valueid == pointer.va_valueid)
+		return cache[argno].value;
+
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	if (cache[argno].value != NULL)
+		pfree(cache[argno].value);
+	cache[argno].value = NULL;
+	cache[argno].value = (Vector *) PG_DETOAST_DATUM_COPY(datum);
+	MemoryContextSwitchTo(old);
+	cache[argno].toastrelid = pointer.va_toastrelid;
+	cache[argno].valueid = pointer.va_valueid;
+	return cache[argno].value;
+}
+
 PG_FUNCTION_INFO_V1(l2_distance);
 Datum
 l2_distance(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = PG_GETARG_VECTOR_P(0);
-	Vector	   *b = PG_GETARG_VECTOR_P(1);
+	Vector	   *a = distance_operand(fcinfo, 0);
+	Vector	   *b = distance_operand(fcinfo, 1);
 
 	vector_check_same_dims(a, b);
 	PG_RETURN_FLOAT8(sqrt((double) distance_l2_squared(a->x, b->x, a->dim)));
@@ -62,8 +118,8 @@ PG_FUNCTION_INFO_V1(vector_l2_squared_distance);
 Datum
 vector_l2_squared_distance(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = PG_GETARG_VECTOR_P(0);
-	Vector	   *b = PG_GETARG_VECTOR_P(1);
+	Vector	   *a = distance_operand(fcinfo, 0);
+	Vector	   *b = distance_operand(fcinfo, 1);
 
 	vector_check_same_dims(a, b);
 	PG_RETURN_FLOAT8((double) distance_l2_squared(a->x, b->x, a->dim));
@@ -73,8 +129,8 @@ PG_FUNCTION_INFO_V1(inner_product);
 Datum
 inner_product(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = PG_GETARG_VECTOR_P(0);
-	Vector	   *b = PG_GETARG_VECTOR_P(1);
+	Vector	   *a = distance_operand(fcinfo, 0);
+	Vector	   *b = distance_operand(fcinfo, 1);
 
 	vector_check_same_dims(a, b);
 	PG_RETURN_FLOAT8((double) distance_inner_product(a->x, b->x, a->dim));
@@ -85,8 +141,8 @@ PG_FUNCTION_INFO_V1(vector_negative_inner_product);
 Datum
 vector_negative_inner_product(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = PG_GETARG_VECTOR_P(0);
-	Vector	   *b = PG_GETARG_VECTOR_P(1);
+	Vector	   *a = distance_operand(fcinfo, 0);
+	Vector	   *b = distance_operand(fcinfo, 1);
 
 	vector_check_same_dims(a, b);
 	PG_RETURN_FLOAT8(-(double) distance_inner_product(a->x, b->x, a->dim));
@@ -101,8 +157,8 @@ PG_FUNCTION_INFO_V1(cosine_distance);
 Datum
 cosine_distance(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = PG_GETARG_VECTOR_P(0);
-	Vector	   *b = PG_GETARG_VECTOR_P(1);
+	Vector	   *a = distance_operand(fcinfo, 0);
+	Vector	   *b = distance_operand(fcinfo, 1);
 
 	vector_check_same_dims(a, b);
 	PG_RETURN_FLOAT8(distance_cosine(a->x, b->x, a->dim));
@@ -112,8 +168,8 @@ PG_FUNCTION_INFO_V1(l1_distance);
 Datum
 l1_distance(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = PG_GETARG_VECTOR_P(0);
-	Vector	   *b = PG_GETARG_VECTOR_P(1);
+	Vector	   *a = distance_operand(fcinfo, 0);
+	Vector	   *b = distance_operand(fcinfo, 1);
 
 	vector_check_same_dims(a, b);
 	PG_RETURN_FLOAT8((double) distance_l1(a->x, b->x, a->dim));
