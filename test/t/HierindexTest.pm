@@ -18,6 +18,8 @@
 #                                            recall_at_least
 #   * a row queried with its own vector comes back first      self_found
 #   * hierindex_check finds nothing                     hierindex_check_is_clean
+#   * the same after single inserts, with a bounded
+#     number of unreachable elements                    hierindex_check_after_inserts
 #
 # Every SQL builder returns text only; the functions that take a node run it.
 # The tables the tests use are always: centres (c, x real[]), items (id, v),
@@ -55,6 +57,7 @@ our @EXPORT = qw(
   recall_at_least
   self_found
   hierindex_check_is_clean
+  hierindex_check_after_inserts
 );
 
 # Number of cluster centres; points of row i lie around centre i % CENTRES.
@@ -320,6 +323,33 @@ sub hierindex_check_is_clean
 	my ($node, $index, $name) = @_;
 	return is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
 		'', $name);
+}
+
+=head2 hierindex_check_after_inserts($node, $index, $name)
+
+Two tests for an index that single inserts have changed: hierindex_check
+reports no problem other than "unreachable element", and at most 0.2% of
+the elements are unreachable.
+
+Why the allowance: an insert prunes full neighbour lists with the
+heuristic, and now and then that removes the last link into some older
+element, which no scan can then reach.  Repairing such elements is VACUUM's
+job (issue 7); until it exists the tests bound how often it happens instead
+of hiding it.  Every other problem still fails the test.
+
+=cut
+
+sub hierindex_check_after_inserts
+{
+	my ($node, $index, $name) = @_;
+	my $other = $node->safe_psql('postgres',
+		"SELECT * FROM hierindex_check('$index') WHERE problem <> 'unreachable element'");
+	is($other, '', "$name: no structural problem");
+	my ($unreachable, $elements) = split /\|/, $node->safe_psql('postgres',
+		"SELECT (SELECT count(*) FROM hierindex_check('$index')), elements\n"
+		  . "FROM hierindex_index_info('$index')");
+	return ok($unreachable <= 0.002 * $elements,
+		"$name: $unreachable of $elements elements unreachable (at most 0.2%)");
 }
 
 1;
