@@ -406,10 +406,14 @@ add_overflow_tuple(InsertState *state, ItemPointer tid, ItemPointerData head)
 		return element == NULL ? OVERFLOW_GONE : OVERFLOW_CHANGED;
 	}
 
-	if (PageGetFreeSpace(element_page) >= sizeof(overflow))
+	/*
+	 * PageAddItem stores the tuple MAXALIGNed; PageGetFreeSpace has already
+	 * set aside its line pointer.
+	 */
+	if (PageGetFreeSpace(element_page) >= MAXALIGN(sizeof(overflow)))
 		target = element_page;
 	else if (BufferIsValid(insert_buffer) &&
-			 PageGetFreeSpace(BufferGetPage(insert_buffer)) >= sizeof(overflow))
+			 PageGetFreeSpace(BufferGetPage(insert_buffer)) >= MAXALIGN(sizeof(overflow)))
 		target = insert_page = GenericXLogRegisterBuffer(xlog, insert_buffer, 0);
 	else
 	{

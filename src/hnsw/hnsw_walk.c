@@ -186,6 +186,17 @@ recent_buffers_for(Relation index)
 	}
 	entry = &recent_buffers[recent_buffers_next];
 	recent_buffers_next = (recent_buffers_next + 1) % RECENT_INDEXES;
+
+	/*
+	 * Taking over another index's hints: start small again rather than clear
+	 * an array grown for a big index (with more than RECENT_INDEXES indexes
+	 * in turn, as in a partitioned table, that would happen per walk).
+	 */
+	if (entry->buffers != NULL && entry->size > 1024)
+	{
+		pfree(entry->buffers);
+		entry->buffers = NULL;
+	}
 	if (entry->buffers == NULL)
 	{
 		entry->size = 1024;
