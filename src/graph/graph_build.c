@@ -80,15 +80,26 @@ pool_links(const Graph *graph, BuildScratch *scratch, const float *base,
 }
 
 /*
- * Replace the links in `slot` with what the heuristic keeps of the first
- * `pooled` entries of scratch->pool, at most `max`.  Caller holds the lock.
+ * Replace the links in `slot` with the first `pooled` entries of
+ * scratch->pool: all of them while they fit in `max`, else what the
+ * heuristic keeps of them.  Pruning a pool that fits would drop links the
+ * heuristic finds redundant, and such a link may be the only way into an
+ * element (seen on points along a line built by two threads: a whole
+ * stretch became unreachable from the rest).  Caller holds the lock.
  */
 static void
-prune_pool_into_slot(const Graph *graph, BuildScratch *scratch, int32_t *slot,
-					 int pooled, int max)
+store_pool_in_slot(const Graph *graph, BuildScratch *scratch, int32_t *slot,
+				   int pooled, int max)
 {
 	int			kept;
 
+	if (pooled <= max)
+	{
+		for (int i = 0; i < pooled; i++)
+			slot[1 + i] = scratch->pool[i].id;
+		slot[0] = pooled;
+		return;
+	}
 	qsort(scratch->pool, pooled, sizeof(GraphNeighbor), graph_neighbor_compare);
 	kept = graph_select_neighbors(scratch->pool, pooled, max, memory_pair_distance,
 								  (void *) graph, scratch->pruned);
@@ -126,7 +137,7 @@ add_reverse_link(Graph *graph, BuildScratch *scratch, int32_t target,
 
 		scratch->pool[pooled].id = source;
 		scratch->pool[pooled++].distance = distance;
-		prune_pool_into_slot(graph, scratch, slot, pooled, max);
+		store_pool_in_slot(graph, scratch, slot, pooled, max);
 	}
 	graph_unlock_element(graph, target);
 }
@@ -188,15 +199,9 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 			/*
 			 * A concurrent insertion reached this element from a layer above
 			 * and already linked to it here.  Keep those links: merge them
-			 * with ours, and prune the union only when it exceeds the layer's
-			 * width.  Pruning a union that fits would drop links the
-			 * heuristic finds redundant, and such a link may be the only way
-			 * into the concurrent element (seen on points along a line built
-			 * by two threads: a whole stretch became unreachable from the
-			 * rest), exactly as add_reverse_link appends while there is room.
+			 * with ours (pruned only if the union exceeds the layer's width).
 			 */
 			int			pooled = pool_links(graph, scratch, vector, slot);
-			int			width = graph_layer_width(graph, layer);
 
 			for (int i = 0; i < kept; i++)
 			{
@@ -207,14 +212,8 @@ insert_element(Graph *graph, BuildScratch *scratch, int32_t id)
 				if (!duplicate)
 					scratch->pool[pooled++] = scratch->selected[i];
 			}
-			if (pooled > width)
-				prune_pool_into_slot(graph, scratch, slot, pooled, width);
-			else
-			{
-				for (int i = 0; i < pooled; i++)
-					slot[1 + i] = scratch->pool[i].id;
-				slot[0] = pooled;
-			}
+			store_pool_in_slot(graph, scratch, slot, pooled,
+							   graph_layer_width(graph, layer));
 		}
 		graph_unlock_element(graph, id);
 
