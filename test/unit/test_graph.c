@@ -156,16 +156,42 @@ measure_recall(const Graph *graph, GraphMetric metric, const float *data,
 	return (double) hits / ((double) nq * k);
 }
 
+/* How many elements a breadth-first walk of layer 0 from `start` reaches. */
+static int64_t
+count_reachable(const Graph *graph, int32_t start)
+{
+	int64_t		n = graph->count;
+	int32_t    *queue = malloc(sizeof(int32_t) * n);
+	char	   *seen = calloc(n, 1);
+	int64_t		head = 0,
+				tail = 0;
+
+	queue[tail++] = start;
+	seen[start] = 1;
+	while (head < tail)
+	{
+		const int32_t *ids;
+		int			count = graph_neighbors(graph, queue[head++], 0, &ids);
+
+		for (int i = 0; i < count; i++)
+			if (!seen[ids[i]])
+			{
+				seen[ids[i]] = 1;
+				queue[tail++] = ids[i];
+			}
+	}
+	free(queue);
+	free(seen);
+	return tail;
+}
+
 /* Structural invariants; returns the number of problems found. */
 static int64_t
 check_structure(const Graph *graph)
 {
 	int64_t		problems = 0;
 	int64_t		n = graph->count;
-	int32_t    *queue = malloc(sizeof(int32_t) * n);
-	char	   *seen = calloc(n, 1);
-	int64_t		head = 0,
-				tail = 0;
+	int64_t		reached;
 
 	for (int64_t id = 0; id < n; id++)
 	{
@@ -195,28 +221,13 @@ check_structure(const Graph *graph)
 			problems++;
 
 	/* every element reachable on layer 0 from the entry point */
-	queue[tail++] = graph->entry_point;
-	seen[graph->entry_point] = 1;
-	while (head < tail)
-	{
-		const int32_t *ids;
-		int			count = graph_neighbors(graph, queue[head++], 0, &ids);
-
-		for (int i = 0; i < count; i++)
-			if (!seen[ids[i]])
-			{
-				seen[ids[i]] = 1;
-				queue[tail++] = ids[i];
-			}
-	}
-	if (tail != n)
+	reached = count_reachable(graph, graph->entry_point);
+	if (reached != n)
 	{
 		fprintf(stderr, "  %lld of %lld elements unreachable from the entry point\n",
-				(long long) (n - tail), (long long) n);
-		problems += n - tail;
+				(long long) (n - reached), (long long) n);
+		problems += n - reached;
 	}
-	free(queue);
-	free(seen);
 	return problems;
 }
 
@@ -600,10 +611,6 @@ test_line_reachability(void)
 		GraphParams params = {2, 16, 64, GRAPH_METRIC_L2, (uint64_t) run};
 		const char *error = NULL;
 		Graph	   *graph = graph_create(&params, n, &error);
-		char		seen[55] = {0};
-		int32_t		queue[55];
-		int			head = 0,
-					tail = 0;
 
 		for (int i = 0; i < n; i++)
 		{
@@ -613,21 +620,7 @@ test_line_reachability(void)
 		}
 		graph_build_range(graph, 0, n, 4);
 		graph_connect_unreachable(graph);
-		queue[tail++] = 0;
-		seen[0] = 1;
-		while (head < tail)
-		{
-			const int32_t *ids;
-			int			count = graph_neighbors(graph, queue[head++], 0, &ids);
-
-			for (int k = 0; k < count; k++)
-				if (!seen[ids[k]])
-				{
-					seen[ids[k]] = 1;
-					queue[tail++] = ids[k];
-				}
-		}
-		broken += tail < n;
+		broken += count_reachable(graph, 0) < n;
 		graph_free(graph);
 	}
 	UNIT_CHECK(broken == 0, "points on a line, 4 threads: every element reachable from the first in %d of 300 builds",
