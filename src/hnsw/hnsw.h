@@ -282,8 +282,6 @@ extern ItemPointer hnsw_walk_tid(HnswWalk *walk, int32 handle);
 extern const float *hnsw_walk_vector(HnswWalk *walk, int32 handle);
 /* distance between two elements' kept vectors: for graph_select_neighbors */
 extern float hnsw_walk_pair_distance(void *walk, int32 a, int32 b);
-/* the element's top layer, or -1 when its TID leads to no element */
-extern int	hnsw_walk_level(HnswWalk *walk, int32 handle);
 /*
  * Append the element's heap TIDs (inline, then its overflow chain) to the
  * palloc'd array *tids of *capacity entries at position `used`, growing it

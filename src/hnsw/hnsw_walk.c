@@ -738,17 +738,6 @@ hnsw_walk_pair_distance(void *context, int32 a, int32 b)
 	return graph_metric_distance(walk->shape.metric, va, vb, walk->shape.dimensions);
 }
 
-int
-hnsw_walk_level(HnswWalk *walk, int32 handle)
-{
-	Assert(handle >= 0 && handle < walk->count);
-	if (walk->elements[handle].state == WALK_UNREAD)
-		walk_read_element(walk, handle);
-	if (walk->elements[handle].state != WALK_READ)
-		return -1;
-	return walk->elements[handle].level;
-}
-
 /* Make room for `more` entries after the first `used` of *tids. */
 static void
 reserve_heaptids(ItemPointerData **tids, int *capacity, int used, int more)
