@@ -248,6 +248,21 @@ graph_free(Graph *graph)
 }
 
 int
+graph_normalize(const float *in, float *out, int dim)
+{
+	double		norm = 0.0;
+
+	for (int i = 0; i < dim; i++)
+		norm += (double) in[i] * in[i];
+	if (!(norm > 0.0))
+		return -1;
+	norm = sqrt(norm);
+	for (int i = 0; i < dim; i++)
+		out[i] = (float) (in[i] / norm);
+	return 0;
+}
+
+int
 graph_set_vector(Graph *graph, int64_t id, const float *vector)
 {
 	int			dim = graph->params.dim;
@@ -255,12 +270,8 @@ graph_set_vector(Graph *graph, int64_t id, const float *vector)
 
 	if (graph->params.metric == GRAPH_METRIC_COSINE)
 	{
-		double		norm = sqrt((double) distance_inner_product(vector, vector, dim));
-
-		if (!(norm > 0.0))
+		if (graph_normalize(vector, row, dim) != 0)
 			return -1;
-		for (int i = 0; i < dim; i++)
-			row[i] = (float) (vector[i] / norm);
 	}
 	else
 		memcpy(row, vector, sizeof(float) * dim);

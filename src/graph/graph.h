@@ -92,6 +92,14 @@ extern void graph_free(Graph *graph);
 extern int	graph_draw_level(uint64_t seed, int64_t id, int m);
 
 /*
+ * out = in / |in| (norm summed in double precision), for cosine: rows, queries
+ * and the index's prepared vectors all go through this one function, so equal
+ * inputs give equal bytes.  Returns 0, or -1 for a vector with no direction
+ * (zero norm; out is then untouched).  in and out may be the same array.
+ */
+extern int	graph_normalize(const float *in, float *out, int dim);
+
+/*
  * Copy one vector into slot `id` (normalising it under cosine).  Returns 0, or
  * -1 when it cannot be indexed (a zero vector under cosine).
  */

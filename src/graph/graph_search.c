@@ -9,7 +9,6 @@
  */
 #include "graph_internal.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,19 +194,14 @@ graph_search(const Graph *graph, const float *query, int k, int ef,
 
 	if (graph->params.metric == GRAPH_METRIC_COSINE)
 	{
-		double		norm = 0.0;
-		int			dim = graph->params.dim;
-
-		for (int i = 0; i < dim; i++)
-			norm += (double) query[i] * query[i];
-		if (!(norm > 0.0))
-			return 0;			/* a zero query has no cosine neighbours */
-		normalised = malloc(sizeof(float) * dim);
+		normalised = malloc(sizeof(float) * graph->params.dim);
 		if (normalised == NULL)
 			return -1;
-		norm = sqrt(norm);
-		for (int i = 0; i < dim; i++)
-			normalised[i] = (float) (query[i] / norm);
+		if (graph_normalize(query, normalised, graph->params.dim) != 0)
+		{
+			free(normalised);
+			return 0;			/* a zero query has no cosine neighbours */
+		}
 		q = normalised;
 	}
 

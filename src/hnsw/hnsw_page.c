@@ -9,8 +9,6 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "access/generic_xlog.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
@@ -147,15 +145,8 @@ hnsw_prepare_vector(const HnswShape *shape, Datum value, float *out)
 
 	if (shape->metric == GRAPH_METRIC_COSINE)
 	{
-		double		norm = 0.0;
-
-		for (int i = 0; i < vector->dim; i++)
-			norm += (double) vector->x[i] * vector->x[i];
-		if (!(norm > 0.0))
+		if (graph_normalize(vector->x, out, vector->dim) != 0)
 			return false;		/* no direction: cosine distance undefined */
-		norm = sqrt(norm);
-		for (int i = 0; i < vector->dim; i++)
-			out[i] = (float) (vector->x[i] / norm);
 	}
 	else
 		memcpy(out, vector->x, sizeof(float) * vector->dim);
