@@ -8,27 +8,52 @@
  *
  * Plain C types only, no PostgreSQL, no CUDA types: both sides of the
  * boundary compile this header.  Every function returns 0 on success or a
- * negative HIERINDEX_GPU_E* code and writes a message into errbuf.
+ * negative HIERINDEX_GPU_E* code and writes a message into errbuf.  Nothing
+ * here ever exits or aborts the calling process: every CUDA and cuBLAS call is
+ * checked and turned into an error code, and everything allocated is freed
+ * before returning, error or not.
+ *
+ * The graph builder's output is the flat in-memory form of src/graph/graph.h
+ * (the arrays of a Graph), so that the one page writer lays out what either
+ * builder made without knowing which ran.
+ *
+ * Threads: every function runs on the calling thread (plus the GPU).  The
+ * should_stop callback is called on that thread between GPU steps (at least
+ * every few hundred milliseconds of work); a PostgreSQL backend answers it by
+ * reading its interrupt flags, without any PostgreSQL call.
  */
 #ifndef HIERINDEX_GPU_H
 #define HIERINDEX_GPU_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C"
 {
 #endif
 
-/* Bumped whenever a signature below changes; checked after dlopen. */
-#define HIERINDEX_GPU_ABI_VERSION 1
+/* Bumped whenever a declaration below changes; checked after dlopen. */
+#define HIERINDEX_GPU_ABI_VERSION 2
 
 #define HIERINDEX_GPU_OK			0
 #define HIERINDEX_GPU_ENODEVICE		(-1)	/* no CUDA device or driver */
-#define HIERINDEX_GPU_ENOMEM		(-2)	/* device memory exhausted */
+#define HIERINDEX_GPU_ENOMEM		(-2)	/* device (or pinned host) memory exhausted */
 #define HIERINDEX_GPU_ECUDA			(-3)	/* any other CUDA/cuBLAS failure */
-#define HIERINDEX_GPU_ECANCELED		(-4)	/* the cancel callback said stop */
+#define HIERINDEX_GPU_ECANCELED		(-4)	/* the should_stop callback said stop */
 #define HIERINDEX_GPU_EINVAL		(-5)	/* bad arguments */
+#define HIERINDEX_GPU_EUNSUPPORTED	(-6)	/* e.g. a metric the GPU builder lacks */
+
+/* Metrics: the same numbers and meanings as GraphMetric in src/graph/graph.h. */
+#define HIERINDEX_GPU_METRIC_L2			0	/* squared Euclidean distance */
+#define HIERINDEX_GPU_METRIC_INNER_PRODUCT 1	/* negative inner product */
+#define HIERINDEX_GPU_METRIC_COSINE		2	/* 1 - dot product; rows come normalised */
+#define HIERINDEX_GPU_METRIC_L1			3	/* taxicab: HIERINDEX_GPU_EUNSUPPORTED */
+
+/* Arithmetic of the candidate search (the kept neighbours are always re-scored in fp32). */
+#define HIERINDEX_GPU_PRECISION_TF32	0	/* fp32 inputs, TF32 tensor cores, fp32 sums */
+#define HIERINDEX_GPU_PRECISION_BF16	1	/* bf16 inputs, fp32 sums: twice the rate */
+#define HIERINDEX_GPU_PRECISION_FP32	2	/* plain fp32 (slow; for checking) */
 
 typedef struct HierindexGpuDeviceInfo
 {
@@ -44,13 +69,86 @@ typedef struct HierindexGpuDeviceInfo
 	int			driver_version;
 } HierindexGpuDeviceInfo;
 
+/* Nonzero: stop as soon as possible and return HIERINDEX_GPU_ECANCELED. */
+typedef int (*hierindex_gpu_should_stop_fn) (void *arg);
+
+typedef struct HierindexGpuOptions
+{
+	int			device;			/* CUDA device number (0: the first) */
+
+	/*
+	 * Device memory the build may use, in bytes; 0 means 90% of what is free
+	 * when it starts.  When the vectors do not fit, they are streamed through
+	 * the GPU in blocks from pinned host memory (tests set a small limit to
+	 * exercise that path on small data).
+	 */
+	size_t		memory_limit;
+	int			precision;		/* HIERINDEX_GPU_PRECISION_* */
+	hierindex_gpu_should_stop_fn should_stop;	/* may be NULL */
+	void	   *should_stop_arg;
+} HierindexGpuOptions;
+
+/* Phases timed in HierindexGpuStats.seconds[] */
+#define HIERINDEX_GPU_PHASE_TRANSFER	0	/* host <-> device copies not hidden behind compute */
+#define HIERINDEX_GPU_PHASE_KNN			1	/* exact k-NN graph of layer 0 */
+#define HIERINDEX_GPU_PHASE_PRUNE		2	/* heuristic, reverse edges, second heuristic */
+#define HIERINDEX_GPU_PHASE_UPPER		3	/* all layers above 0 */
+#define HIERINDEX_GPU_PHASES			4
+
+typedef struct HierindexGpuStats
+{
+	double		seconds[HIERINDEX_GPU_PHASES];
+	double		knn_flops;		/* multiply-adds x 2 of the candidate search */
+	double		bytes_to_device;
+	double		bytes_from_device;
+	int64_t		column_blocks;	/* blocks of vectors streamed (1: all resident) */
+	char		device_name[256];
+} HierindexGpuStats;
+
+/*
+ * The layered graph, in the flat form of src/graph/graph.h.  The caller owns
+ * every array; the GPU builder reads the inputs and fills the outputs.
+ *   vectors       n x dimensions floats (rows normalised under cosine)
+ *   levels        n levels, drawn by the caller (graph_draw_level)
+ *   upper_offset  n entries: -1 for level 0, else where the element's layer-1
+ *                 slot starts in upper_links (layer l at + (l - 1) * (1 + m))
+ *   links0        out: n slots of (1 + 2m) int32: count, then neighbour ids
+ *                 in ascending distance
+ *   upper_links   out: a slot of (1 + m) int32 per element and upper layer
+ */
+typedef struct HierindexGpuGraph
+{
+	int64_t		n;
+	int			dimensions;
+	int			metric;			/* HIERINDEX_GPU_METRIC_* */
+	int			m;				/* links per element above layer 0; 2m on layer 0 */
+	int			ef_construction;	/* candidates per element (the k of the k-NN graph) */
+	const float *vectors;
+	const uint8_t *levels;
+	const int64_t *upper_offset;
+	int32_t    *links0;
+	int32_t    *upper_links;
+} HierindexGpuGraph;
+
 /* Symbol names looked up with dlsym. */
 #define HIERINDEX_GPU_SYM_ABI_VERSION	"hierindex_gpu_abi_version"
 #define HIERINDEX_GPU_SYM_PROBE			"hierindex_gpu_probe"
+#define HIERINDEX_GPU_SYM_KNN			"hierindex_gpu_knn"
+#define HIERINDEX_GPU_SYM_BUILD_GRAPH	"hierindex_gpu_build_graph"
 
 typedef int (*hierindex_gpu_abi_version_fn) (void);
 typedef int (*hierindex_gpu_probe_fn) (int device, HierindexGpuDeviceInfo *info,
 									   char *errbuf, size_t errlen);
+typedef int (*hierindex_gpu_knn_fn) (const float *vectors, int64_t n, int dimensions,
+									 int metric, int k,
+									 const HierindexGpuOptions *options,
+									 int32_t *ids, float *distances,
+									 HierindexGpuStats *stats,
+									 char *errbuf, size_t errlen);
+typedef int (*hierindex_gpu_build_graph_fn) (HierindexGpuGraph *graph,
+											 const HierindexGpuOptions *options,
+											 HierindexGpuStats *stats,
+											 char *errbuf, size_t errlen);
 
 /* Returns HIERINDEX_GPU_ABI_VERSION as compiled into the module. */
 int			hierindex_gpu_abi_version(void);
@@ -61,6 +159,36 @@ int			hierindex_gpu_abi_version(void);
  */
 int			hierindex_gpu_probe(int device, HierindexGpuDeviceInfo *info,
 								char *errbuf, size_t errlen);
+
+/*
+ * The exact k nearest neighbours of each of the n vectors among the others
+ * (itself excluded): ids and distances are n x k, each row in ascending
+ * distance (ties by id), distances as graph_metric_distance computes them in
+ * fp32.  Where fewer than k others exist the row ends with -1 / +infinity.
+ * The candidates are found with the options' precision and the final k are
+ * re-scored in fp32 from a wider shortlist, so the result is exact up to
+ * fp32 rounding.  stats may be NULL.
+ */
+int			hierindex_gpu_knn(const float *vectors, int64_t n, int dimensions,
+							  int metric, int k,
+							  const HierindexGpuOptions *options,
+							  int32_t *ids, float *distances,
+							  HierindexGpuStats *stats,
+							  char *errbuf, size_t errlen);
+
+/*
+ * Build the HNSW graph: on every layer, the k-NN graph of the elements on
+ * that layer (k = ef_construction), pruned with the neighbour heuristic
+ * (Algorithm 4) to the layer's width, then each element's list united with
+ * the elements that chose it (reverse edges) and pruned again.  The caller
+ * sets the entry point (an element of the highest level) and makes every
+ * element reachable afterwards (graph_connect_unreachable), as for the CPU
+ * builder.  stats may be NULL.
+ */
+int			hierindex_gpu_build_graph(HierindexGpuGraph *graph,
+									  const HierindexGpuOptions *options,
+									  HierindexGpuStats *stats,
+									  char *errbuf, size_t errlen);
 
 #ifdef __cplusplus
 }
