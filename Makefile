@@ -71,7 +71,7 @@ all: hierindex_gpu.so
 install: install-gpu
 uninstall: uninstall-gpu
 
-hierindex_gpu.so: $(wildcard $(srcdir)/src/gpu/*.cu) $(srcdir)/src/gpu/gpu.h
+hierindex_gpu.so: $(wildcard $(srcdir)/src/gpu/*.cu) $(wildcard $(srcdir)/src/gpu/*.cuh) $(srcdir)/src/gpu/gpu.h
 	$(MAKE) -C $(srcdir)/src/gpu NVCC=$(NVCC) OUTPUT=$(abspath $@)
 
 install-gpu: hierindex_gpu.so

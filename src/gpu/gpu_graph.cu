@@ -1,0 +1,544 @@
+/*
+ * gpu_graph.cu — the HNSW graph from exact k-NN graphs, on the GPU.
+ *
+ * Insertion order shapes an incrementally built HNSW graph; this builder has
+ * none.  Every layer is built the same way from its own elements (all of
+ * them on layer 0, those of level >= l on layer l; the levels are the
+ * caller's, drawn as the CPU builder draws them):
+ *
+ *   1. the exact k-NN graph, k = ef_construction (gpu_knn.cu): the candidate
+ *      list an insertion with ef_construction would at best have found;
+ *   2. Algorithm 4 of the paper on each list, down to the layer's width (2m
+ *      on layer 0, m above): a candidate is kept only if it is closer to the
+ *      element than to every neighbour kept before it;
+ *   3. reverse edges: each element's list united with the elements that
+ *      kept it (the closest `width` of them), and Algorithm 4 again on the
+ *      union.  This is what insertion does when it links back to the new
+ *      element's neighbours, done for all elements at once.
+ *
+ * Step 2 is a block per element; the kept neighbours' vectors wait in
+ * shared memory when they fit, so each candidate costs one read of its own
+ * vector and |kept| distance sums out of shared memory.  Step 3 sorts all
+ * kept edges by target (cub radix sort of (target, distance) keys), so each
+ * element finds the elements that chose it in one contiguous run.
+ *
+ * Everything stays on the device between steps; only the final lists come
+ * back.  The vectors must fit on the device (one fp32 copy plus the k-NN
+ * work); when they do not, the build stops with HIERINDEX_GPU_ENOMEM and the
+ * caller falls back to the CPU builder.
+ */
+#include "gpu_internal.cuh"
+
+#include <cub/cub.cuh>
+
+#include <algorithm>
+#include <string.h>
+
+#define PRUNE_THREADS	128
+#define UNION_THREADS	128
+#define MAX_WIDTH		200		/* 2m for the largest m (100) */
+
+/* ------------------------------------------------------------------------
+ * Kernels
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Algorithm 4 for element blockIdx.x over its candidates (ascending distance,
+ * count given or up to the first -1), keeping at most `width`.
+ */
+template <bool KEPT_IN_SHARED>
+__global__ void __launch_bounds__(PRUNE_THREADS)
+prune_kernel(const float *vectors, int d, int metric,
+			 const int32_t *candidate_ids, const float *candidate_distances,
+			 int candidate_stride, const int *candidate_counts, int width,
+			 int32_t *out_ids, float *out_distances, int *out_counts)
+{
+	extern __shared__ float prune_shared[];
+	float	   *candidate = prune_shared;
+	float	   *kept_vectors = prune_shared + d;
+	__shared__ int32_t kept_ids[MAX_WIDTH];
+	__shared__ float kept_distances[MAX_WIDTH];
+	__shared__ int rejected;
+	int64_t		element = blockIdx.x;
+	int			warp = threadIdx.x / 32;
+	int			lane = threadIdx.x % 32;
+	int			warps = blockDim.x / 32;
+	int			count = candidate_counts != NULL ? candidate_counts[element] : candidate_stride;
+	const int32_t *ids = candidate_ids + element * candidate_stride;
+	const float *distances = candidate_distances + element * candidate_stride;
+	int			kept = 0;
+
+	for (int i = 0; i < count && kept < width; i++)
+	{
+		int32_t		id = ids[i];
+		float		distance = distances[i];
+		const float *vector = vectors + (int64_t) id * d;
+
+		if (id < 0)
+			break;
+		for (int t = threadIdx.x; t < d; t += blockDim.x)
+			candidate[t] = vector[t];
+		if (threadIdx.x == 0)
+			rejected = 0;
+		__syncthreads();
+
+		for (int r = warp; r < kept; r += warps)
+		{
+			const float *other = KEPT_IN_SHARED ? kept_vectors + (int64_t) r * d :
+				vectors + (int64_t) kept_ids[r] * d;
+			float		sum = 0.0f;
+
+			for (int t = lane; t < d; t += 32)
+				sum = gpu_distance_term(metric, candidate[t], other[t], sum);
+			sum = gpu_warp_sum(sum);
+			if (lane == 0 && gpu_finish_distance(metric, sum) < distance)
+				rejected = 1;
+		}
+		__syncthreads();
+
+		if (!rejected)
+		{
+			if (KEPT_IN_SHARED)
+				for (int t = threadIdx.x; t < d; t += blockDim.x)
+					kept_vectors[(int64_t) kept * d + t] = candidate[t];
+			if (threadIdx.x == 0)
+			{
+				kept_ids[kept] = id;
+				kept_distances[kept] = distance;
+			}
+			kept++;
+		}
+		__syncthreads();
+	}
+
+	for (int i = threadIdx.x; i < width; i += blockDim.x)
+	{
+		out_ids[element * width + i] = i < kept ? kept_ids[i] : -1;
+		out_distances[element * width + i] = i < kept ? kept_distances[i] : INFINITY;
+	}
+	if (threadIdx.x == 0)
+		out_counts[element] = kept;
+}
+
+/* a float's bits as an unsigned key that sorts in the float's order */
+__device__ __forceinline__ uint32_t
+ordered_bits(float value)
+{
+	uint32_t	bits = __float_as_uint(value);
+
+	return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+__device__ __forceinline__ float
+ordered_float(uint32_t key)
+{
+	return __uint_as_float((key & 0x80000000u) ? (key & 0x7fffffffu) : ~key);
+}
+
+/* one entry per list slot: (target, distance) -> source; empty slots sort last */
+__global__ void
+reverse_edges_kernel(const int32_t *ids, const float *distances, const int *counts,
+					 int64_t n, int width, unsigned long long *keys, int32_t *sources,
+					 int *in_degree)
+{
+	int64_t		slot = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
+	int64_t		element;
+
+	if (slot >= n * width)
+		return;
+	element = slot / width;
+	if (slot % width < counts[element])
+	{
+		int32_t		target = ids[slot];
+
+		keys[slot] = ((unsigned long long) (uint32_t) target << 32) |
+			ordered_bits(distances[slot]);
+		sources[slot] = (int32_t) element;
+		atomicAdd(&in_degree[target], 1);
+	}
+	else
+	{
+		keys[slot] = ~0ULL;
+		sources[slot] = -1;
+	}
+}
+
+/*
+ * Element blockIdx.x's own list united with the closest `width` elements that
+ * kept it, sorted by (distance, id), each id once: the candidates of the
+ * second pruning.
+ */
+__global__ void __launch_bounds__(UNION_THREADS)
+union_kernel(const int32_t *ids, const float *distances, const int *counts, int width,
+			 const unsigned long long *sorted_keys, const int32_t *sorted_sources,
+			 const int *in_offset, const int *in_degree, int sort_size,
+			 int32_t *union_ids, float *union_distances, int *union_counts)
+{
+	extern __shared__ unsigned char union_shared[];
+	float	   *keys = (float *) union_shared;
+	int32_t    *members = (int32_t *) (keys + sort_size);
+	unsigned char *duplicate = (unsigned char *) (members + sort_size);
+	int64_t		element = blockIdx.x;
+	int			own = counts[element];
+	int			incoming = min(in_degree[element], width);
+	int			first = in_offset[element];
+	int			stride = 2 * width;
+
+	for (int i = threadIdx.x; i < sort_size; i += blockDim.x)
+	{
+		if (i < own)
+		{
+			keys[i] = distances[element * width + i];
+			members[i] = ids[element * width + i];
+		}
+		else if (i < own + incoming)
+		{
+			keys[i] = ordered_float((uint32_t) sorted_keys[first + i - own]);
+			members[i] = sorted_sources[first + i - own];
+		}
+		else
+		{
+			keys[i] = INFINITY;
+			members[i] = -1;
+		}
+	}
+	__syncthreads();
+	gpu_block_sort(keys, members, sort_size);
+
+	/* an element chosen both ways appears twice: keep its first place */
+	for (int i = threadIdx.x; i < own + incoming; i += blockDim.x)
+	{
+		unsigned char seen = 0;
+
+		for (int j = 0; j < i && !seen; j++)
+			seen = members[j] == members[i];
+		duplicate[i] = seen;
+	}
+	__syncthreads();
+	if (threadIdx.x == 0)
+	{
+		int			kept = 0;
+
+		for (int i = 0; i < own + incoming; i++)
+		{
+			if (duplicate[i] || members[i] < 0)
+				continue;
+			union_ids[element * stride + kept] = members[i];
+			union_distances[element * stride + kept] = keys[i];
+			kept++;
+		}
+		union_counts[element] = kept;
+	}
+}
+
+/* out[i] = vectors[ids[i]], a warp per row */
+__global__ void
+gather_layer_kernel(const float *vectors, const int32_t *ids, int64_t count, int d, float *out)
+{
+	int64_t		row = (int64_t) blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+	int			lane = threadIdx.x % 32;
+
+	if (row >= count)
+		return;
+	for (int t = lane; t < d; t += 32)
+		out[row * d + t] = vectors[(int64_t) ids[row] * d + t];
+}
+
+/* ------------------------------------------------------------------------
+ * Host side
+ * ------------------------------------------------------------------------ */
+
+static unsigned int
+grid_for(int64_t items, int per_block)
+{
+	return (unsigned int) std::max<int64_t>(1, (items + per_block - 1) / per_block);
+}
+
+static int
+prune(GpuContext *ctx, const float *vectors, int64_t n, int d, int metric,
+	  const int32_t *candidate_ids, const float *candidate_distances, int stride,
+	  const int *candidate_counts, int width,
+	  int32_t *out_ids, float *out_distances, int *out_counts)
+{
+	size_t		small = sizeof(float) * d;
+	size_t		large = sizeof(float) * (size_t) d * (width + 1);
+
+	if (large <= ctx->shared_memory_optin)
+	{
+		if (large > 48 * 1024)
+			GPU_CHECK(ctx, cudaFuncSetAttribute(prune_kernel<true>,
+												cudaFuncAttributeMaxDynamicSharedMemorySize,
+												(int) large));
+		prune_kernel<true><<<grid_for(n, 1), PRUNE_THREADS, large, ctx->stream>>>(
+			vectors, d, metric, candidate_ids, candidate_distances, stride, candidate_counts,
+			width, out_ids, out_distances, out_counts);
+	}
+	else
+	{
+		if (small > 48 * 1024)
+			GPU_CHECK(ctx, cudaFuncSetAttribute(prune_kernel<false>,
+												cudaFuncAttributeMaxDynamicSharedMemorySize,
+												(int) small));
+		prune_kernel<false><<<grid_for(n, 1), PRUNE_THREADS, small, ctx->stream>>>(
+			vectors, d, metric, candidate_ids, candidate_distances, stride, candidate_counts,
+			width, out_ids, out_distances, out_counts);
+	}
+	GPU_CHECK_LAUNCH(ctx);
+	return HIERINDEX_GPU_OK;
+}
+
+/*
+ * The reverse-edge union and second pruning: (ids, distances, counts) in,
+ * replaced by the final lists.
+ */
+static int
+add_reverse_edges(GpuContext *ctx, const float *vectors, int64_t n, int d, int metric,
+				  int width, int32_t *ids, float *distances, int *counts)
+{
+	int64_t		slots = n * width;
+	unsigned long long *keys[2];
+	int32_t    *sources[2];
+	int		   *in_degree;
+	int		   *in_offset;
+	int32_t    *union_ids;
+	float	   *union_distances;
+	int		   *union_counts;
+	void	   *temp = NULL;
+	size_t		sort_temp = 0;
+	size_t		scan_temp = 0;
+	int			sort_size = gpu_next_power_of_two(2 * width);
+	size_t		union_shared = (size_t) sort_size * (sizeof(float) + sizeof(int32_t) + 1);
+
+	if (slots > INT32_MAX)
+		return gpu_fail(ctx, HIERINDEX_GPU_EINVAL, "too many links for one sort (%lld)",
+						(long long) slots);
+	for (int i = 0; i < 2; i++)
+	{
+		GPU_TRY(gpu_alloc(ctx, (void **) &keys[i], sizeof(unsigned long long) * slots, "edge keys"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &sources[i], sizeof(int32_t) * slots, "edge sources"));
+	}
+	GPU_TRY(gpu_alloc(ctx, (void **) &in_degree, sizeof(int) * n, "in-degrees"));
+	GPU_TRY(gpu_alloc(ctx, (void **) &in_offset, sizeof(int) * n, "in-offsets"));
+	GPU_CHECK(ctx, cudaMemsetAsync(in_degree, 0, sizeof(int) * n, ctx->stream));
+
+	reverse_edges_kernel<<<grid_for(slots, 256), 256, 0, ctx->stream>>>(
+		ids, distances, counts, n, width, keys[0], sources[0], in_degree);
+	GPU_CHECK_LAUNCH(ctx);
+
+	{
+		cub::DoubleBuffer<unsigned long long> key_buffer(keys[0], keys[1]);
+		cub::DoubleBuffer<int32_t> value_buffer(sources[0], sources[1]);
+
+		GPU_CHECK(ctx, cub::DeviceRadixSort::SortPairs(NULL, sort_temp, key_buffer, value_buffer,
+													   (int) slots, 0, 64, ctx->stream));
+		GPU_CHECK(ctx, cub::DeviceScan::ExclusiveSum(NULL, scan_temp, in_degree, in_offset,
+													 (int) n, ctx->stream));
+		GPU_TRY(gpu_alloc(ctx, &temp, std::max(sort_temp, scan_temp), "sort scratch"));
+		GPU_CHECK(ctx, cub::DeviceRadixSort::SortPairs(temp, sort_temp, key_buffer, value_buffer,
+													   (int) slots, 0, 64, ctx->stream));
+		GPU_CHECK(ctx, cub::DeviceScan::ExclusiveSum(temp, scan_temp, in_degree, in_offset,
+													 (int) n, ctx->stream));
+		gpu_free(ctx, temp);
+
+		GPU_TRY(gpu_alloc(ctx, (void **) &union_ids, sizeof(int32_t) * n * 2 * width, "union ids"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &union_distances, sizeof(float) * n * 2 * width,
+						  "union distances"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &union_counts, sizeof(int) * n, "union counts"));
+		union_kernel<<<grid_for(n, 1), UNION_THREADS, union_shared, ctx->stream>>>(
+			ids, distances, counts, width, key_buffer.Current(), value_buffer.Current(),
+			in_offset, in_degree, sort_size, union_ids, union_distances, union_counts);
+		GPU_CHECK_LAUNCH(ctx);
+	}
+	for (int i = 0; i < 2; i++)
+	{
+		gpu_free(ctx, keys[i]);
+		gpu_free(ctx, sources[i]);
+	}
+	gpu_free(ctx, in_degree);
+	gpu_free(ctx, in_offset);
+	GPU_TRY(gpu_poll_cancel(ctx));
+
+	GPU_TRY(prune(ctx, vectors, n, d, metric, union_ids, union_distances, 2 * width,
+				  union_counts, width, ids, distances, counts));
+	gpu_free(ctx, union_ids);
+	gpu_free(ctx, union_distances);
+	gpu_free(ctx, union_counts);
+	return HIERINDEX_GPU_OK;
+}
+
+/*
+ * One layer of `count` elements whose vectors are on the device: final lists
+ * (ids local to the layer, count first) into host_ids (count x width) and
+ * host_counts.  Seconds of the k-NN and of the rest go to the two phases.
+ */
+static int
+build_layer(GpuContext *ctx, const float *vectors, int64_t count, int d, int metric,
+			int width, int ef_construction, int knn_phase, int prune_phase,
+			std::vector<int32_t> &host_ids, std::vector<int> &host_counts)
+{
+	int			k = (int) std::min<int64_t>(std::max(ef_construction, width), count - 1);
+	int32_t    *knn_ids;
+	float	   *knn_distances;
+	int32_t    *ids;
+	float	   *distances;
+	int		   *counts;
+	GpuKnnInput input = {count, d, metric, k, NULL, vectors};
+	double		started = gpu_now();
+
+	GPU_TRY(gpu_alloc(ctx, (void **) &knn_ids, sizeof(int32_t) * count * k, "k-NN ids"));
+	GPU_TRY(gpu_alloc(ctx, (void **) &knn_distances, sizeof(float) * count * k, "k-NN distances"));
+	GPU_TRY(gpu_knn(ctx, &input, knn_ids, knn_distances));
+	GPU_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
+	ctx->stats->seconds[knn_phase] += gpu_now() - started;
+	GPU_TRY(gpu_poll_cancel(ctx));
+
+	started = gpu_now();
+	GPU_TRY(gpu_alloc(ctx, (void **) &ids, sizeof(int32_t) * count * width, "neighbour ids"));
+	GPU_TRY(gpu_alloc(ctx, (void **) &distances, sizeof(float) * count * width, "neighbour distances"));
+	GPU_TRY(gpu_alloc(ctx, (void **) &counts, sizeof(int) * count, "neighbour counts"));
+	GPU_TRY(prune(ctx, vectors, count, d, metric, knn_ids, knn_distances, k, NULL, width,
+				  ids, distances, counts));
+	gpu_free(ctx, knn_ids);
+	gpu_free(ctx, knn_distances);
+	GPU_TRY(gpu_poll_cancel(ctx));
+	GPU_TRY(add_reverse_edges(ctx, vectors, count, d, metric, width, ids, distances, counts));
+	GPU_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
+	ctx->stats->seconds[prune_phase] += gpu_now() - started;
+
+	started = gpu_now();
+	host_ids.resize((size_t) count * width);
+	host_counts.resize((size_t) count);
+	GPU_TRY(gpu_download(ctx, host_ids.data(), ids, sizeof(int32_t) * count * width));
+	GPU_TRY(gpu_download(ctx, host_counts.data(), counts, sizeof(int) * count));
+	ctx->stats->seconds[HIERINDEX_GPU_PHASE_TRANSFER] += gpu_now() - started;
+	gpu_free(ctx, ids);
+	gpu_free(ctx, distances);
+	gpu_free(ctx, counts);
+	return HIERINDEX_GPU_OK;
+}
+
+/* Write one element's list into its slot: count, ids mapped to global ids. */
+static void
+write_slot(int32_t *slot, int width, const int32_t *local_ids, int count,
+		   const int32_t *global_of_local)
+{
+	slot[0] = count;
+	for (int i = 0; i < width; i++)
+		slot[1 + i] = i < count ?
+			(global_of_local != NULL ? global_of_local[local_ids[i]] : local_ids[i]) : -1;
+}
+
+static int
+build_graph(GpuContext *ctx, HierindexGpuGraph *graph)
+{
+	int64_t		n = graph->n;
+	int			d = graph->dimensions;
+	int			m = graph->m;
+	int			max_level = 0;
+	float	   *vectors;
+	std::vector<int32_t> host_ids;
+	std::vector<int> host_counts;
+	double		started;
+
+	for (int64_t i = 0; i < n; i++)
+		max_level = std::max(max_level, (int) graph->levels[i]);
+
+	/* empty slots first: a layer of one element is not built at all */
+	for (int64_t i = 0; i < n; i++)
+	{
+		write_slot(graph->links0 + i * (1 + 2 * m), 2 * m, NULL, 0, NULL);
+		for (int level = 1; level <= graph->levels[i]; level++)
+			write_slot(graph->upper_links + graph->upper_offset[i] + (int64_t) (level - 1) * (1 + m),
+					   m, NULL, 0, NULL);
+	}
+	if (n < 2)
+		return HIERINDEX_GPU_OK;
+
+	started = gpu_now();
+	GPU_TRY(gpu_alloc(ctx, (void **) &vectors, sizeof(float) * n * d, "the vectors"));
+	GPU_TRY(gpu_upload(ctx, vectors, graph->vectors, sizeof(float) * n * d));
+	GPU_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
+	ctx->stats->seconds[HIERINDEX_GPU_PHASE_TRANSFER] += gpu_now() - started;
+
+	/* layer 0: everybody */
+	GPU_TRY(build_layer(ctx, vectors, n, d, graph->metric, 2 * m, graph->ef_construction,
+						HIERINDEX_GPU_PHASE_KNN, HIERINDEX_GPU_PHASE_PRUNE, host_ids, host_counts));
+	for (int64_t i = 0; i < n; i++)
+		write_slot(graph->links0 + i * (1 + 2 * m), 2 * m, host_ids.data() + i * 2 * m,
+				   host_counts[i], NULL);
+
+	/* the layers above: the elements of each level among themselves */
+	for (int level = 1; level <= max_level; level++)
+	{
+		std::vector<int32_t> members;
+		int32_t    *device_members;
+		float	   *layer_vectors;
+
+		for (int64_t i = 0; i < n; i++)
+			if (graph->levels[i] >= level)
+				members.push_back((int32_t) i);
+		if (members.size() < 2)
+			break;
+		GPU_TRY(gpu_alloc(ctx, (void **) &device_members, sizeof(int32_t) * members.size(),
+						  "layer members"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &layer_vectors, sizeof(float) * members.size() * d,
+						  "layer vectors"));
+		GPU_CHECK(ctx, cudaMemcpyAsync(device_members, members.data(),
+									   sizeof(int32_t) * members.size(), cudaMemcpyHostToDevice,
+									   ctx->stream));
+		gather_layer_kernel<<<grid_for((int64_t) members.size(), 8), 256, 0, ctx->stream>>>(
+			vectors, device_members, (int64_t) members.size(), d, layer_vectors);
+		GPU_CHECK_LAUNCH(ctx);
+		GPU_TRY(build_layer(ctx, layer_vectors, (int64_t) members.size(), d, graph->metric, m,
+							graph->ef_construction, HIERINDEX_GPU_PHASE_UPPER,
+							HIERINDEX_GPU_PHASE_UPPER, host_ids, host_counts));
+		for (size_t j = 0; j < members.size(); j++)
+		{
+			int32_t		element = members[j];
+
+			write_slot(graph->upper_links + graph->upper_offset[element] +
+					   (int64_t) (level - 1) * (1 + m),
+					   m, host_ids.data() + j * m, host_counts[j], members.data());
+		}
+		gpu_free(ctx, device_members);
+		gpu_free(ctx, layer_vectors);
+	}
+	return HIERINDEX_GPU_OK;
+}
+
+extern "C" int
+hierindex_gpu_build_graph(HierindexGpuGraph *graph, const HierindexGpuOptions *options,
+						  HierindexGpuStats *stats, char *errbuf, size_t errlen)
+{
+	GpuContext	ctx;
+	int			status;
+
+	try
+	{
+		status = gpu_context_start(&ctx, options, stats, errbuf, errlen);
+		if (status == HIERINDEX_GPU_OK)
+		{
+			if (graph == NULL || graph->n < 0 || graph->n > INT32_MAX ||
+				graph->dimensions < 1 || graph->m < 2 || 2 * graph->m > MAX_WIDTH ||
+				graph->ef_construction < 1 || graph->ef_construction > 1000 ||
+				graph->metric < HIERINDEX_GPU_METRIC_L2 || graph->metric > HIERINDEX_GPU_METRIC_L1 ||
+				(graph->n > 0 && (graph->vectors == NULL || graph->levels == NULL ||
+								  graph->upper_offset == NULL || graph->links0 == NULL ||
+								  graph->upper_links == NULL)))
+				status = gpu_fail(&ctx, HIERINDEX_GPU_EINVAL,
+								  "invalid arguments to hierindex_gpu_build_graph");
+			else if (graph->metric == HIERINDEX_GPU_METRIC_L1)
+				status = gpu_fail(&ctx, HIERINDEX_GPU_EUNSUPPORTED,
+								  "the GPU builder does not support the L1 metric");
+		}
+		if (status == HIERINDEX_GPU_OK)
+			status = build_graph(&ctx, graph);
+	}
+	catch (...)
+	{
+		status = gpu_fail(&ctx, HIERINDEX_GPU_ENOMEM,
+						  "out of host memory in hierindex_gpu_build_graph");
+	}
+	gpu_context_finish(&ctx);
+	return ctx.status != HIERINDEX_GPU_OK ? ctx.status : status;
+}
