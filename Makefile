@@ -15,6 +15,7 @@ EXTVERSION = 0.1.0
 MODULE_big = hierindex
 OBJS = \
 	src/hierindex.o \
+	src/gpu_module.o \
 	src/distance.o \
 	src/distance_avx2.o \
 	src/distance_avx512.o \
@@ -29,6 +30,7 @@ OBJS = \
 	src/hnsw/hnsw_page.o \
 	src/hnsw/hnsw_write.o \
 	src/hnsw/hnsw_build.o \
+	src/hnsw/hnsw_build_gpu.o \
 	src/hnsw/hnsw_walk.o \
 	src/hnsw/hnsw_insert.o \
 	src/hnsw/hnsw_scan.o \
@@ -37,7 +39,7 @@ OBJS = \
 
 DATA = sql/hierindex--$(EXTVERSION).sql
 
-REGRESS = vector_io vector_cast vector_ops vector_agg vector_errors hnsw_inspect hnsw_opclasses hnsw_maintenance hnsw_errors hnsw_overflow hnsw_duplicates
+REGRESS = vector_io vector_cast vector_ops vector_agg vector_errors hnsw_inspect hnsw_opclasses hnsw_maintenance hnsw_errors hnsw_overflow hnsw_duplicates hnsw_gpu
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 # -O3 and OpenMP for the graph builders; C11 (gnu11 for PostgreSQL's headers).

@@ -3,8 +3,9 @@
  *
  * Everything a user names in SQL lives here: the options m and
  * ef_construction (same names, defaults and ranges as pgvector, so schemas
- * move over unchanged), the settings hnsw.ef_search and
- * hierindex.build_threads, and the support functions that tell an operator
+ * move over unchanged) and build_device, the settings hnsw.ef_search,
+ * hierindex.build_threads, hierindex.build_device and the hierindex.gpu_*
+ * ones of the GPU build, and the support functions that tell an operator
  * class's metric to the graph engine.  The phases themselves are in the
  * other hnsw_*.c files (see hnsw.h).
  */
@@ -31,12 +32,72 @@
 #include "utils/selfuncs.h"
 #include "utils/syscache.h"
 
+#include "gpu/gpu.h"
 #include "hnsw/hnsw.h"
 
 int			hnsw_ef_search = HNSW_DEFAULT_EF_SEARCH;
 int			hierindex_build_threads = 0;
+int			hierindex_build_device = HNSW_BUILD_DEVICE_AUTO;
+int			hierindex_gpu_device = 0;
+int			hierindex_gpu_min_rows = 50000;
+int			hierindex_gpu_memory_limit = 0;
+int			hierindex_gpu_precision = HIERINDEX_GPU_PRECISION_TF32;
 
 static relopt_kind hnsw_relopt_kind;
+
+/*
+ * The values of build_device, for the setting and the index option alike
+ * (both case-insensitive).
+ */
+static const struct config_enum_entry build_device_values[] = {
+	{"auto", HNSW_BUILD_DEVICE_AUTO, false},
+	{"cpu", HNSW_BUILD_DEVICE_CPU, false},
+	{"gpu", HNSW_BUILD_DEVICE_GPU, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry gpu_precision_values[] = {
+	{"tf32", HIERINDEX_GPU_PRECISION_TF32, false},
+	{"bf16", HIERINDEX_GPU_PRECISION_BF16, false},
+	{"fp32", HIERINDEX_GPU_PRECISION_FP32, false},
+	{NULL, 0, false}
+};
+
+/* build_device_values entry of a name, or NULL */
+static const struct config_enum_entry *
+find_build_device(const char *name)
+{
+	for (const struct config_enum_entry *entry = build_device_values;
+		 entry->name != NULL; entry++)
+	{
+		if (pg_strcasecmp(entry->name, name) == 0)
+			return entry;
+	}
+	return NULL;
+}
+
+static void report_bad_build_device(const char *value) pg_attribute_noreturn();
+
+static void
+report_bad_build_device(const char *value)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for index option \"build_device\": \"%s\"",
+					value),
+			 errdetail("Valid values are \"auto\", \"cpu\" and \"gpu\".")));
+}
+
+/*
+ * validate_string_relopt of the index option build_device; NULL is its
+ * default (not set: hierindex.build_device decides), checked at _PG_init.
+ */
+static void
+validate_build_device(const char *value)
+{
+	if (value != NULL && find_build_device(value) == NULL)
+		report_bad_build_device(value);
+}
 
 void
 hnsw_init(void)
@@ -50,6 +111,9 @@ hnsw_init(void)
 					  "Candidate list size while building the graph",
 					  HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_MIN_EF_CONSTRUCTION,
 					  HNSW_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
+	add_string_reloption(hnsw_relopt_kind, "build_device",
+						 "Builder of the graph: auto, cpu or gpu (default: hierindex.build_device)",
+						 NULL, validate_build_device, AccessExclusiveLock);
 
 	DefineCustomIntVariable("hnsw.ef_search",
 							"Candidate list size of an hnsw index scan.",
@@ -64,6 +128,32 @@ hnsw_init(void)
 							NULL,
 							&hierindex_build_threads, 0, 0, 1024,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("hierindex.build_device",
+							 "Builder of an index's graph when its build_device option is not set.",
+							 "auto: the GPU when the GPU module loads, a device is present and the index has at least hierindex.gpu_min_rows elements, else the CPU; cpu; gpu (an error when it cannot).",
+							 &hierindex_build_device, HNSW_BUILD_DEVICE_AUTO,
+							 build_device_values, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("hierindex.gpu_device",
+							"CUDA device number of GPU builds (0: the first).",
+							NULL,
+							&hierindex_gpu_device, 0, 0, 255,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("hierindex.gpu_min_rows",
+							"Elements from which build_device auto builds on the GPU.",
+							"Smaller graphs build on the CPU, where starting the GPU would cost more than it saves.",
+							&hierindex_gpu_min_rows, 50000, 0, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("hierindex.gpu_memory_limit",
+							"GPU memory a GPU build may use (0: 90% of what is free).",
+							"When the vectors do not fit, they are streamed through the GPU in blocks.",
+							&hierindex_gpu_memory_limit, 0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomEnumVariable("hierindex.gpu_precision",
+							 "Arithmetic of the GPU's candidate search: tf32, bf16 or fp32.",
+							 "The kept neighbours are always re-scored in fp32.",
+							 &hierindex_gpu_precision, HIERINDEX_GPU_PRECISION_TF32,
+							 gpu_precision_values, PGC_USERSET, 0, NULL, NULL, NULL);
 }
 
 static bytea *
@@ -72,6 +162,7 @@ hnsw_options(Datum reloptions, bool validate)
 	static const relopt_parse_elt table[] = {
 		{"m", RELOPT_TYPE_INT, offsetof(HnswOptions, m)},
 		{"ef_construction", RELOPT_TYPE_INT, offsetof(HnswOptions, ef_construction)},
+		{"build_device", RELOPT_TYPE_STRING, offsetof(HnswOptions, build_device_offset)},
 	};
 	HnswOptions *options;
 
@@ -108,6 +199,38 @@ hnsw_option_ef_construction(Relation index)
 	HnswOptions *options = (HnswOptions *) index->rd_options;
 
 	return options ? options->ef_construction : HNSW_DEFAULT_EF_CONSTRUCTION;
+}
+
+HnswBuildDevice
+hnsw_build_device(Relation index, bool *from_option)
+{
+	HnswOptions *options = (HnswOptions *) index->rd_options;
+
+	*from_option = false;
+	if (options != NULL && options->build_device_offset != 0)
+	{
+		const char *value = (const char *) options + options->build_device_offset;
+		const struct config_enum_entry *entry = find_build_device(value);
+
+		/* validated when set; a catalog edited by hand still gets the ERROR */
+		if (entry == NULL)
+			report_bad_build_device(value);
+		*from_option = true;
+		return (HnswBuildDevice) entry->val;
+	}
+	return (HnswBuildDevice) hierindex_build_device;
+}
+
+const char *
+hnsw_build_device_name(HnswBuildDevice device)
+{
+	for (const struct config_enum_entry *entry = build_device_values;
+		 entry->name != NULL; entry++)
+	{
+		if (entry->val == (int) device)
+			return entry->name;
+	}
+	return "unknown";
 }
 
 int

@@ -11,6 +11,7 @@
  *   hnsw_page.c     page and tuple layout: init, size, form, read, meta page
  *   hnsw_write.c    bulk page writer: an in-memory Graph to pages, one WAL pass
  *   hnsw_build.c    ambuild/ambuildempty: heap scan -> Graph -> bulk writer
+ *   hnsw_build_gpu.c  the GPU phase of a build: builder choice, Graph -> GPU
  *   hnsw_walk.c     GraphAccess over pages: the graph walk used by scan/insert
  *   hnsw_insert.c   aminsert: one element at a time, GenericXLog
  *   hnsw_scan.c     index scan and cost estimate
@@ -196,7 +197,21 @@ typedef struct HnswOptions
 	int32		vl_len_;		/* varlena header (do not touch directly) */
 	int			m;
 	int			ef_construction;
+	int			build_device_offset;	/* string option; 0 when not set */
 } HnswOptions;
+
+/*
+ * Which builder links the graph of a bulk build: index option build_device,
+ * else the setting hierindex.build_device.  auto: the GPU when the module
+ * loads, a device answers, the metric is supported and the graph has at
+ * least hierindex.gpu_min_rows elements; the CPU otherwise.
+ */
+typedef enum HnswBuildDevice
+{
+	HNSW_BUILD_DEVICE_AUTO,
+	HNSW_BUILD_DEVICE_CPU,
+	HNSW_BUILD_DEVICE_GPU
+} HnswBuildDevice;
 
 /* build phases shown in pg_stat_progress_create_index (hnsw.c names them) */
 #define HNSW_PHASE_LOAD			2	/* loading tuples from the heap */
@@ -206,12 +221,20 @@ typedef struct HnswOptions
 /* settings (GUCs), defined in hnsw.c */
 extern int	hnsw_ef_search;
 extern int	hierindex_build_threads;	/* 0: all cores */
+extern int	hierindex_build_device;	/* HnswBuildDevice */
+extern int	hierindex_gpu_device;	/* CUDA device number */
+extern int	hierindex_gpu_min_rows; /* auto: the GPU from this many elements */
+extern int	hierindex_gpu_memory_limit; /* MB of device memory; 0: the module's choice */
+extern int	hierindex_gpu_precision;	/* HIERINDEX_GPU_PRECISION_* */
 
 /* hnsw.c */
 extern void hnsw_init(void);	/* called from _PG_init */
 extern int	hnsw_option_m(Relation index);
 extern int	hnsw_option_ef_construction(Relation index);
 extern int	hnsw_build_thread_count(void);	/* hierindex.build_threads or all cores */
+/* the index's build_device, else hierindex.build_device; *from_option says which */
+extern HnswBuildDevice hnsw_build_device(Relation index, bool *from_option);
+extern const char *hnsw_build_device_name(HnswBuildDevice device);
 extern GraphMetric hnsw_index_metric(Relation index);	/* from opclass support 1 */
 
 /* hnsw_page.c: layout */
@@ -303,6 +326,28 @@ extern void hnsw_walk_end(HnswWalk *walk);
 /* hnsw_build.c */
 extern IndexBuildResult *hnsw_build(Relation heap, Relation index, IndexInfo *info);
 extern void hnsw_build_empty(Relation index);
+
+/* hnsw_build_gpu.c */
+typedef struct HnswGpuPhases
+{
+	double		transfer;		/* seconds of each GPU phase (gpu.h's stats) */
+	double		knn;
+	double		prune;
+	double		upper;
+	char		device_name[256];
+} HnswGpuPhases;
+
+/*
+ * The linking phase of a bulk build on the GPU, when build_device wants it
+ * there (see HnswBuildDevice): returns true when the GPU linked `graph`, its
+ * entry point, max_level and inserted count set, everything but the repair
+ * of unreachable elements (graph_connect_unreachable) done; false when the
+ * CPU builder is to link it (the graph as it was).  ERRORs when the GPU was
+ * demanded and cannot build it.
+ */
+extern bool hnsw_link_graph_on_gpu(Relation index, Graph *graph,
+								   HnswBuildDevice device, bool device_from_option,
+								   HnswGpuPhases *phases);
 
 /* hnsw_insert.c */
 extern bool hnsw_insert(Relation index, Datum *values, bool *isnull,

@@ -12,14 +12,22 @@
  *          small hash table of element ids keyed by a hash of the vector;
  *          so a column full of one value is one element, not a clique of
  *          zero-distance elements.
- *   graph  the OpenMP builder links the elements, in chunks sized to take
- *          about 0.15 s each.  Around each chunk the backend blocks every
- *          signal, so the worker threads (created then, and inheriting the
- *          mask) never run a PostgreSQL signal handler; the signals are
- *          restored and interrupts checked between chunks, which is where a
- *          cancel lands.  Elements that pruning left unreachable are then
- *          linked (graph_connect_unreachable).
+ *   graph  hnsw_build_gpu.c decides whether the GPU links the elements
+ *          (index option build_device, setting hierindex.build_device) and,
+ *          if so, has it done.  Otherwise the OpenMP builder links them, in
+ *          chunks sized to take about 0.15 s each.  Around each chunk the
+ *          backend blocks every signal, so the worker threads (created then,
+ *          and inheriting the mask) never run a PostgreSQL signal handler;
+ *          the signals are restored and interrupts checked between chunks,
+ *          which is where a cancel lands.  After either builder, elements
+ *          that pruning left unreachable are linked
+ *          (graph_connect_unreachable).
  *   write  hnsw_write_graph lays the graph out on pages and WAL-logs them.
+ *
+ * Messages.  A NOTICE names the builder and the seconds of each phase when
+ * the GPU ran or when build_device was set to 'cpu' or 'gpu'; a CPU build
+ * under 'auto' (what every pgvector user gets) says nothing new, its phase
+ * times stay at DEBUG1.
  *
  * Memory.  The graph, the heap TIDs and the helper arrays are kept within
  * maintenance_work_mem.  When the next row would not fit, the build says so
@@ -47,6 +55,7 @@
 #include "portability/instr_time.h"
 #include "storage/buffile.h"
 #include "storage/bufmgr.h"
+#include "lib/stringinfo.h"
 #include "utils/backend_progress.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -385,8 +394,8 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 }
 
 /*
- * Link the loaded elements: graph_build_range in chunks, all signals blocked
- * while threads run, interrupts checked between chunks.
+ * Link the loaded elements on the CPU: graph_build_range in chunks, all
+ * signals blocked while threads run, interrupts checked between chunks.
  */
 static void
 link_graph(BuildState *state)
@@ -397,11 +406,7 @@ link_graph(BuildState *state)
 	int64		chunk = CHUNK_MIN_ELEMENTS * Max(state->threads, 1);
 	sigset_t	all_signals;
 	sigset_t	saved_signals;
-	int64		relinked;
 
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_GRAPH);
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, count);
-	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, 0);
 	sigfillset(&all_signals);
 
 	while (done < count)
@@ -435,7 +440,21 @@ link_graph(BuildState *state)
 			chunk = Max(chunk / 4, (int64) (chunk * CHUNK_TARGET_SECONDS / seconds));
 		chunk = Max(chunk, CHUNK_MIN_ELEMENTS);
 	}
+}
 
+/*
+ * After either builder: make every element reachable on layer 0 from the
+ * entry point (serial, signals blocked like the builders' threads).
+ */
+static void
+connect_graph(BuildState *state)
+{
+	Graph	   *graph = state->graph;
+	sigset_t	all_signals;
+	sigset_t	saved_signals;
+	int64		relinked;
+
+	sigfillset(&all_signals);
 	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
 	relinked = graph_connect_unreachable(graph);
 	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
@@ -545,6 +564,57 @@ seconds_since(instr_time started)
 	return INSTR_TIME_GET_DOUBLE(now);
 }
 
+/* Seconds of each phase of a build, for the NOTICE and the DEBUG1 line. */
+typedef struct BuildPhases
+{
+	double		load;
+	double		link;			/* either builder, up to a linked graph */
+	double		connect;		/* graph_connect_unreachable */
+	double		write;
+	double		inserts;		/* spooled rows, one at a time */
+	bool		linked;			/* there were elements in memory to link */
+	bool		on_gpu;			/* the GPU linked them */
+	HnswGpuPhases gpu;			/* its phases, when on_gpu */
+} BuildPhases;
+
+/*
+ * The NOTICE that names the builder and times the phases: when the GPU ran,
+ * or when build_device asked for a device; a CPU build under 'auto' stays
+ * silent.
+ */
+static void
+report_build(BuildState *state, HnswBuildDevice device, const BuildPhases *phases)
+{
+	StringInfoData message;
+
+	if (!phases->on_gpu && device == HNSW_BUILD_DEVICE_AUTO)
+		return;
+
+	initStringInfo(&message);
+	appendStringInfo(&message, "hnsw index \"%s\" built ",
+					 RelationGetRelationName(state->index));
+	if (phases->on_gpu)
+		appendStringInfo(&message,
+						 "on the GPU (%s): heap scan %.2f s, transfer %.2f s, kNN graph %.2f s, pruning %.2f s, upper layers %.2f s, connecting %.2f s",
+						 phases->gpu.device_name, phases->load, phases->gpu.transfer,
+						 phases->gpu.knn, phases->gpu.prune, phases->gpu.upper,
+						 phases->connect);
+	else if (phases->linked)
+		appendStringInfo(&message,
+						 "on the CPU (%d %s): heap scan %.2f s, linking %.2f s",
+						 state->threads, state->threads == 1 ? "thread" : "threads",
+						 phases->load, phases->link + phases->connect);
+	else
+		appendStringInfo(&message,
+						 "with no elements in memory to link: heap scan %.2f s",
+						 phases->load);
+	appendStringInfo(&message, ", page writing %.2f s", phases->write);
+	if (state->spooled > 0)
+		appendStringInfo(&message, ", single inserts %.2f s", phases->inserts);
+	ereport(NOTICE, (errmsg_internal("%s", message.data)));
+	pfree(message.data);
+}
+
 IndexBuildResult *
 hnsw_build(Relation heap, Relation index, IndexInfo *info)
 {
@@ -555,8 +625,9 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	BuildState *state;
 	instr_time	started;
 	double		reltuples;
-	double		load_seconds;
-	double		link_seconds = 0.0;
+	BuildPhases phases;
+	HnswBuildDevice device;
+	bool		device_from_option;
 	Graph		empty_graph;
 	const Graph *written;
 	HnswHeapTids heaptids = {NULL, NULL};
@@ -565,6 +636,8 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	int64		fit;
 
 	INSTR_TIME_SET_CURRENT(started);
+	memset(&phases, 0, sizeof(phases));
+	device = hnsw_build_device(index, &device_from_option);
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
 
@@ -634,16 +707,28 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 		duplicates_destroy(state->duplicates);
 		state->duplicates = NULL;
 	}
-	load_seconds = seconds_since(started);
+	phases.load = seconds_since(started);
 
-	/* link and write what is in memory */
+	/* link (on the GPU or the CPU) and write what is in memory */
 	if (state->graph != NULL && state->graph->count > 0)
 	{
-		link_graph(state);
-		link_seconds = seconds_since(started) - load_seconds;
+		int64		count = state->graph->count;
+
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_GRAPH);
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, count);
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, 0);
+		phases.linked = true;
+		phases.on_gpu = hnsw_link_graph_on_gpu(index, state->graph, device,
+											   device_from_option, &phases.gpu);
+		if (!phases.on_gpu)
+			link_graph(state);
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, count);
+		phases.link = seconds_since(started) - phases.load;
+		connect_graph(state);
+		phases.connect = seconds_since(started) - phases.load - phases.link;
 		collect_heap_tids(state, &heaptids);
 		written = state->graph;
-		build_method = HNSW_BUILD_CPU;
+		build_method = phases.on_gpu ? HNSW_BUILD_GPU : HNSW_BUILD_CPU;
 	}
 	else
 	{
@@ -653,9 +738,11 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	}
 	hnsw_write_graph(index, MAIN_FORKNUM, written, &heaptids, build_method,
 					 seconds_since(started));
-	elog(DEBUG1, "hnsw build of \"%s\": load %.2f s, link %.2f s (%d threads), write %.2f s",
-		 RelationGetRelationName(index), load_seconds, link_seconds, state->threads,
-		 seconds_since(started) - load_seconds - link_seconds);
+	phases.write = seconds_since(started) - phases.load - phases.link - phases.connect;
+	elog(DEBUG1, "hnsw build of \"%s\": load %.2f s, link %.2f s (%s), connect %.2f s, write %.2f s",
+		 RelationGetRelationName(index), phases.load, phases.link,
+		 phases.on_gpu ? "GPU" : psprintf("%d threads", state->threads),
+		 phases.connect, phases.write);
 
 	/* release the graph before the slow path: inserts need little memory */
 	graph_free(state->graph);
@@ -663,9 +750,13 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 
 	if (state->spooled > 0)
 	{
+		double		inserts_started = seconds_since(started);
+
 		insert_spooled(state);
+		phases.inserts = seconds_since(started) - inserts_started;
 		update_build_seconds(index, seconds_since(started));
 	}
+	report_build(state, device, &phases);
 
 	MemoryContextSwitchTo(old_context);
 	result = palloc(sizeof(IndexBuildResult));
