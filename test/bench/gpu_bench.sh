@@ -18,6 +18,8 @@
 #                     "default" builds without the option
 #   --ef "40 100"     hnsw.ef_search values for recall
 #   --m M --ef-construction E
+#   --skip-build      use the hierindex_gpu.so already built (run-on-device.sh
+#                     on the same machine)
 #
 # Server settings for a 128 GB, 16-core machine: shared_buffers 16GB (table
 # and index stay cached), maintenance_work_mem 32GB (the 1M graph is about
@@ -44,6 +46,7 @@ DEVICES="gpu cpu"
 EF_LIST="40 100"
 M=16
 EF_CONSTRUCTION=64
+BUILD_MODULE=1
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -53,6 +56,7 @@ while [ $# -gt 0 ]; do
 		--ef) EF_LIST=${2:?--ef needs a list}; shift ;;
 		--m) M=${2:?--m needs a number}; shift ;;
 		--ef-construction) EF_CONSTRUCTION=${2:?--ef-construction needs a number}; shift ;;
+		--skip-build) BUILD_MODULE=0 ;;
 		-h|--help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 		*) echo "gpu_bench.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
@@ -112,7 +116,7 @@ main()
 
 	device_setup
 	say "gpu_bench: $ROWS x $DIM, $QUERIES queries, builders: $DEVICES"
-	if [ "$DEVICE_LOCAL" != 1 ]; then
+	if [ "$DEVICE_LOCAL" != 1 ] && [ "$BUILD_MODULE" = 1 ]; then
 		device_build_module || die "the GPU module did not build"
 	fi
 	device_build_data_tools
