@@ -17,6 +17,8 @@
  * (the arrays of a Graph), so that the one page writer lays out what either
  * builder made without knowing which ran.
  *
+ * Every entry point takes an options struct (never NULL: HIERINDEX_GPU_EINVAL).
+ *
  * Threads: every function runs on the calling thread (plus the GPU).  The
  * should_stop callback is called on that thread between GPU steps (at least
  * every few hundred milliseconds of work); a PostgreSQL backend answers it by

@@ -100,6 +100,8 @@ gpu_context_start(GpuContext *ctx, const HierindexGpuOptions *options,
 	ctx->staging_done[0] = ctx->staging_done[1] = NULL;
 	ctx->staging_bytes = 0;
 
+	if (options == NULL)
+		return gpu_fail(ctx, HIERINDEX_GPU_EINVAL, "no options given");
 	if (ctx->options.precision < HIERINDEX_GPU_PRECISION_TF32 ||
 		ctx->options.precision > HIERINDEX_GPU_PRECISION_FP32)
 		return gpu_fail(ctx, HIERINDEX_GPU_EINVAL, "unknown precision %d",

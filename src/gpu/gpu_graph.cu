@@ -13,7 +13,8 @@
  *      element than to every neighbour kept before it;
  *   3. reverse edges: each element's list united with the elements that
  *      kept it (the closest `width` of them), and Algorithm 4 again on the
- *      union.  This is what insertion does when it links back to the new
+ *      union when it holds more than `width` (as an insertion keeps every
+ *      back link while a list has room).  This is what insertion does when it links back to the new
  *      element's neighbours, done for all elements at once.
  *
  * Step 2 is a block per element; the kept neighbours' vectors wait in
@@ -50,7 +51,7 @@ template <bool KEPT_IN_SHARED>
 __global__ void __launch_bounds__(PRUNE_THREADS)
 prune_kernel(const float *vectors, int d, int metric,
 			 const int32_t *candidate_ids, const float *candidate_distances,
-			 int candidate_stride, const int *candidate_counts, int width,
+			 int candidate_stride, const int *candidate_counts, int width, bool keep_if_fits,
 			 int32_t *out_ids, float *out_distances, int *out_counts)
 {
 	extern __shared__ float prune_shared[];
@@ -67,6 +68,19 @@ prune_kernel(const float *vectors, int d, int metric,
 	const int32_t *ids = candidate_ids + element * candidate_stride;
 	const float *distances = candidate_distances + element * candidate_stride;
 	int			kept = 0;
+
+	/* as an insertion treats a neighbour's list: prune only when it overflows */
+	if (keep_if_fits && count <= width)
+	{
+		for (int i = threadIdx.x; i < width; i += blockDim.x)
+		{
+			out_ids[element * width + i] = i < count ? ids[i] : -1;
+			out_distances[element * width + i] = i < count ? distances[i] : INFINITY;
+		}
+		if (threadIdx.x == 0)
+			out_counts[element] = count;
+		return;
+	}
 
 	for (int i = 0; i < count && kept < width; i++)
 	{
@@ -164,51 +178,74 @@ reverse_edges_kernel(const int32_t *ids, const float *distances, const int *coun
 }
 
 /*
- * Element blockIdx.x's own list united with the closest `width` elements that
- * kept it, sorted by (distance, id), each id once: the candidates of the
- * second pruning.
+ * The elements that kept element blockIdx.x, the closest `width` of them, as
+ * a list (ascending distance) of their own: the run of the sorted edges whose
+ * target it is.
+ */
+__global__ void
+gather_reverse_kernel(const unsigned long long *sorted_keys, const int32_t *sorted_sources,
+					  const int *in_offset, const int *in_degree, int64_t n, int width,
+					  int32_t *ids, float *distances, int *counts)
+{
+	int64_t		element = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
+	int			first;
+	int			count;
+
+	if (element >= n)
+		return;
+	first = in_offset[element];
+	count = min(in_degree[element], width);
+	for (int j = 0; j < count; j++)
+	{
+		ids[element * width + j] = sorted_sources[first + j];
+		distances[element * width + j] = ordered_float((uint32_t) sorted_keys[first + j]);
+	}
+	counts[element] = count;
+}
+
+/*
+ * Two candidate lists of element blockIdx.x united: sorted by (distance, id),
+ * each id once (its first place), at most a_stride + b_stride entries.
+ * a_counts NULL: list a runs to its first -1.
  */
 __global__ void __launch_bounds__(UNION_THREADS)
-union_kernel(const int32_t *ids, const float *distances, const int *counts, int width,
-			 const unsigned long long *sorted_keys, const int32_t *sorted_sources,
-			 const int *in_offset, const int *in_degree, int sort_size,
-			 int32_t *union_ids, float *union_distances, int *union_counts)
+merge_lists_kernel(const int32_t *a_ids, const float *a_distances, const int *a_counts,
+				   int a_stride, const int32_t *b_ids, const float *b_distances,
+				   const int *b_counts, int b_stride, int sort_size,
+				   int32_t *out_ids, float *out_distances, int *out_counts)
 {
-	extern __shared__ unsigned char union_shared[];
-	float	   *keys = (float *) union_shared;
+	extern __shared__ unsigned char merge_shared[];
+	float	   *keys = (float *) merge_shared;
 	int32_t    *members = (int32_t *) (keys + sort_size);
 	unsigned char *duplicate = (unsigned char *) (members + sort_size);
 	int64_t		element = blockIdx.x;
-	int			own = counts[element];
-	int			incoming = min(in_degree[element], width);
-	int			first = in_offset[element];
-	int			stride = 2 * width;
+	int			a_count = a_counts != NULL ? a_counts[element] : a_stride;
+	int			b_count = b_counts[element];
+	int			out_stride = a_stride + b_stride;
 
 	for (int i = threadIdx.x; i < sort_size; i += blockDim.x)
 	{
-		if (i < own)
+		keys[i] = INFINITY;
+		members[i] = -1;
+		if (i < a_count)
 		{
-			keys[i] = distances[element * width + i];
-			members[i] = ids[element * width + i];
+			members[i] = a_ids[element * a_stride + i];
+			if (members[i] >= 0)
+				keys[i] = a_distances[element * a_stride + i];
 		}
-		else if (i < own + incoming)
+		else if (i >= a_stride && i < a_stride + b_count)
 		{
-			keys[i] = ordered_float((uint32_t) sorted_keys[first + i - own]);
-			members[i] = sorted_sources[first + i - own];
-		}
-		else
-		{
-			keys[i] = INFINITY;
-			members[i] = -1;
+			members[i] = b_ids[element * b_stride + i - a_stride];
+			keys[i] = b_distances[element * b_stride + i - a_stride];
 		}
 	}
 	__syncthreads();
 	gpu_block_sort(keys, members, sort_size);
 
-	/* an element chosen both ways appears twice: keep its first place */
-	for (int i = threadIdx.x; i < own + incoming; i += blockDim.x)
+	/* an element in both lists appears twice: keep its first place */
+	for (int i = threadIdx.x; i < out_stride; i += blockDim.x)
 	{
-		unsigned char seen = 0;
+		unsigned char seen = members[i] < 0;
 
 		for (int j = 0; j < i && !seen; j++)
 			seen = members[j] == members[i];
@@ -219,15 +256,15 @@ union_kernel(const int32_t *ids, const float *distances, const int *counts, int 
 	{
 		int			kept = 0;
 
-		for (int i = 0; i < own + incoming; i++)
+		for (int i = 0; i < out_stride; i++)
 		{
-			if (duplicate[i] || members[i] < 0)
+			if (duplicate[i])
 				continue;
-			union_ids[element * stride + kept] = members[i];
-			union_distances[element * stride + kept] = keys[i];
+			out_ids[element * out_stride + kept] = members[i];
+			out_distances[element * out_stride + kept] = keys[i];
 			kept++;
 		}
-		union_counts[element] = kept;
+		out_counts[element] = kept;
 	}
 }
 
@@ -257,7 +294,7 @@ grid_for(int64_t items, int per_block)
 static int
 prune(GpuContext *ctx, const float *vectors, int64_t n, int d, int metric,
 	  const int32_t *candidate_ids, const float *candidate_distances, int stride,
-	  const int *candidate_counts, int width,
+	  const int *candidate_counts, int width, bool keep_if_fits,
 	  int32_t *out_ids, float *out_distances, int *out_counts)
 {
 	size_t		small = sizeof(float) * d;
@@ -271,7 +308,7 @@ prune(GpuContext *ctx, const float *vectors, int64_t n, int d, int metric,
 												(int) large));
 		prune_kernel<true><<<grid_for(n, 1), PRUNE_THREADS, large, ctx->stream>>>(
 			vectors, d, metric, candidate_ids, candidate_distances, stride, candidate_counts,
-			width, out_ids, out_distances, out_counts);
+			width, keep_if_fits, out_ids, out_distances, out_counts);
 	}
 	else
 	{
@@ -281,8 +318,25 @@ prune(GpuContext *ctx, const float *vectors, int64_t n, int d, int metric,
 												(int) small));
 		prune_kernel<false><<<grid_for(n, 1), PRUNE_THREADS, small, ctx->stream>>>(
 			vectors, d, metric, candidate_ids, candidate_distances, stride, candidate_counts,
-			width, out_ids, out_distances, out_counts);
+			width, keep_if_fits, out_ids, out_distances, out_counts);
 	}
+	GPU_CHECK_LAUNCH(ctx);
+	return HIERINDEX_GPU_OK;
+}
+
+/* out (stride a_stride + b_stride) = the union of lists a and b */
+static int
+merge_lists(GpuContext *ctx, int64_t n, const int32_t *a_ids, const float *a_distances,
+			const int *a_counts, int a_stride, const int32_t *b_ids, const float *b_distances,
+			const int *b_counts, int b_stride, int32_t *out_ids, float *out_distances,
+			int *out_counts)
+{
+	int			sort_size = gpu_next_power_of_two(a_stride + b_stride);
+	size_t		shared = (size_t) sort_size * (sizeof(float) + sizeof(int32_t) + 1);
+
+	merge_lists_kernel<<<grid_for(n, 1), UNION_THREADS, shared, ctx->stream>>>(
+		a_ids, a_distances, a_counts, a_stride, b_ids, b_distances, b_counts, b_stride,
+		sort_size, out_ids, out_distances, out_counts);
 	GPU_CHECK_LAUNCH(ctx);
 	return HIERINDEX_GPU_OK;
 }
@@ -300,14 +354,15 @@ add_reverse_edges(GpuContext *ctx, const float *vectors, int64_t n, int d, int m
 	int32_t    *sources[2];
 	int		   *in_degree;
 	int		   *in_offset;
+	int32_t    *reverse_ids;
+	float	   *reverse_distances;
+	int		   *reverse_counts;
 	int32_t    *union_ids;
 	float	   *union_distances;
 	int		   *union_counts;
 	void	   *temp = NULL;
 	size_t		sort_temp = 0;
 	size_t		scan_temp = 0;
-	int			sort_size = gpu_next_power_of_two(2 * width);
-	size_t		union_shared = (size_t) sort_size * (sizeof(float) + sizeof(int32_t) + 1);
 
 	if (slots > INT32_MAX)
 		return gpu_fail(ctx, HIERINDEX_GPU_EINVAL, "too many links for one sort (%lld)",
@@ -340,14 +395,21 @@ add_reverse_edges(GpuContext *ctx, const float *vectors, int64_t n, int d, int m
 													 (int) n, ctx->stream));
 		gpu_free(ctx, temp);
 
+		GPU_TRY(gpu_alloc(ctx, (void **) &reverse_ids, sizeof(int32_t) * n * width, "reverse ids"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &reverse_distances, sizeof(float) * n * width,
+						  "reverse distances"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &reverse_counts, sizeof(int) * n, "reverse counts"));
+		gather_reverse_kernel<<<grid_for(n, 128), 128, 0, ctx->stream>>>(
+			key_buffer.Current(), value_buffer.Current(), in_offset, in_degree, n, width,
+			reverse_ids, reverse_distances, reverse_counts);
+		GPU_CHECK_LAUNCH(ctx);
 		GPU_TRY(gpu_alloc(ctx, (void **) &union_ids, sizeof(int32_t) * n * 2 * width, "union ids"));
 		GPU_TRY(gpu_alloc(ctx, (void **) &union_distances, sizeof(float) * n * 2 * width,
 						  "union distances"));
 		GPU_TRY(gpu_alloc(ctx, (void **) &union_counts, sizeof(int) * n, "union counts"));
-		union_kernel<<<grid_for(n, 1), UNION_THREADS, union_shared, ctx->stream>>>(
-			ids, distances, counts, width, key_buffer.Current(), value_buffer.Current(),
-			in_offset, in_degree, sort_size, union_ids, union_distances, union_counts);
-		GPU_CHECK_LAUNCH(ctx);
+		GPU_TRY(merge_lists(ctx, n, ids, distances, counts, width, reverse_ids,
+							reverse_distances, reverse_counts, width, union_ids,
+							union_distances, union_counts));
 	}
 	for (int i = 0; i < 2; i++)
 	{
@@ -356,10 +418,13 @@ add_reverse_edges(GpuContext *ctx, const float *vectors, int64_t n, int d, int m
 	}
 	gpu_free(ctx, in_degree);
 	gpu_free(ctx, in_offset);
+	gpu_free(ctx, reverse_ids);
+	gpu_free(ctx, reverse_distances);
+	gpu_free(ctx, reverse_counts);
 	GPU_TRY(gpu_poll_cancel(ctx));
 
 	GPU_TRY(prune(ctx, vectors, n, d, metric, union_ids, union_distances, 2 * width,
-				  union_counts, width, ids, distances, counts));
+				  union_counts, width, true, ids, distances, counts));
 	gpu_free(ctx, union_ids);
 	gpu_free(ctx, union_distances);
 	gpu_free(ctx, union_counts);
@@ -371,10 +436,20 @@ add_reverse_edges(GpuContext *ctx, const float *vectors, int64_t n, int d, int m
  * (ids local to the layer, count first) into host_ids (count x width) and
  * host_counts.  Seconds of the k-NN and of the rest go to the two phases.
  */
+/* Candidates an element brings beside its k-NN list (layer 0: its layer-1 links). */
+typedef struct ExtraCandidates
+{
+	int			width;
+	std::vector<int32_t> ids;	/* count x width, ids of this layer */
+	std::vector<float> distances;
+	std::vector<int> counts;
+} ExtraCandidates;
+
 static int
 build_layer(GpuContext *ctx, const float *vectors, int64_t count, int d, int metric,
 			int width, int ef_construction, int knn_phase, int prune_phase,
-			std::vector<int32_t> &host_ids, std::vector<int> &host_counts)
+			const ExtraCandidates *extra, std::vector<int32_t> &host_ids,
+			std::vector<float> &host_distances, std::vector<int> &host_counts)
 {
 	int			k = (int) std::min<int64_t>(std::max(ef_construction, width), count - 1);
 	int32_t    *knn_ids;
@@ -396,8 +471,47 @@ build_layer(GpuContext *ctx, const float *vectors, int64_t count, int d, int met
 	GPU_TRY(gpu_alloc(ctx, (void **) &ids, sizeof(int32_t) * count * width, "neighbour ids"));
 	GPU_TRY(gpu_alloc(ctx, (void **) &distances, sizeof(float) * count * width, "neighbour distances"));
 	GPU_TRY(gpu_alloc(ctx, (void **) &counts, sizeof(int) * count, "neighbour counts"));
-	GPU_TRY(prune(ctx, vectors, count, d, metric, knn_ids, knn_distances, k, NULL, width,
-				  ids, distances, counts));
+	if (extra == NULL)
+		GPU_TRY(prune(ctx, vectors, count, d, metric, knn_ids, knn_distances, k, NULL, width,
+					  false, ids, distances, counts));
+	else
+	{
+		/* the k-NN list and the extra candidates, united, are what is pruned */
+		int32_t    *extra_ids;
+		float	   *extra_distances;
+		int		   *extra_counts;
+		int32_t    *union_ids;
+		float	   *union_distances;
+		int		   *union_counts;
+		int			stride = k + extra->width;
+
+		GPU_TRY(gpu_alloc(ctx, (void **) &extra_ids, sizeof(int32_t) * count * extra->width,
+						  "extra candidate ids"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &extra_distances, sizeof(float) * count * extra->width,
+						  "extra candidate distances"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &extra_counts, sizeof(int) * count,
+						  "extra candidate counts"));
+		GPU_TRY(gpu_upload(ctx, extra_ids, extra->ids.data(), sizeof(int32_t) * count * extra->width));
+		GPU_TRY(gpu_upload(ctx, extra_distances, extra->distances.data(),
+						   sizeof(float) * count * extra->width));
+		GPU_TRY(gpu_upload(ctx, extra_counts, extra->counts.data(), sizeof(int) * count));
+		GPU_TRY(gpu_alloc(ctx, (void **) &union_ids, sizeof(int32_t) * count * stride,
+						  "candidate ids"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &union_distances, sizeof(float) * count * stride,
+						  "candidate distances"));
+		GPU_TRY(gpu_alloc(ctx, (void **) &union_counts, sizeof(int) * count, "candidate counts"));
+		GPU_TRY(merge_lists(ctx, count, knn_ids, knn_distances, NULL, k, extra_ids,
+							extra_distances, extra_counts, extra->width, union_ids,
+							union_distances, union_counts));
+		GPU_TRY(prune(ctx, vectors, count, d, metric, union_ids, union_distances, stride,
+					  union_counts, width, false, ids, distances, counts));
+		gpu_free(ctx, extra_ids);
+		gpu_free(ctx, extra_distances);
+		gpu_free(ctx, extra_counts);
+		gpu_free(ctx, union_ids);
+		gpu_free(ctx, union_distances);
+		gpu_free(ctx, union_counts);
+	}
 	gpu_free(ctx, knn_ids);
 	gpu_free(ctx, knn_distances);
 	GPU_TRY(gpu_poll_cancel(ctx));
@@ -407,8 +521,10 @@ build_layer(GpuContext *ctx, const float *vectors, int64_t count, int d, int met
 
 	started = gpu_now();
 	host_ids.resize((size_t) count * width);
+	host_distances.resize((size_t) count * width);
 	host_counts.resize((size_t) count);
 	GPU_TRY(gpu_download(ctx, host_ids.data(), ids, sizeof(int32_t) * count * width));
+	GPU_TRY(gpu_download(ctx, host_distances.data(), distances, sizeof(float) * count * width));
 	GPU_TRY(gpu_download(ctx, host_counts.data(), counts, sizeof(int) * count));
 	ctx->stats->seconds[HIERINDEX_GPU_PHASE_TRANSFER] += gpu_now() - started;
 	gpu_free(ctx, ids);
@@ -437,7 +553,9 @@ build_graph(GpuContext *ctx, HierindexGpuGraph *graph)
 	int			max_level = 0;
 	float	   *vectors;
 	std::vector<int32_t> host_ids;
+	std::vector<float> host_distances;
 	std::vector<int> host_counts;
+	ExtraCandidates extra;
 	double		started;
 
 	for (int64_t i = 0; i < n; i++)
@@ -460,14 +578,18 @@ build_graph(GpuContext *ctx, HierindexGpuGraph *graph)
 	GPU_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
 	ctx->stats->seconds[HIERINDEX_GPU_PHASE_TRANSFER] += gpu_now() - started;
 
-	/* layer 0: everybody */
-	GPU_TRY(build_layer(ctx, vectors, n, d, graph->metric, 2 * m, graph->ef_construction,
-						HIERINDEX_GPU_PHASE_KNN, HIERINDEX_GPU_PHASE_PRUNE, host_ids, host_counts));
-	for (int64_t i = 0; i < n; i++)
-		write_slot(graph->links0 + i * (1 + 2 * m), 2 * m, host_ids.data() + i * 2 * m,
-				   host_counts[i], NULL);
-
-	/* the layers above: the elements of each level among themselves */
+	/*
+	 * The layers above first, each of the elements of its level among
+	 * themselves.  Their links are long (the elements of a level are
+	 * 1/m as dense as those below), and layer 1's lists join each element's
+	 * layer-0 candidates: a k-NN graph alone links only close elements, so
+	 * clusters far apart would stay apart on layer 0, where insertion order
+	 * gives an incrementally built graph such links by itself.
+	 */
+	extra.width = m;
+	extra.ids.assign((size_t) n * m, -1);
+	extra.distances.assign((size_t) n * m, INFINITY);
+	extra.counts.assign((size_t) n, 0);
 	for (int level = 1; level <= max_level; level++)
 	{
 		std::vector<int32_t> members;
@@ -491,7 +613,8 @@ build_graph(GpuContext *ctx, HierindexGpuGraph *graph)
 		GPU_CHECK_LAUNCH(ctx);
 		GPU_TRY(build_layer(ctx, layer_vectors, (int64_t) members.size(), d, graph->metric, m,
 							graph->ef_construction, HIERINDEX_GPU_PHASE_UPPER,
-							HIERINDEX_GPU_PHASE_UPPER, host_ids, host_counts));
+							HIERINDEX_GPU_PHASE_UPPER, NULL, host_ids, host_distances,
+							host_counts));
 		for (size_t j = 0; j < members.size(); j++)
 		{
 			int32_t		element = members[j];
@@ -499,10 +622,27 @@ build_graph(GpuContext *ctx, HierindexGpuGraph *graph)
 			write_slot(graph->upper_links + graph->upper_offset[element] +
 					   (int64_t) (level - 1) * (1 + m),
 					   m, host_ids.data() + j * m, host_counts[j], members.data());
+			if (level == 1)
+			{
+				for (int i = 0; i < host_counts[j]; i++)
+				{
+					extra.ids[(size_t) element * m + i] = members[host_ids[j * m + i]];
+					extra.distances[(size_t) element * m + i] = host_distances[j * m + i];
+				}
+				extra.counts[element] = host_counts[j];
+			}
 		}
 		gpu_free(ctx, device_members);
 		gpu_free(ctx, layer_vectors);
 	}
+
+	/* layer 0: everybody */
+	GPU_TRY(build_layer(ctx, vectors, n, d, graph->metric, 2 * m, graph->ef_construction,
+						HIERINDEX_GPU_PHASE_KNN, HIERINDEX_GPU_PHASE_PRUNE,
+						max_level > 0 ? &extra : NULL, host_ids, host_distances, host_counts));
+	for (int64_t i = 0; i < n; i++)
+		write_slot(graph->links0 + i * (1 + 2 * m), 2 * m, host_ids.data() + i * 2 * m,
+				   host_counts[i], NULL);
 	return HIERINDEX_GPU_OK;
 }
 

@@ -374,53 +374,66 @@ graph_connect_unreachable(Graph *graph)
 				continue;
 			missing++;
 			vector = graph->vectors + id * dim;
-			memory_walk_init(&walk, graph, vector, 0, scratch.visited);
-			entry_distance = graph_distance(graph, vector, entry);
-			for (int layer = graph->max_level; layer > 0; layer--)
-				entry = graph_walk_greedy(&walk.access, entry, &entry_distance, layer);
-			/* nearest first into sorted[] */
-			found = graph_walk_layer(&walk.access, &scratch.walk, entry, entry_distance,
-									 graph->params.ef_construction, 0, scratch.sorted);
 
-			for (int i = 0; i < found && !linked; i++)
+			/*
+			 * First the search an insertion would make, through the upper
+			 * layers.  When that finds nothing reachable (a whole group of
+			 * elements cut off on layer 0, which a graph built from k-NN lists
+			 * can leave, while the upper layers still lead into it), search
+			 * layer 0 from the entry point instead: that walk sees only what is
+			 * reachable, and one link into the group makes all of it reachable.
+			 */
+			for (int attempt = 0; attempt < 2 && !linked; attempt++)
 			{
-				int32_t    *slot = graph_slot(graph, scratch.sorted[i].id, 0);
+				memory_walk_init(&walk, graph, vector, 0, scratch.visited);
+				entry = graph->entry_point;
+				entry_distance = graph_distance(graph, vector, entry);
+				for (int layer = graph->max_level; layer > 0 && attempt == 0; layer--)
+					entry = graph_walk_greedy(&walk.access, entry, &entry_distance, layer);
+				/* nearest first into sorted[] */
+				found = graph_walk_layer(&walk.access, &scratch.walk, entry, entry_distance,
+										 graph->params.ef_construction, 0, scratch.sorted);
 
-				if (scratch.sorted[i].id != id && reachable[scratch.sorted[i].id] &&
-					slot[0] < graph->m0)
+				for (int i = 0; i < found && !linked; i++)
 				{
-					slot[1 + slot[0]++] = (int32_t) id;
-					linked = 1;
-				}
-			}
-			for (int i = 0; i < found && !linked; i++)
-			{
-				int32_t		base_id = scratch.sorted[i].id;
-				int32_t    *slot = graph_slot(graph, base_id, 0);
-				const float *base = graph->vectors + (int64_t) base_id * dim;
-				int			victim = -1;
-				float		victim_distance = -1;
+					int32_t    *slot = graph_slot(graph, scratch.sorted[i].id, 0);
 
-				if (base_id == id || !reachable[base_id])
-					continue;
-				for (int j = 0; j < slot[0]; j++)
-				{
-					float		d;
-
-					if (indegree[slot[1 + j]] < 2)
-						continue;
-					d = graph_distance(graph, base, slot[1 + j]);
-					if (d > victim_distance)
+					if (scratch.sorted[i].id != id && reachable[scratch.sorted[i].id] &&
+						slot[0] < graph->m0)
 					{
-						victim_distance = d;
-						victim = j;
+						slot[1 + slot[0]++] = (int32_t) id;
+						linked = 1;
 					}
 				}
-				if (victim >= 0)
+				for (int i = 0; i < found && !linked; i++)
 				{
-					indegree[slot[1 + victim]]--;
-					slot[1 + victim] = (int32_t) id;
-					linked = 1;
+					int32_t		base_id = scratch.sorted[i].id;
+					int32_t    *slot = graph_slot(graph, base_id, 0);
+					const float *base = graph->vectors + (int64_t) base_id * dim;
+					int			victim = -1;
+					float		victim_distance = -1;
+
+					if (base_id == id || !reachable[base_id])
+						continue;
+					for (int j = 0; j < slot[0]; j++)
+					{
+						float		d;
+
+						if (indegree[slot[1 + j]] < 2)
+							continue;
+						d = graph_distance(graph, base, slot[1 + j]);
+						if (d > victim_distance)
+						{
+							victim_distance = d;
+							victim = j;
+						}
+					}
+					if (victim >= 0)
+					{
+						indegree[slot[1 + victim]]--;
+						slot[1 + victim] = (int32_t) id;
+						linked = 1;
+					}
 				}
 			}
 			if (linked)
