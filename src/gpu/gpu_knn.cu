@@ -51,7 +51,7 @@
 #define SHORTLIST_MAX		3072	/* sort of shortlist + buffer stays in 32 KB */
 #define FINALIZE_THREADS	128
 #define RESCORE_THREADS		256
-#define MAX_GEMM_ELEMENTS	((int64_t) 1 << 31)	/* one S tile stays under 2^31 entries */
+#define MAX_GEMM_ELEMENTS	((int64_t) 1 << 30)	/* one S tile: well under 2^31 entries, so no 32-bit index in a product kernel (tiles rounded up) can overflow */
 
 /* ------------------------------------------------------------------------
  * Kernels
