@@ -155,7 +155,7 @@ is($node->safe_psql('postgres', 'SELECT count(*), sum(id), md5(string_agg(v::tex
 	$table_before, 'the table is unchanged');
 is($node->safe_psql('postgres',
 		"SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relname LIKE 'items\\_%' AND relkind = 'i'"),
-	join(',', sort(qw(items_auto items_auto_any items_auto_debug items_cpu_guc items_cpu_opt),
+	join(',', sort(qw(items_auto items_auto_debug items_cpu_guc items_cpu_opt),
 		$gpu_usable ? ('items_gpu') : ())),
 	'exactly the indexes that were built exist');
 for my $index (qw(items_cpu_guc items_auto))
