@@ -304,6 +304,22 @@ graph_neighbors(const Graph *graph, int32_t id, int layer, const int32_t **ids)
 }
 
 void
+graph_adopt_links(Graph *graph)
+{
+	graph->entry_point = GRAPH_NO_ELEMENT;
+	graph->max_level = -1;
+	for (int64_t i = 0; i < graph->count; i++)
+	{
+		if (graph->levels[i] > graph->max_level)
+		{
+			graph->max_level = graph->levels[i];
+			graph->entry_point = (int32_t) i;
+		}
+	}
+	graph->inserted = graph->count;
+}
+
+void
 graph_lock_element(const Graph *graph, int32_t id)
 {
 	omp_set_lock(&((omp_lock_t *) graph->locks)[id]);

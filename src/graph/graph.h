@@ -115,6 +115,13 @@ extern int	graph_set_vector(Graph *graph, int64_t id, const float *vector);
 extern int	graph_build_range(Graph *graph, int64_t start, int64_t end, int threads);
 
 /*
+ * After another builder (the GPU's) filled the links of all graph->count
+ * elements: take the entry point as the CPU builder would have it, the first
+ * element of the highest level, and count every element as linked.
+ */
+extern void graph_adopt_links(Graph *graph);
+
+/*
  * After the last graph_build_range(): make every element reachable on layer 0
  * from the entry point (pruning can orphan a few).  Serial; returns how many
  * links were added, or -1 when out of memory.

@@ -122,23 +122,6 @@ check_links(Relation index, const Graph *graph)
 	}
 }
 
-/* Entry point as the CPU builder picks it: the first element of the top level. */
-static void
-set_entry_point(Graph *graph)
-{
-	graph->entry_point = GRAPH_NO_ELEMENT;
-	graph->max_level = -1;
-	for (int64 i = 0; i < graph->count; i++)
-	{
-		if (graph->levels[i] > graph->max_level)
-		{
-			graph->max_level = graph->levels[i];
-			graph->entry_point = (int32) i;
-		}
-	}
-	graph->inserted = graph->count;
-}
-
 /*
  * Link the graph on the GPU.  Returns false only for the fallback to the CPU
  * (out of GPU memory under auto).
@@ -191,7 +174,7 @@ run_gpu_build(Relation index, Graph *graph, const GpuModule *module,
 				 errhint("Set hierindex.gpu_memory_limit to stream the vectors through the GPU in smaller blocks, or set build_device to 'cpu'.") : 0));
 
 	check_links(index, graph);
-	set_entry_point(graph);
+	graph_adopt_links(graph);
 
 	phases->transfer = stats.seconds[HIERINDEX_GPU_PHASE_TRANSFER];
 	phases->knn = stats.seconds[HIERINDEX_GPU_PHASE_KNN];

@@ -816,22 +816,6 @@ new_graph(const float *x, int64_t n, int d, int metric, int m, int ef_constructi
 	return graph;
 }
 
-/* As the backend does after the GPU: the entry point is the first element of the top level. */
-static void
-set_entry_point(Graph *graph)
-{
-	int			top = -1;
-
-	for (int64_t i = 0; i < graph->count; i++)
-		if (graph->levels[i] > top)
-		{
-			top = graph->levels[i];
-			graph->entry_point = (int32_t) i;
-		}
-	graph->max_level = top;
-	graph->inserted = graph->count;
-}
-
 /* Runs the GPU builder on graph (vectors and levels set); returns the rc. */
 static int
 gpu_build_graph(Graph *graph, const HierindexGpuOptions *options,
@@ -916,7 +900,7 @@ test_graph_case(const GraphCase *gc, int case_number)
 		verdict = check_graph(gpu, 1, 0);
 		UNIT_CHECK(verdict.problems == 0, "as the GPU left it: %lld problems; first: %s",
 				   (long long) verdict.problems, verdict.first);
-		set_entry_point(gpu);
+		graph_adopt_links(gpu);
 		relinked = graph_connect_unreachable(gpu);
 		UNIT_CHECK(relinked >= 0, "graph_connect_unreachable: out of memory");
 		verdict = check_graph(gpu, 0, 1);
