@@ -268,60 +268,45 @@ merge_lists_kernel(const int32_t *a_ids, const float *a_distances, const int *a_
 	}
 }
 
-/* out[i] = vectors[ids[i]], a warp per row */
-__global__ void
-gather_layer_kernel(const float *vectors, const int32_t *ids, int64_t count, int d, float *out)
-{
-	int64_t		row = (int64_t) blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-	int			lane = threadIdx.x % 32;
-
-	if (row >= count)
-		return;
-	for (int t = lane; t < d; t += 32)
-		out[row * d + t] = vectors[(int64_t) ids[row] * d + t];
-}
-
 /* ------------------------------------------------------------------------
  * Host side
  * ------------------------------------------------------------------------ */
 
-static unsigned int
-grid_for(int64_t items, int per_block)
+/* One prune_kernel variant with `shared` bytes of dynamic shared memory. */
+template <bool KEPT_IN_SHARED>
+static int
+launch_prune(GpuContext *ctx, size_t shared, const float *vectors, int64_t n, int d,
+			 int metric, const int32_t *candidate_ids, const float *candidate_distances,
+			 int stride, const int *candidate_counts, int width, bool keep_if_fits,
+			 int32_t *out_ids, float *out_distances, int *out_counts)
 {
-	return (unsigned int) std::max<int64_t>(1, (items + per_block - 1) / per_block);
+	if (shared > 48 * 1024)
+		GPU_CHECK(ctx, cudaFuncSetAttribute(prune_kernel<KEPT_IN_SHARED>,
+											cudaFuncAttributeMaxDynamicSharedMemorySize,
+											(int) shared));
+	prune_kernel<KEPT_IN_SHARED><<<gpu_blocks(n, 1), PRUNE_THREADS, shared, ctx->stream>>>(
+		vectors, d, metric, candidate_ids, candidate_distances, stride, candidate_counts,
+		width, keep_if_fits, out_ids, out_distances, out_counts);
+	GPU_CHECK_LAUNCH(ctx);
+	return HIERINDEX_GPU_OK;
 }
 
+/* Algorithm 4 for every element; the kept vectors in shared memory when they fit. */
 static int
 prune(GpuContext *ctx, const float *vectors, int64_t n, int d, int metric,
 	  const int32_t *candidate_ids, const float *candidate_distances, int stride,
 	  const int *candidate_counts, int width, bool keep_if_fits,
 	  int32_t *out_ids, float *out_distances, int *out_counts)
 {
-	size_t		small = sizeof(float) * d;
-	size_t		large = sizeof(float) * (size_t) d * (width + 1);
+	size_t		kept_in_shared = sizeof(float) * (size_t) d * (width + 1);
 
-	if (large <= ctx->shared_memory_optin)
-	{
-		if (large > 48 * 1024)
-			GPU_CHECK(ctx, cudaFuncSetAttribute(prune_kernel<true>,
-												cudaFuncAttributeMaxDynamicSharedMemorySize,
-												(int) large));
-		prune_kernel<true><<<grid_for(n, 1), PRUNE_THREADS, large, ctx->stream>>>(
-			vectors, d, metric, candidate_ids, candidate_distances, stride, candidate_counts,
-			width, keep_if_fits, out_ids, out_distances, out_counts);
-	}
-	else
-	{
-		if (small > 48 * 1024)
-			GPU_CHECK(ctx, cudaFuncSetAttribute(prune_kernel<false>,
-												cudaFuncAttributeMaxDynamicSharedMemorySize,
-												(int) small));
-		prune_kernel<false><<<grid_for(n, 1), PRUNE_THREADS, small, ctx->stream>>>(
-			vectors, d, metric, candidate_ids, candidate_distances, stride, candidate_counts,
-			width, keep_if_fits, out_ids, out_distances, out_counts);
-	}
-	GPU_CHECK_LAUNCH(ctx);
-	return HIERINDEX_GPU_OK;
+	if (kept_in_shared <= ctx->shared_memory_optin)
+		return launch_prune<true>(ctx, kept_in_shared, vectors, n, d, metric, candidate_ids,
+								  candidate_distances, stride, candidate_counts, width,
+								  keep_if_fits, out_ids, out_distances, out_counts);
+	return launch_prune<false>(ctx, sizeof(float) * d, vectors, n, d, metric, candidate_ids,
+							   candidate_distances, stride, candidate_counts, width,
+							   keep_if_fits, out_ids, out_distances, out_counts);
 }
 
 /* out (stride a_stride + b_stride) = the union of lists a and b */
@@ -334,7 +319,7 @@ merge_lists(GpuContext *ctx, int64_t n, const int32_t *a_ids, const float *a_dis
 	int			sort_size = gpu_next_power_of_two(a_stride + b_stride);
 	size_t		shared = (size_t) sort_size * (sizeof(float) + sizeof(int32_t) + 1);
 
-	merge_lists_kernel<<<grid_for(n, 1), UNION_THREADS, shared, ctx->stream>>>(
+	merge_lists_kernel<<<gpu_blocks(n, 1), UNION_THREADS, shared, ctx->stream>>>(
 		a_ids, a_distances, a_counts, a_stride, b_ids, b_distances, b_counts, b_stride,
 		sort_size, out_ids, out_distances, out_counts);
 	GPU_CHECK_LAUNCH(ctx);
@@ -376,7 +361,7 @@ add_reverse_edges(GpuContext *ctx, const float *vectors, int64_t n, int d, int m
 	GPU_TRY(gpu_alloc(ctx, (void **) &in_offset, sizeof(int) * n, "in-offsets"));
 	GPU_CHECK(ctx, cudaMemsetAsync(in_degree, 0, sizeof(int) * n, ctx->stream));
 
-	reverse_edges_kernel<<<grid_for(slots, 256), 256, 0, ctx->stream>>>(
+	reverse_edges_kernel<<<gpu_blocks(slots, 256), 256, 0, ctx->stream>>>(
 		ids, distances, counts, n, width, keys[0], sources[0], in_degree);
 	GPU_CHECK_LAUNCH(ctx);
 
@@ -399,7 +384,7 @@ add_reverse_edges(GpuContext *ctx, const float *vectors, int64_t n, int d, int m
 		GPU_TRY(gpu_alloc(ctx, (void **) &reverse_distances, sizeof(float) * n * width,
 						  "reverse distances"));
 		GPU_TRY(gpu_alloc(ctx, (void **) &reverse_counts, sizeof(int) * n, "reverse counts"));
-		gather_reverse_kernel<<<grid_for(n, 128), 128, 0, ctx->stream>>>(
+		gather_reverse_kernel<<<gpu_blocks(n, 128), 128, 0, ctx->stream>>>(
 			key_buffer.Current(), value_buffer.Current(), in_offset, in_degree, n, width,
 			reverse_ids, reverse_distances, reverse_counts);
 		GPU_CHECK_LAUNCH(ctx);
@@ -608,9 +593,8 @@ build_graph(GpuContext *ctx, HierindexGpuGraph *graph)
 		GPU_CHECK(ctx, cudaMemcpyAsync(device_members, members.data(),
 									   sizeof(int32_t) * members.size(), cudaMemcpyHostToDevice,
 									   ctx->stream));
-		gather_layer_kernel<<<grid_for((int64_t) members.size(), 8), 256, 0, ctx->stream>>>(
-			vectors, device_members, (int64_t) members.size(), d, layer_vectors);
-		GPU_CHECK_LAUNCH(ctx);
+		GPU_TRY(gpu_gather_rows(ctx, vectors, device_members, (int64_t) members.size(), d,
+								layer_vectors));
 		GPU_TRY(build_layer(ctx, layer_vectors, (int64_t) members.size(), d, graph->metric, m,
 							graph->ef_construction, HIERINDEX_GPU_PHASE_UPPER,
 							HIERINDEX_GPU_PHASE_UPPER, NULL, host_ids, host_distances,

@@ -177,6 +177,15 @@ gpu_block_sort(float *keys, int32_t *ids, int size)
 	}
 }
 
+/* Blocks of per_block items to cover items (at least 1). */
+static inline unsigned int
+gpu_blocks(int64_t items, int per_block)
+{
+	int64_t		blocks = (items + per_block - 1) / per_block;
+
+	return (unsigned int) (blocks < 1 ? 1 : blocks > INT32_MAX ? INT32_MAX : blocks);
+}
+
 static inline int
 gpu_next_power_of_two(int value)
 {
@@ -200,6 +209,10 @@ typedef struct GpuKnnInput
 	const float *host_vectors;	/* n x d; may be NULL when device_vectors is given */
 	const float *device_vectors;	/* n x d resident copy, or NULL: stream */
 } GpuKnnInput;
+
+/* out (count x d) = the rows ids[0 .. count) of vectors, all on the device. */
+int			gpu_gather_rows(GpuContext *ctx, const float *vectors, const int32_t *ids,
+							int64_t count, int d, float *out);
 
 /*
  * Exact k-NN of every vector among the others, into device arrays ids and

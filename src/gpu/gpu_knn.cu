@@ -361,14 +361,6 @@ typedef struct KnnPlan
 	unsigned char *uncertified; /* row_block */
 } KnnPlan;
 
-static int
-launch_blocks(int64_t items, int per_block)
-{
-	int64_t		blocks = (items + per_block - 1) / per_block;
-
-	return (int) std::min<int64_t>(std::max<int64_t>(blocks, 1), INT32_MAX);
-}
-
 static float
 precision_gamma(int precision, int d)
 {
@@ -411,10 +403,19 @@ multiply(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 	return HIERINDEX_GPU_OK;
 }
 
+int
+gpu_gather_rows(GpuContext *ctx, const float *vectors, const int32_t *ids, int64_t count,
+				int d, float *out)
+{
+	gather_rows_kernel<<<gpu_blocks(count, 8), 256, 0, ctx->stream>>>(vectors, ids, count, d, out);
+	GPU_CHECK_LAUNCH(ctx);
+	return HIERINDEX_GPU_OK;
+}
+
 static int
 convert_bf16(GpuContext *ctx, const float *in, __nv_bfloat16 *out, int64_t count)
 {
-	to_bf16_kernel<<<launch_blocks(count, 256), 256, 0, ctx->stream>>>(in, out, count);
+	to_bf16_kernel<<<gpu_blocks(count, 256), 256, 0, ctx->stream>>>(in, out, count);
 	GPU_CHECK_LAUNCH(ctx);
 	return HIERINDEX_GPU_OK;
 }
@@ -447,7 +448,7 @@ columns_of_block(GpuContext *ctx, KnnPlan *plan, int64_t block, int precision,
 					   sizeof(float) * (size_t) count * d));
 	if (!plan->norms_ready)
 	{
-		squared_norms_kernel<<<launch_blocks(count, 8), 256, 0, ctx->stream>>>(
+		squared_norms_kernel<<<gpu_blocks(count, 8), 256, 0, ctx->stream>>>(
 			plan->column_buffer[*buffer], count, d, plan->squared_norms + start);
 		GPU_CHECK_LAUNCH(ctx);
 	}
@@ -495,7 +496,7 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 		}
 	}
 
-	init_shortlist_kernel<<<launch_blocks(row_count * plan->shortlist, 256), 256, 0, ctx->stream>>>(
+	init_shortlist_kernel<<<gpu_blocks(row_count * plan->shortlist, 256), 256, 0, ctx->stream>>>(
 		plan->shortlist_keys, plan->shortlist_ids, row_count * plan->shortlist);
 	GPU_CHECK_LAUNCH(ctx);
 
@@ -537,7 +538,7 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 	if (!plan->norms_ready)
 	{
 		GPU_CHECK(ctx, cudaMemsetAsync(plan->max_norm_bits, 0, sizeof(unsigned int), ctx->stream));
-		max_norm_kernel<<<launch_blocks(input->n, 256 * 16), 256, 0, ctx->stream>>>(
+		max_norm_kernel<<<gpu_blocks(input->n, 256 * 16), 256, 0, ctx->stream>>>(
 			plan->squared_norms, input->n, plan->max_norm_bits);
 		GPU_CHECK_LAUNCH(ctx);
 		plan->norms_ready = true;
@@ -553,7 +554,7 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 
 		GPU_TRY(columns_of_block(ctx, plan, block, HIERINDEX_GPU_PRECISION_FP32,
 								 &columns, &columns_bf16, &column_count, &buffer));
-		rescore_kernel<<<launch_blocks(row_count * plan->shortlist, RESCORE_THREADS / 32),
+		rescore_kernel<<<gpu_blocks(row_count * plan->shortlist, RESCORE_THREADS / 32),
 			RESCORE_THREADS, 0, ctx->stream>>>(
 				rows, d, input->metric, row_count, plan->shortlist_ids, plan->shortlist,
 				columns, block * plan->column_block, column_count, plan->exact);
@@ -596,9 +597,8 @@ rescue_rows(GpuContext *ctx, KnnPlan *plan, int64_t row_base, int64_t row_count,
 									   ctx->stream));
 		if (plan->resident)
 		{
-			gather_rows_kernel<<<launch_blocks((int64_t) count, 8), 256, 0, ctx->stream>>>(
-				plan->vectors, plan->rows_ids, (int64_t) count, d, plan->rows_buffer);
-			GPU_CHECK_LAUNCH(ctx);
+			GPU_TRY(gpu_gather_rows(ctx, plan->vectors, plan->rows_ids, (int64_t) count, d,
+									plan->rows_buffer));
 		}
 		else
 		{
@@ -637,7 +637,7 @@ gpu_knn(GpuContext *ctx, const GpuKnnInput *input, int32_t *out_ids, float *out_
 	if (n <= 1)
 	{
 		/* nobody has a neighbour */
-		init_shortlist_kernel<<<launch_blocks(n * input->k, 256), 256, 0, ctx->stream>>>(
+		init_shortlist_kernel<<<gpu_blocks(n * input->k, 256), 256, 0, ctx->stream>>>(
 			out_distances, out_ids, n * input->k);
 		GPU_CHECK_LAUNCH(ctx);
 		return HIERINDEX_GPU_OK;
@@ -665,7 +665,7 @@ gpu_knn(GpuContext *ctx, const GpuKnnInput *input, int32_t *out_ids, float *out_
 	plan.resident = plan.vectors != NULL;
 	if (plan.resident)
 	{
-		squared_norms_kernel<<<launch_blocks(n, 8), 256, 0, ctx->stream>>>(
+		squared_norms_kernel<<<gpu_blocks(n, 8), 256, 0, ctx->stream>>>(
 			plan.vectors, n, d, plan.squared_norms);
 		GPU_CHECK_LAUNCH(ctx);
 		if (precision == HIERINDEX_GPU_PRECISION_BF16 &&
