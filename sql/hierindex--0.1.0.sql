@@ -49,6 +49,29 @@ CREATE FUNCTION cosine_distance(vector, vector) RETURNS float8
 CREATE FUNCTION l1_distance(vector, vector) RETURNS float8
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- Prefixes of Matryoshka embeddings: the distances above on the first dims
+-- elements (the same C functions, which tell the forms apart by argument
+-- count; cosine: each prefix as its own vector), and the prefix itself,
+-- optionally scaled to unit length.  IMMUTABLE so that expression indexes can
+-- use them: USING hnsw ((mrl_truncate(v, 64, true)::vector(64)) vector_cosine_ops).
+
+CREATE FUNCTION l2_distance(vector, vector, dims integer) RETURNS float8
+	AS 'MODULE_PATHNAME', 'l2_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION inner_product(vector, vector, dims integer) RETURNS float8
+	AS 'MODULE_PATHNAME', 'inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION cosine_distance(vector, vector, dims integer) RETURNS float8
+	AS 'MODULE_PATHNAME', 'cosine_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION l1_distance(vector, vector, dims integer) RETURNS float8
+	AS 'MODULE_PATHNAME', 'l1_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- NORMALIZE is an SQL keyword (the normalize() function): the parameter
+-- name is quoted here, and in calls with named arguments.
+CREATE FUNCTION mrl_truncate(v vector, dims integer, "normalize" boolean DEFAULT false) RETURNS vector
+	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE FUNCTION vector_dims(vector) RETURNS integer
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 

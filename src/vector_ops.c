@@ -12,6 +12,13 @@
  * distance_operand() keeps its detoasted copy for the next call instead of
  * fetching it from TOAST each time.
  *
+ * Prefixes (Matryoshka embeddings put the most information first):
+ * mrl_truncate(v, dims [, normalize]) and the three-argument distances
+ * f(a, b, dims), which equal f(mrl_truncate(a, dims), mrl_truncate(b, dims))
+ * exactly: one C function serves f(a, b) and f(a, b, dims), calling the same
+ * kernel on the first dims elements.  Under cosine each prefix counts as its
+ * own vector.
+ *
  * Arithmetic (+, -, *) follows the float4 operators of PostgreSQL: a finite
  * result that rounds to infinity is "value out of range: overflow", and for
  * the product a nonzero times a nonzero that rounds to zero is "value out of
@@ -103,15 +110,94 @@ distance_operand(FunctionCallInfo fcinfo, int argno)
 	return cache[argno].value;
 }
 
+/*
+ * The distances that exist both for whole vectors, f(a, b), and for
+ * prefixes, f(a, b, dims).  distance_value is the one formula of each, so
+ * that the two forms give the same number for the same elements.
+ */
+typedef enum DistanceMetric
+{
+	METRIC_L2,
+	METRIC_INNER_PRODUCT,
+	METRIC_COSINE,
+	METRIC_L1
+} DistanceMetric;
+
+/*
+ * The distance between the first dims elements of a and b.  Cosine distance
+ * is undefined when either side is zero; like pgvector we return NaN there
+ * rather than an error, so that one zero row does not make a whole query
+ * fail.
+ */
+static double
+distance_value(DistanceMetric metric, const Vector *a, const Vector *b, int dims)
+{
+	switch (metric)
+	{
+		case METRIC_L2:
+			return sqrt((double) distance_l2_squared(a->x, b->x, dims));
+		case METRIC_INNER_PRODUCT:
+			return (double) distance_inner_product(a->x, b->x, dims);
+		case METRIC_COSINE:
+			return distance_cosine(a->x, b->x, dims);
+		case METRIC_L1:
+			return (double) distance_l1(a->x, b->x, dims);
+	}
+	pg_unreachable();
+}
+
+/*
+ * ERROR unless 1 <= dims <= dim: a prefix of dims elements of a vector of
+ * dim dimensions.
+ */
+static void
+check_prefix_length(int32 dims, int dim)
+{
+	if (dims < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("prefix length must be at least 1, got %d", dims)));
+	if (dims > dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("prefix length %d exceeds the vector's %d dimensions",
+						dims, dim)));
+}
+
+/*
+ * f(a, b), and f(a, b, dims) on the first dims elements: one C function
+ * serves both SQL forms, telling them apart by the argument count, so that
+ * they share the operand handling and the formula.  a and b must have the
+ * same dimension, in the prefix form too, even when both are longer than
+ * the prefix: vectors of different lengths come from different models (or a
+ * mistake), and their prefixes are no more comparable than the whole
+ * vectors.  A bad dims is reported before anything about the operands.
+ */
+static double
+sql_distance(FunctionCallInfo fcinfo, DistanceMetric metric)
+{
+	bool		prefix = PG_NARGS() == 3;
+	int32		dims = prefix ? PG_GETARG_INT32(2) : 0;
+	Vector	   *a;
+	Vector	   *b;
+
+	if (prefix && dims < 1)
+		check_prefix_length(dims, 0);
+	a = distance_operand(fcinfo, 0);
+	b = distance_operand(fcinfo, 1);
+	vector_check_same_dims(a, b);
+	if (prefix)
+		check_prefix_length(dims, a->dim);
+	else
+		dims = a->dim;
+	return distance_value(metric, a, b, dims);
+}
+
 PG_FUNCTION_INFO_V1(l2_distance);
 Datum
 l2_distance(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = distance_operand(fcinfo, 0);
-	Vector	   *b = distance_operand(fcinfo, 1);
-
-	vector_check_same_dims(a, b);
-	PG_RETURN_FLOAT8(sqrt((double) distance_l2_squared(a->x, b->x, a->dim)));
+	PG_RETURN_FLOAT8(sql_distance(fcinfo, METRIC_L2));
 }
 
 PG_FUNCTION_INFO_V1(vector_l2_squared_distance);
@@ -129,11 +215,7 @@ PG_FUNCTION_INFO_V1(inner_product);
 Datum
 inner_product(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = distance_operand(fcinfo, 0);
-	Vector	   *b = distance_operand(fcinfo, 1);
-
-	vector_check_same_dims(a, b);
-	PG_RETURN_FLOAT8((double) distance_inner_product(a->x, b->x, a->dim));
+	PG_RETURN_FLOAT8(sql_distance(fcinfo, METRIC_INNER_PRODUCT));
 }
 
 /* The <#> operator: negated so that "smaller is closer" holds for ORDER BY. */
@@ -148,31 +230,19 @@ vector_negative_inner_product(PG_FUNCTION_ARGS)
 	PG_RETURN_FLOAT8(-(double) distance_inner_product(a->x, b->x, a->dim));
 }
 
-/*
- * Cosine distance is undefined when either vector is zero; like pgvector we
- * return NaN there rather than an error, so that one zero row does not make a
- * whole query fail.
- */
+/* In the prefix form each prefix is its own vector, with its own norm. */
 PG_FUNCTION_INFO_V1(cosine_distance);
 Datum
 cosine_distance(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = distance_operand(fcinfo, 0);
-	Vector	   *b = distance_operand(fcinfo, 1);
-
-	vector_check_same_dims(a, b);
-	PG_RETURN_FLOAT8(distance_cosine(a->x, b->x, a->dim));
+	PG_RETURN_FLOAT8(sql_distance(fcinfo, METRIC_COSINE));
 }
 
 PG_FUNCTION_INFO_V1(l1_distance);
 Datum
 l1_distance(PG_FUNCTION_ARGS)
 {
-	Vector	   *a = distance_operand(fcinfo, 0);
-	Vector	   *b = distance_operand(fcinfo, 1);
-
-	vector_check_same_dims(a, b);
-	PG_RETURN_FLOAT8((double) distance_l1(a->x, b->x, a->dim));
+	PG_RETURN_FLOAT8(sql_distance(fcinfo, METRIC_L1));
 }
 
 /* ----------------------------------------------------------------------
@@ -194,12 +264,12 @@ vector_dims(PG_FUNCTION_ARGS)
  * from overflowing.
  */
 static double
-vector_norm_double(const Vector *v)
+norm_double(const float *x, int dim)
 {
 	double		sum = 0.0;
 
-	for (int i = 0; i < v->dim; i++)
-		sum += (double) v->x[i] * (double) v->x[i];
+	for (int i = 0; i < dim; i++)
+		sum += (double) x[i] * (double) x[i];
 	return sqrt(sum);
 }
 
@@ -209,26 +279,38 @@ vector_norm(PG_FUNCTION_ARGS)
 {
 	Vector	   *v = PG_GETARG_VECTOR_P(0);
 
-	PG_RETURN_FLOAT8(vector_norm_double(v));
+	PG_RETURN_FLOAT8(norm_double(v->x, v->dim));
 }
 
 /*
- * Scale to unit length.  Every |x_i| / norm is at most 1, so the result
- * cannot overflow; a zero vector has no direction and is returned as zero.
+ * The first dim elements of x scaled to unit length, as a new vector; NULL
+ * when they are all zero (no direction: the caller decides what that means).
+ * Every |x_i| / norm is at most 1, so the result cannot overflow.
  */
+static Vector *
+unit_vector(const float *x, int dim)
+{
+	double		norm = norm_double(x, dim);
+	Vector	   *result;
+
+	if (norm == 0.0)
+		return NULL;
+	result = vector_new(dim);
+	for (int i = 0; i < dim; i++)
+		result->x[i] = (float) ((double) x[i] / norm);
+	return result;
+}
+
+/* Scale to unit length; a zero vector is returned as zero. */
 PG_FUNCTION_INFO_V1(l2_normalize);
 Datum
 l2_normalize(PG_FUNCTION_ARGS)
 {
 	Vector	   *v = PG_GETARG_VECTOR_P(0);
-	Vector	   *result = vector_new(v->dim);
-	double		norm = vector_norm_double(v);
+	Vector	   *result = unit_vector(v->x, v->dim);
 
-	if (norm > 0.0)
-	{
-		for (int i = 0; i < v->dim; i++)
-			result->x[i] = (float) ((double) v->x[i] / norm);
-	}
+	if (result == NULL)
+		result = vector_new(v->dim);
 	PG_RETURN_VECTOR_P(result);
 }
 
@@ -263,6 +345,54 @@ subvector(PG_FUNCTION_ARGS)
 
 	result = vector_new(count);
 	memcpy(result->x, v->x + (start - 1), sizeof(float) * count);
+	PG_RETURN_VECTOR_P(result);
+}
+
+/* ----------------------------------------------------------------------
+ * Prefixes of Matryoshka embeddings
+ * ---------------------------------------------------------------------- */
+
+/*
+ * mrl_truncate(v, dims, normalize): the first dims elements, scaled to unit
+ * length when normalize is true.  A zero prefix cannot be scaled and is an
+ * ERROR there, not a zero vector as l2_normalize returns: the usual use is an
+ * expression index under cosine distance, where a zero vector would only
+ * produce NaN distances.
+ *
+ * Only the prefix is fetched (a detoast slice): for a long vector stored out
+ * of line, truncating it to a short prefix then reads one TOAST chunk
+ * instead of all of them.  The slice asks for at most VECTOR_MAX_DIM
+ * elements so that its byte length cannot overflow; a dims beyond the
+ * vector's dimension is caught by check_prefix_length from the header.
+ */
+PG_FUNCTION_INFO_V1(mrl_truncate);
+Datum
+mrl_truncate(PG_FUNCTION_ARGS)
+{
+	int32		dims = PG_GETARG_INT32(1);
+	bool		normalize = PG_GETARG_BOOL(2);
+	int32		sliced = Max(1, Min(dims, VECTOR_MAX_DIM));
+	Vector	   *v;
+	Vector	   *result;
+
+	v = (Vector *) PG_DETOAST_DATUM_SLICE(PG_GETARG_DATUM(0), 0,
+										  VECTOR_SIZE(sliced) - VARHDRSZ);
+	check_prefix_length(dims, v->dim);
+
+	if (!normalize)
+	{
+		result = vector_new(dims);
+		memcpy(result->x, v->x, sizeof(float) * dims);
+		PG_RETURN_VECTOR_P(result);
+	}
+
+	result = unit_vector(v->x, dims);
+	if (result == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("cannot normalize a zero prefix"),
+				 errdetail("The first %d of the vector's %d dimensions are all zero.",
+						   dims, v->dim)));
 	PG_RETURN_VECTOR_P(result);
 }
 
