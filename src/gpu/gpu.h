@@ -92,7 +92,7 @@ typedef struct HierindexGpuOptions
 
 /* Phases timed in HierindexGpuStats.seconds[] */
 #define HIERINDEX_GPU_PHASE_TRANSFER	0	/* host <-> device copies not hidden behind compute */
-#define HIERINDEX_GPU_PHASE_KNN			1	/* exact k-NN graph of layer 0 */
+#define HIERINDEX_GPU_PHASE_KNN			1	/* exact nearest-earlier lists, layer 0 */
 #define HIERINDEX_GPU_PHASE_PRUNE		2	/* heuristic, reverse edges, second heuristic */
 #define HIERINDEX_GPU_PHASE_UPPER		3	/* all layers above 0 */
 #define HIERINDEX_GPU_PHASES			4
@@ -124,7 +124,7 @@ typedef struct HierindexGpuGraph
 	int			dimensions;
 	int			metric;			/* HIERINDEX_GPU_METRIC_* */
 	int			m;				/* links per element above layer 0; 2m on layer 0 */
-	int			ef_construction;	/* candidates per element (the k of the k-NN graph) */
+	int			ef_construction;	/* sets the candidates per element (see below) */
 	const float *vectors;
 	const uint8_t *levels;
 	const int64_t *upper_offset;
@@ -179,10 +179,12 @@ int			hierindex_gpu_knn(const float *vectors, int64_t n, int dimensions,
 							  char *errbuf, size_t errlen);
 
 /*
- * Build the HNSW graph: on every layer, the k-NN graph of the elements on
- * that layer (k = ef_construction), pruned with the neighbour heuristic
- * (Algorithm 4) to the layer's width, then each element's list united with
- * the elements that chose it (reverse edges) and pruned again.  The caller
+ * Build the HNSW graph as insertion in a random (fixed-seed) order with an
+ * exact search would: on every layer, each element's exact nearest among
+ * the elements of that layer inserted before it (4 ef_construction of them,
+ * at most 1024), pruned with the neighbour heuristic (Algorithm 4) to the
+ * layer's width, then each element's list united with the elements that
+ * chose it (reverse edges) and pruned again.  The caller
  * sets the entry point (an element of the highest level) and makes every
  * element reachable afterwards (graph_connect_unreachable), as for the CPU
  * builder.  stats may be NULL.

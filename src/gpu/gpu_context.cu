@@ -253,20 +253,35 @@ gpu_alloc_pinned(GpuContext *ctx, void **ptr, size_t bytes, const char *what)
 	return HIERINDEX_GPU_OK;
 }
 
-int
-gpu_upload(GpuContext *ctx, void *device_dst, const void *host_src, size_t bytes)
+/*
+ * Both uploads go through the two pinned staging buffers, alternating, so
+ * that the copy into one overlaps the DMA out of the other.  rows NULL: the
+ * bytes are one contiguous run; else whole rows of row_bytes, gathered.
+ */
+static int
+upload_staged(GpuContext *ctx, void *device_dst, const void *host_src, size_t bytes,
+			  size_t row_bytes, const int32_t *rows)
 {
 	size_t		done = 0;
+	size_t		piece_limit = ctx->staging_bytes;
 	int			turn = 0;
 	cudaEvent_t last = NULL;
 
+	if (rows != NULL)
+		piece_limit -= piece_limit % row_bytes;
 	while (done < bytes)
 	{
-		size_t		piece = bytes - done < ctx->staging_bytes ? bytes - done : ctx->staging_bytes;
+		size_t		piece = bytes - done < piece_limit ? bytes - done : piece_limit;
 
 		/* wait until the DMA that last read this staging buffer is over */
 		GPU_CHECK(ctx, cudaEventSynchronize(ctx->staging_done[turn]));
-		memcpy(ctx->staging[turn], (const char *) host_src + done, piece);
+		if (rows == NULL)
+			memcpy(ctx->staging[turn], (const char *) host_src + done, piece);
+		else
+			for (size_t r = 0; r < piece / row_bytes; r++)
+				memcpy((char *) ctx->staging[turn] + r * row_bytes,
+					   (const char *) host_src + (size_t) rows[done / row_bytes + r] * row_bytes,
+					   row_bytes);
 		GPU_CHECK(ctx, cudaMemcpyAsync((char *) device_dst + done, ctx->staging[turn], piece,
 									   cudaMemcpyHostToDevice, ctx->copy_stream));
 		GPU_CHECK(ctx, cudaEventRecord(ctx->staging_done[turn], ctx->copy_stream));
@@ -278,6 +293,27 @@ gpu_upload(GpuContext *ctx, void *device_dst, const void *host_src, size_t bytes
 		GPU_CHECK(ctx, cudaStreamWaitEvent(ctx->stream, last, 0));
 	ctx->stats->bytes_to_device += (double) bytes;
 	return HIERINDEX_GPU_OK;
+}
+
+int
+gpu_upload(GpuContext *ctx, void *device_dst, const void *host_src, size_t bytes)
+{
+	return upload_staged(ctx, device_dst, host_src, bytes, 0, NULL);
+}
+
+int
+gpu_upload_rows(GpuContext *ctx, void *device_dst, const void *host_src, size_t row_bytes,
+				const int32_t *rows, int64_t count)
+{
+	if (row_bytes > ctx->staging_bytes)
+	{
+		/* a row larger than a staging buffer (not with real dimensions): one by one */
+		for (int64_t r = 0; r < count; r++)
+			GPU_TRY(gpu_upload(ctx, (char *) device_dst + r * row_bytes,
+							   (const char *) host_src + (size_t) rows[r] * row_bytes, row_bytes));
+		return HIERINDEX_GPU_OK;
+	}
+	return upload_staged(ctx, device_dst, host_src, row_bytes * (size_t) count, row_bytes, rows);
 }
 
 int

@@ -97,6 +97,9 @@ int			gpu_alloc_pinned(GpuContext *ctx, void **ptr, size_t bytes, const char *wh
  * compute stream is made to wait for it.
  */
 int			gpu_upload(GpuContext *ctx, void *device_dst, const void *host_src, size_t bytes);
+/* device_dst row r = host_src row rows[r], r < count, each row_bytes long */
+int			gpu_upload_rows(GpuContext *ctx, void *device_dst, const void *host_src,
+							size_t row_bytes, const int32_t *rows, int64_t count);
 
 /* Device -> host, synchronous, counted in the stats. */
 int			gpu_download(GpuContext *ctx, void *host_dst, const void *device_src, size_t bytes);
@@ -208,6 +211,13 @@ typedef struct GpuKnnInput
 	int			k;
 	const float *host_vectors;	/* n x d; may be NULL when device_vectors is given */
 	const float *device_vectors;	/* n x d resident copy, or NULL: stream */
+
+	/*
+	 * Rows in insertion order, each looking only at the rows before it: row
+	 * i's k nearest among rows 0 .. i-1 (fewer for the first k rows; the rest
+	 * of the row is -1/+inf padding).
+	 */
+	bool		earlier_only;
 } GpuKnnInput;
 
 /* out (count x d) = the rows ids[0 .. count) of vectors, all on the device. */

@@ -152,7 +152,7 @@ select_merge(float *keys, int32_t *ids, int shortlist, int sort_size,
 __global__ void __launch_bounds__(SELECT_THREADS)
 select_kernel(const float *S, int64_t ld, int cols, int64_t column_base,
 			  const float *column_norms, int metric,
-			  const int32_t *row_ids, int64_t row_base,
+			  const int32_t *row_ids, int64_t row_base, bool earlier_only,
 			  float *shortlist_keys, int32_t *shortlist_ids, int shortlist,
 			  int sort_size)
 {
@@ -202,7 +202,7 @@ select_kernel(const float *S, int64_t ld, int cols, int64_t column_base,
 					fmaf(-2.0f, s, column_norms[j]) : -s;
 				int32_t		id = (int32_t) (column_base + j);
 
-				if (key <= tau && id != self)
+				if (key <= tau && (earlier_only ? id < self : id != self))
 				{
 					int			slot = atomicAdd(&count, 1);
 
@@ -513,14 +513,27 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 		for (int64_t tile = 0; tile < row_count; tile += plan->row_tile)
 		{
 			int64_t		tile_rows = std::min<int64_t>(plan->row_tile, row_count - tile);
+			int64_t		tile_columns = column_count;
 
+			/*
+			 * Rows that look only at earlier columns need no column at or
+			 * after their own: with the vectors resident, the product stops
+			 * at the tile's last row (half the work over all tiles).
+			 */
+			if (input->earlier_only && plan->resident && row_ids == NULL)
+			{
+				tile_columns = std::min<int64_t>(column_count, row_base + tile + tile_rows -
+												 block * plan->column_block);
+				if (tile_columns <= 0)
+					continue;
+			}
 			GPU_TRY(multiply(ctx, plan, precision, rows + tile * d,
 							 rows_bf16 != NULL ? rows_bf16 + tile * d : NULL, tile_rows,
-							 columns, columns_bf16, column_count));
+							 columns, columns_bf16, tile_columns));
 			select_kernel<<<(unsigned int) tile_rows, SELECT_THREADS, select_shared, ctx->stream>>>(
-				plan->S, column_count, (int) column_count, block * plan->column_block,
+				plan->S, tile_columns, (int) tile_columns, block * plan->column_block,
 				plan->squared_norms + block * plan->column_block, input->metric,
-				row_ids != NULL ? row_ids + tile : NULL, row_base + tile,
+				row_ids != NULL ? row_ids + tile : NULL, row_base + tile, input->earlier_only,
 				plan->shortlist_keys + tile * plan->shortlist,
 				plan->shortlist_ids + tile * plan->shortlist,
 				plan->shortlist, plan->select_sort);
@@ -819,7 +832,7 @@ hierindex_gpu_knn(const float *vectors, int64_t n, int dimensions, int metric, i
 		}
 		if (status == HIERINDEX_GPU_OK && n > 0)
 		{
-			GpuKnnInput input = {n, dimensions, metric, k, vectors, NULL};
+			GpuKnnInput input = {n, dimensions, metric, k, vectors, NULL, false};
 			int32_t    *device_ids = NULL;
 			float	   *device_distances = NULL;
 			double		started = gpu_now();

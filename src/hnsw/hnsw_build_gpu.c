@@ -187,14 +187,6 @@ run_gpu_build(Relation index, Graph *graph, const GpuModule *module,
 	return true;
 }
 
-/*
- * Whether 'auto' may choose the GPU.  Not yet: on 1M x 768 clustered vectors
- * the GPU-built graph reaches recall@10 0.77 at ef_search 100 where the CPU's
- * reaches 0.94 (test/bench/gpu_bench.sh on an H100), and a default must never
- * trade recall for build time.  'gpu' stays available for those who ask.
- */
-static const bool auto_may_choose_gpu = false;
-
 bool
 hnsw_link_graph_on_gpu(Relation index, Graph *graph, HnswBuildDevice device,
 					   bool device_from_option, HnswGpuPhases *phases)
@@ -210,11 +202,6 @@ hnsw_link_graph_on_gpu(Relation index, Graph *graph, HnswBuildDevice device,
 	{
 		reason = "The GPU builder does not support the L1 metric (vector_l1_ops).";
 		sqlstate = ERRCODE_FEATURE_NOT_SUPPORTED;
-	}
-	else if (device == HNSW_BUILD_DEVICE_AUTO && !auto_may_choose_gpu)
-	{
-		reason = "Under 'auto' the GPU is not chosen yet: its graphs do not reach the CPU builder's recall on large data.";
-		sqlstate = 0;
 	}
 	else if (device == HNSW_BUILD_DEVICE_AUTO && graph->count < hierindex_gpu_min_rows)
 	{

@@ -935,6 +935,86 @@ test_graph_case(const GraphCase *gc, int case_number)
 	free(truth);
 }
 
+/*
+ * --quality N D CENTRES: no checks, a table for tuning the GPU graph.  GPU and
+ * CPU builds of the same N x D clustered set (L2), recall@10 at several
+ * ef_search against brute force over 500 queries, and the build times.
+ */
+static int
+graph_quality(int64_t n, int d, int centres, int variant_count, char **variants)
+{
+	static const int efs[] = {10, 20, 40, 100};
+	const int	nq = 500;
+	float	   *base = make_clustered(n, d, centres, 71, 72);
+	float	   *queries = make_clustered(nq, d, centres, 71, 73);
+	double	   *truth_distance = checked_malloc(sizeof(double) * nq * RECALL_K);
+	int32_t    *truth = checked_malloc(sizeof(int32_t) * nq * RECALL_K);
+	StopCounter counter = {0, 0, 0};
+	HierindexGpuOptions options = make_options(HIERINDEX_GPU_PRECISION_TF32, 0, &counter);
+	HierindexGpuStats stats;
+	char		errbuf[512] = "";
+
+	brute_force_knn(base, n, queries, nq, d, HIERINDEX_GPU_METRIC_L2, RECALL_K, 0,
+					truth_distance, truth);
+	for (int v = 0; v < variant_count; v++)
+	{
+		Graph	   *graph = new_graph(base, n, d, HIERINDEX_GPU_METRIC_L2, 16, 64);
+		double		start;
+		int64_t		relinked;
+		int			builder = strncmp(variants[v], "cpu", 3) == 0;
+		char	   *settings = strdup(variants[v]);
+
+		/* "gpu" or "cpu", then ":NAME=VALUE,..." settings put in the environment */
+		for (char *item = strchr(settings, ':') ? strchr(settings, ':') + 1 : NULL, *next;
+			 item != NULL && *item; item = next)
+		{
+			char	   *equals;
+
+			next = strchr(item, ',');
+			if (next)
+				*next++ = '\0';
+			equals = strchr(item, '=');
+			if (equals)
+			{
+				*equals = '\0';
+				setenv(item, equals + 1, 1);
+			}
+		}
+		start = seconds_now();
+
+		if (builder == 0)
+		{
+			memset(&stats, 0, sizeof(stats));
+			if (gpu_build_graph(graph, &options, &stats, errbuf, sizeof(errbuf)) != HIERINDEX_GPU_OK)
+			{
+				fprintf(stderr, "test_gpu_build: %s\n", errbuf);
+				return 1;
+			}
+			graph_adopt_links(graph);
+		}
+		else if (graph_build_range(graph, 0, n, 0) != 0)
+			return 1;
+		relinked = graph_connect_unreachable(graph);
+		printf("quality %s n=%lld d=%d centres=%d: %.2f s (knn %.2f, prune %.2f, upper %.2f), %lld relinked; recall@10",
+			   variants[v], (long long) n, d, centres, seconds_now() - start,
+			   builder == 0 ? stats.seconds[HIERINDEX_GPU_PHASE_KNN] : 0.0,
+			   builder == 0 ? stats.seconds[HIERINDEX_GPU_PHASE_PRUNE] : 0.0,
+			   builder == 0 ? stats.seconds[HIERINDEX_GPU_PHASE_UPPER] : 0.0,
+			   (long long) relinked);
+		for (size_t i = 0; i < sizeof(efs) / sizeof(efs[0]); i++)
+			printf(" ef %d %.4f", efs[i], graph_recall(graph, queries, nq, truth, efs[i]));
+		printf("\n");
+		fflush(stdout);
+		graph_free(graph);
+		free(settings);
+	}
+	free(base);
+	free(queries);
+	free(truth_distance);
+	free(truth);
+	return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Part 3: errors, cancel, and no leak on the error paths
  * ------------------------------------------------------------------------ */
@@ -1469,6 +1549,15 @@ main(int argc, char **argv)
 		relative_tolerance = atof(getenv("HIERINDEX_TEST_RELATIVE_TOLERANCE"));
 	if (argc == 2 && strcmp(argv[1], "--self-test") == 0)
 		return self_test();
+	if (argc >= 6 && strcmp(argv[1], "--quality") == 0)
+	{
+		static char *both[] = {"gpu", "cpu"};
+
+		if (open_module(argv[5]) != 0)
+			return unit_summary();
+		return graph_quality(atoll(argv[2]), atoi(argv[3]), atoi(argv[4]),
+							 argc > 6 ? argc - 6 : 2, argc > 6 ? argv + 6 : both);
+	}
 	if (argc == 3 && strcmp(argv[1], "--small") == 0)
 	{
 		small = 1;
@@ -1479,7 +1568,8 @@ main(int argc, char **argv)
 	}
 	else if (argc != 2)
 	{
-		fprintf(stderr, "usage: %s [--small] MODULE.so | --self-test\n", argv[0]);
+		fprintf(stderr, "usage: %s [--small] MODULE.so | --self-test | --quality N D CENTRES MODULE.so [gpu|cpu[:ENV=V,...]]...\n",
+				argv[0]);
 		return 2;
 	}
 	if (open_module(argv[argc - 1]) != 0)
