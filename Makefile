@@ -35,7 +35,11 @@ OBJS = \
 	src/hnsw/hnsw_insert.o \
 	src/hnsw/hnsw_scan.o \
 	src/hnsw/hnsw_vacuum.o \
-	src/hnsw/hnsw_inspect.o
+	src/hnsw/hnsw_inspect.o \
+	src/matryoshka/matryoshka.o \
+	src/matryoshka/matryoshka_build.o \
+	src/matryoshka/matryoshka_fine.o \
+	src/matryoshka/matryoshka_scan.o
 
 DATA = sql/hierindex--$(EXTVERSION).sql
 

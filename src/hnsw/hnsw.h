@@ -278,6 +278,19 @@ extern HnswBuildDevice hnsw_build_device(Relation index, bool *from_option);
 extern const char *hnsw_build_device_name(HnswBuildDevice device);
 extern GraphMetric hnsw_index_metric(Relation index);	/* from opclass support 1 */
 
+/*
+ * Shared with matryoshka: the graph's options (m, ef_construction,
+ * build_device) for a reloption kind, and their parsing into a struct that
+ * begins with HnswOptions, with up to HNSW_MAX_EXTRA_OPTIONS more.
+ */
+#define HNSW_MAX_EXTRA_OPTIONS	4
+extern void hnsw_define_graph_options(relopt_kind kind);
+extern bytea *hnsw_parse_graph_options(Datum reloptions, bool validate,
+									   relopt_kind kind, Size size,
+									   const relopt_parse_elt *extra, int nextra);
+extern bool hnsw_validate(Oid opclassoid);	/* amvalidate */
+extern char *hnsw_build_phase_name(int64 phase);	/* ambuildphasename */
+
 /* hnsw_page.c: layout */
 extern Size hnsw_element_tuple_size(int dimensions);
 extern Size hnsw_neighbor_tuple_size(int level, int m);
