@@ -42,6 +42,14 @@
 #include "matryoshka/matryoshka.h"
 #include "vector.h"
 
+/*
+ * Magnitudes (of |q| |x|, or of a squared norm) within which the operators'
+ * float sums can neither overflow nor lose more than a negligible absolute
+ * amount to underflow; outside, the bound is -infinity (README, Scan 3).
+ */
+#define FLOAT_SAFE_MAX	0x1p100
+#define FLOAT_SAFE_MIN	0x1p-100
+
 /* the largest ef a round uses (memory of the walk's arrays) */
 #define MAX_ROUND_EF	(1 << 22)
 
@@ -301,15 +309,32 @@ final_bound(MatryoshkaScanOpaque so, const Candidate *candidate)
 	double		scale = so->query_norms[last] * candidate->payload->norms[last];
 	double		bound;
 
+	double		query_square = so->query_norms[last] * so->query_norms[last];
+	double		element_square = (double) candidate->payload->norms[last] *
+		candidate->payload->norms[last];
+
 	switch (layout->metric)
 	{
 		case GRAPH_METRIC_L2:
-			bound = sqrt(Max(candidate->sum, 0.0)) * (1.0 - slack) - r;
+
+			/*
+			 * The operator's float squares may also underflow: each term
+			 * loses at most 2^-150 (README).  Overflow only makes its value
+			 * larger.
+			 */
+			bound = sqrt(Max(candidate->sum * (1.0 - slack) - full * ldexp(1.0, -148), 0.0)) - r;
 			break;
 		case GRAPH_METRIC_INNER_PRODUCT:
+			/* a float sum that may overflow can come out as anything */
+			if (!(scale < FLOAT_SAFE_MAX))
+				return -get_float8_infinity();
 			bound = -candidate->sum - so->query_fine_norm * r - slack * scale;
 			break;
 		case GRAPH_METRIC_COSINE:
+			/* norms whose float squares may underflow or overflow, likewise */
+			if (!(query_square >= FLOAT_SAFE_MIN && query_square < FLOAT_SAFE_MAX &&
+				  element_square >= FLOAT_SAFE_MIN && element_square < FLOAT_SAFE_MAX))
+				return -get_float8_infinity();
 			bound = 1.0 - (candidate->sum + so->query_fine_norm * r) / scale - slack;
 			break;
 		case GRAPH_METRIC_L1:
@@ -369,6 +394,8 @@ run_round(IndexScanDesc scan)
 	ItemPointerData *heaptids;
 	int			heaptid_capacity = 64;
 	int			row_capacity = 64;
+	bool		last_round = ef >= so->meta.element_count || ef >= MAX_ROUND_EF;
+	int			handed_out;
 
 	MemoryContextReset(so->round_context);
 	old = MemoryContextSwitchTo(so->round_context);
@@ -441,9 +468,15 @@ run_round(IndexScanDesc scan)
 	}
 	qsort(candidates, n, sizeof(Candidate), compare_candidates);
 
-	/* their rows */
+	/*
+	 * Their rows: only the better half, unless no wider round can follow.
+	 * The rest are found again by the next, wider round, which ranks them
+	 * among what it finds besides; handing them out now would leave every
+	 * closer element that this round missed to be found too late.
+	 */
+	handed_out = last_round ? n : Max((n + 1) / 2, Min(n, 1));
 	heaptids = palloc(sizeof(ItemPointerData) * heaptid_capacity);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < handed_out; i++)
 	{
 		int			tids;
 
@@ -476,7 +509,7 @@ run_round(IndexScanDesc scan)
 	MemoryContextSwitchTo(old);
 
 	/* a search as wide as the index has seen everything it can reach */
-	if (ef >= so->meta.element_count || ef >= MAX_ROUND_EF)
+	if (last_round)
 		so->done = true;
 }
 
