@@ -476,12 +476,13 @@ hnsw_validate(Oid opclassoid)
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(hnsw_handler);
-Datum
-hnsw_handler(PG_FUNCTION_ARGS)
+/*
+ * The access method routine of hnsw; matryoshka starts from it and replaces
+ * the phases it has its own of.
+ */
+void
+hnsw_fill_am_routine(IndexAmRoutine *am)
 {
-	IndexAmRoutine *am = makeNode(IndexAmRoutine);
-
 	am->amstrategies = 0;
 	am->amsupport = 1;
 	am->amoptsprocnum = 0;
@@ -524,6 +525,14 @@ hnsw_handler(PG_FUNCTION_ARGS)
 	am->amestimateparallelscan = NULL;
 	am->aminitparallelscan = NULL;
 	am->amparallelrescan = NULL;
+}
 
+PG_FUNCTION_INFO_V1(hnsw_handler);
+Datum
+hnsw_handler(PG_FUNCTION_ARGS)
+{
+	IndexAmRoutine *am = makeNode(IndexAmRoutine);
+
+	hnsw_fill_am_routine(am);
 	PG_RETURN_POINTER(am);
 }

@@ -289,6 +289,7 @@ extern bytea *hnsw_parse_graph_options(Datum reloptions, bool validate,
 									   relopt_kind kind, Size size,
 									   const relopt_parse_elt *extra, int nextra);
 extern bool hnsw_validate(Oid opclassoid);	/* amvalidate */
+extern void hnsw_fill_am_routine(IndexAmRoutine *am);	/* hnsw's phases */
 extern char *hnsw_build_phase_name(int64 phase);	/* ambuildphasename */
 
 /* hnsw_page.c: layout */
@@ -406,6 +407,12 @@ extern void hnsw_walk_release(HnswWalk *walk);
 extern void hnsw_walk_end(HnswWalk *walk);
 
 /*
+ * The index column's dimension (vector(n) is required), at most max_dim;
+ * am_name for the messages.
+ */
+extern int	hnsw_column_dimensions(Relation index, int max_dim, const char *am_name);
+
+/*
  * hnsw_build.c.  The build is shared by both access methods: hnsw builds
  * with a spec of its own (no payload), matryoshka with one that prepares
  * the coarse prefix and a payload per row.
@@ -487,6 +494,8 @@ extern IndexScanDesc hnsw_begin_scan(Relation index, int nkeys, int norderbys);
 extern void hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 						ScanKey orderbys, int norderbys);
 extern bool hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir);
+/* amrescan's part shared by both access methods: take the new keys */
+extern void hnsw_rescan_keys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys);
 extern void hnsw_end_scan(IndexScanDesc scan);
 extern void hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 							   double loop_count, Cost *startup_cost,

@@ -193,31 +193,33 @@ free_graph_callback(void *arg)
 }
 
 /*
- * The index column's dimensions, checked: hnsw needs a fixed dimension
- * (vector(n)) within the page format's limit.
+ * The index column's dimensions, checked: a graph index needs a fixed
+ * dimension (vector(n)), hnsw's within the page format's limit.
  */
-static int
-index_dimensions(Relation index)
+int
+hnsw_column_dimensions(Relation index, int max_dim, const char *am_name)
 {
 	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+	const char *article = am_name[0] == 'h' ? "An" : "A";
 
 	if (typmod < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("column does not have dimensions"),
-				 errhint("An hnsw index needs a column of type vector(n).")));
-	if (typmod > HNSW_MAX_DIM)
+				 errhint("%s %s index needs a column of type vector(n).",
+						 article, am_name)));
+	if (typmod > max_dim)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("column has %d dimensions, more than the %d an hnsw index supports",
-						typmod, HNSW_MAX_DIM)));
+				 errmsg("column has %d dimensions, more than the %d %s %s index supports",
+						typmod, max_dim, am_name[0] == 'h' ? "an" : "a", am_name)));
 	return typmod;
 }
 
 static void
 init_shape(Relation index, HnswShape *shape)
 {
-	shape->dimensions = index_dimensions(index);
+	shape->dimensions = hnsw_column_dimensions(index, HNSW_MAX_DIM, "hnsw");
 	shape->m = hnsw_option_m(index);
 	shape->m0 = 2 * shape->m;
 	shape->ef_construction = hnsw_option_ef_construction(index);

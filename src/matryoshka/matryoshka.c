@@ -25,7 +25,6 @@
 
 #include "access/amapi.h"
 #include "access/reloptions.h"
-#include "commands/vacuum.h"
 #include "fmgr.h"
 #include "utils/guc.h"
 #include "utils/rel.h"
@@ -287,48 +286,15 @@ matryoshka_handler(PG_FUNCTION_ARGS)
 {
 	IndexAmRoutine *am = makeNode(IndexAmRoutine);
 
-	am->amstrategies = 0;
-	am->amsupport = 1;
-	am->amoptsprocnum = 0;
-	am->amcanorder = false;
-	am->amcanorderbyop = true;
-	am->amcanbackward = false;
-	am->amcanunique = false;
-	am->amcanmulticol = false;
-	am->amoptionalkey = true;
-	am->amsearcharray = false;
-	am->amsearchnulls = false;
-	am->amstorage = false;
-	am->amclusterable = false;
-	am->ampredlocks = false;
-	am->amcanparallel = false;
-	am->amcaninclude = false;
-	am->amusemaintenanceworkmem = false;
-	am->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
-	am->amkeytype = InvalidOid;
-
+	hnsw_fill_am_routine(am);
 	am->ambuild = matryoshka_build;
 	am->ambuildempty = matryoshka_build_empty;
 	am->aminsert = matryoshka_insert;
-	am->ambulkdelete = hnsw_bulk_delete;
-	am->amvacuumcleanup = hnsw_vacuum_cleanup;
-	am->amcanreturn = NULL;
-	am->amcostestimate = hnsw_cost_estimate;
 	am->amoptions = matryoshka_options;
-	am->amproperty = NULL;
-	am->ambuildphasename = hnsw_build_phase_name;
-	am->amvalidate = hnsw_validate;
-	am->amadjustmembers = NULL;
 	am->ambeginscan = matryoshka_begin_scan;
 	am->amrescan = matryoshka_rescan;
 	am->amgettuple = matryoshka_get_tuple;
-	am->amgetbitmap = NULL;
 	am->amendscan = matryoshka_end_scan;
-	am->ammarkpos = NULL;
-	am->amrestrpos = NULL;
-	am->amestimateparallelscan = NULL;
-	am->aminitparallelscan = NULL;
-	am->amparallelrescan = NULL;
 
 	PG_RETURN_POINTER(am);
 }

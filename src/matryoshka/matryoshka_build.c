@@ -31,20 +31,6 @@ typedef struct MatryoshkaBuild
 	Size		hash_offset;	/* of the raw-vector hash in the in-memory payload */
 } MatryoshkaBuild;
 
-/* The column's dimension: matryoshka needs vector(n), n up to VECTOR_MAX_DIM. */
-static int
-column_dimensions(Relation index)
-{
-	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
-
-	if (typmod < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("column does not have dimensions"),
-				 errhint("A matryoshka index needs a column of type vector(n).")));
-	return typmod;
-}
-
 static bool
 matryoshka_prepare(void *arg, Datum value, float *coarse, char *payload)
 {
@@ -108,7 +94,7 @@ matryoshka_insert_spooled(void *arg, Relation index, const float *coarse,
 static void
 init_spec(Relation index, MatryoshkaBuild *build, HnswBuildSpec *spec)
 {
-	int			dimensions = column_dimensions(index);
+	int			dimensions = hnsw_column_dimensions(index, VECTOR_MAX_DIM, "matryoshka");
 
 	matryoshka_index_layout(index, dimensions, &build->layout);
 	build->payload_size = matryoshka_payload_size(&build->layout);

@@ -129,11 +129,7 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 {
 	MatryoshkaScanOpaque so = (MatryoshkaScanOpaque) scan->opaque;
 
-	if (keys && scan->numberOfKeys > 0)
-		memmove(scan->keyData, keys, scan->numberOfKeys * sizeof(ScanKeyData));
-	if (orderbys && scan->numberOfOrderBys > 0)
-		memmove(scan->orderByData, orderbys,
-				scan->numberOfOrderBys * sizeof(ScanKeyData));
+	hnsw_rescan_keys(scan, keys, orderbys);
 
 	MemoryContextReset(so->round_context);
 	MemoryContextReset(so->search_context);
