@@ -35,11 +35,15 @@ OBJS = \
 	src/hnsw/hnsw_insert.o \
 	src/hnsw/hnsw_scan.o \
 	src/hnsw/hnsw_vacuum.o \
-	src/hnsw/hnsw_inspect.o
+	src/hnsw/hnsw_inspect.o \
+	src/matryoshka/matryoshka.o \
+	src/matryoshka/matryoshka_build.o \
+	src/matryoshka/matryoshka_fine.o \
+	src/matryoshka/matryoshka_scan.o
 
 DATA = sql/hierindex--$(EXTVERSION).sql
 
-REGRESS = vector_io vector_cast vector_ops vector_prefix vector_agg vector_errors hnsw_inspect hnsw_opclasses hnsw_maintenance hnsw_errors hnsw_overflow hnsw_duplicates hnsw_gpu
+REGRESS = vector_io vector_cast vector_ops vector_prefix vector_agg vector_errors hnsw_inspect hnsw_opclasses hnsw_maintenance hnsw_errors hnsw_overflow hnsw_duplicates hnsw_gpu matryoshka
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 # -O3 and OpenMP for the graph builders; C11 (gnu11 for PostgreSQL's headers).

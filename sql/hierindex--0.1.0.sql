@@ -343,6 +343,39 @@ CREATE OPERATOR CLASS vector_l1_ops
 	FUNCTION 1 hierindex_metric_l1(internal);
 
 -- ---------------------------------------------------------------------------
+-- The matryoshka access method: the graph on a coarse prefix, a funnel of
+-- longer prefixes (src/matryoshka/README).  Same operator classes and
+-- support functions as hnsw.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION matryoshka_handler(internal) RETURNS index_am_handler
+	AS 'MODULE_PATHNAME' LANGUAGE C;
+
+CREATE ACCESS METHOD matryoshka TYPE INDEX HANDLER matryoshka_handler;
+
+COMMENT ON ACCESS METHOD matryoshka IS 'graph on a coarse prefix, re-ranked on longer prefixes (Matryoshka embeddings)';
+
+CREATE OPERATOR CLASS vector_l2_ops
+	DEFAULT FOR TYPE vector USING matryoshka AS
+	OPERATOR 1 <-> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 hierindex_metric_l2(internal);
+
+CREATE OPERATOR CLASS vector_ip_ops
+	FOR TYPE vector USING matryoshka AS
+	OPERATOR 1 <#> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 hierindex_metric_inner_product(internal);
+
+CREATE OPERATOR CLASS vector_cosine_ops
+	FOR TYPE vector USING matryoshka AS
+	OPERATOR 1 <=> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 hierindex_metric_cosine(internal);
+
+CREATE OPERATOR CLASS vector_l1_ops
+	FOR TYPE vector USING matryoshka AS
+	OPERATOR 1 <+> (vector, vector) FOR ORDER BY float_ops,
+	FUNCTION 1 hierindex_metric_l1(internal);
+
+-- ---------------------------------------------------------------------------
 -- Inspection (both access methods)
 -- ---------------------------------------------------------------------------
 
@@ -365,7 +398,8 @@ CREATE FUNCTION hierindex_index_info(index regclass,
 	OUT entry_point tid,
 	OUT build_method text,
 	OUT build_seconds float8,
-	OUT format_version int4)
+	OUT format_version int4,
+	OUT granularities int4[])
 	RETURNS record
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 

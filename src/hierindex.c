@@ -11,6 +11,7 @@
 
 #include "distance.h"
 #include "hnsw/hnsw.h"
+#include "matryoshka/matryoshka.h"
 
 PG_MODULE_MAGIC;
 
@@ -21,4 +22,5 @@ _PG_init(void)
 {
 	distance_init();
 	hnsw_init();
+	matryoshka_init();
 }

@@ -99,21 +99,31 @@ validate_build_device(const char *value)
 		report_bad_build_device(value);
 }
 
+/*
+ * The graph's options, m, ef_construction and build_device, for an access
+ * method's reloption kind (hnsw's and matryoshka's).
+ */
+void
+hnsw_define_graph_options(relopt_kind kind)
+{
+	add_int_reloption(kind, "m",
+					  "Links per element on upper layers (2m on layer 0)",
+					  HNSW_DEFAULT_M, HNSW_MIN_M, HNSW_MAX_M,
+					  AccessExclusiveLock);
+	add_int_reloption(kind, "ef_construction",
+					  "Candidate list size while building the graph",
+					  HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_MIN_EF_CONSTRUCTION,
+					  HNSW_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
+	add_string_reloption(kind, "build_device",
+						 "Builder of the graph: auto, cpu or gpu (default: hierindex.build_device)",
+						 NULL, validate_build_device, AccessExclusiveLock);
+}
+
 void
 hnsw_init(void)
 {
 	hnsw_relopt_kind = add_reloption_kind();
-	add_int_reloption(hnsw_relopt_kind, "m",
-					  "Links per element on upper layers (2m on layer 0)",
-					  HNSW_DEFAULT_M, HNSW_MIN_M, HNSW_MAX_M,
-					  AccessExclusiveLock);
-	add_int_reloption(hnsw_relopt_kind, "ef_construction",
-					  "Candidate list size while building the graph",
-					  HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_MIN_EF_CONSTRUCTION,
-					  HNSW_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
-	add_string_reloption(hnsw_relopt_kind, "build_device",
-						 "Builder of the graph: auto, cpu or gpu (default: hierindex.build_device)",
-						 NULL, validate_build_device, AccessExclusiveLock);
+	hnsw_define_graph_options(hnsw_relopt_kind);
 
 	DefineCustomIntVariable("hnsw.ef_search",
 							"Candidate list size of an hnsw index scan.",
@@ -156,20 +166,26 @@ hnsw_init(void)
 							 gpu_precision_values, PGC_USERSET, 0, NULL, NULL, NULL);
 }
 
-static bytea *
-hnsw_options(Datum reloptions, bool validate)
+/*
+ * Parse the options of kind `kind` into a struct of `size` bytes that begins
+ * with HnswOptions, plus the `nextra` options of `extra` (matryoshka's).
+ */
+bytea *
+hnsw_parse_graph_options(Datum reloptions, bool validate, relopt_kind kind,
+						 Size size, const relopt_parse_elt *extra, int nextra)
 {
-	static const relopt_parse_elt table[] = {
+	relopt_parse_elt table[3 + HNSW_MAX_EXTRA_OPTIONS] = {
 		{"m", RELOPT_TYPE_INT, offsetof(HnswOptions, m)},
 		{"ef_construction", RELOPT_TYPE_INT, offsetof(HnswOptions, ef_construction)},
 		{"build_device", RELOPT_TYPE_STRING, offsetof(HnswOptions, build_device_offset)},
 	};
 	HnswOptions *options;
 
-	options = (HnswOptions *) build_reloptions(reloptions, validate,
-											   hnsw_relopt_kind,
-											   sizeof(HnswOptions),
-											   table, lengthof(table));
+	Assert(nextra >= 0 && nextra <= HNSW_MAX_EXTRA_OPTIONS);
+	for (int i = 0; i < nextra; i++)
+		table[3 + i] = extra[i];
+	options = (HnswOptions *) build_reloptions(reloptions, validate, kind, size,
+											   table, 3 + nextra);
 
 	/*
 	 * Algorithm 4 picks m links out of ef_construction candidates; fewer than
@@ -183,6 +199,13 @@ hnsw_options(Datum reloptions, bool validate)
 				 errdetail("ef_construction is %d and m is %d.",
 						   options->ef_construction, options->m)));
 	return (bytea *) options;
+}
+
+static bytea *
+hnsw_options(Datum reloptions, bool validate)
+{
+	return hnsw_parse_graph_options(reloptions, validate, hnsw_relopt_kind,
+									sizeof(HnswOptions), NULL, 0);
 }
 
 int
@@ -283,7 +306,7 @@ hierindex_metric_l1(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(GRAPH_METRIC_L1);
 }
 
-static char *
+char *
 hnsw_build_phase_name(int64 phase)
 {
 	switch (phase)
@@ -311,7 +334,7 @@ hnsw_build_phase_name(int64 phase)
  * message in the words PostgreSQL's own validators use, and the result is
  * false.
  */
-static bool
+bool
 hnsw_validate(Oid opclassoid)
 {
 	bool		result = true;
@@ -453,12 +476,13 @@ hnsw_validate(Oid opclassoid)
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(hnsw_handler);
-Datum
-hnsw_handler(PG_FUNCTION_ARGS)
+/*
+ * The access method routine of hnsw; matryoshka starts from it and replaces
+ * the phases it has its own of.
+ */
+void
+hnsw_fill_am_routine(IndexAmRoutine *am)
 {
-	IndexAmRoutine *am = makeNode(IndexAmRoutine);
-
 	am->amstrategies = 0;
 	am->amsupport = 1;
 	am->amoptsprocnum = 0;
@@ -501,6 +525,14 @@ hnsw_handler(PG_FUNCTION_ARGS)
 	am->amestimateparallelscan = NULL;
 	am->aminitparallelscan = NULL;
 	am->amparallelrescan = NULL;
+}
 
+PG_FUNCTION_INFO_V1(hnsw_handler);
+Datum
+hnsw_handler(PG_FUNCTION_ARGS)
+{
+	IndexAmRoutine *am = makeNode(IndexAmRoutine);
+
+	hnsw_fill_am_routine(am);
 	PG_RETURN_POINTER(am);
 }

@@ -60,12 +60,16 @@
  * ------------------------------------------------------------------------ */
 #define HNSW_METAPAGE_BLKNO		0
 #define HNSW_MAGIC				0x48535731	/* "HSW1" */
-#define HNSW_FORMAT_VERSION		1
+#define HNSW_FORMAT_VERSION		2
 #define HNSW_PAGE_ID			0xFF91	/* last two bytes of every page */
 
 /* HnswPageOpaqueData.flags */
 #define HNSW_PAGE_META			0x0001
 #define HNSW_PAGE_ELEMENT		0x0002
+#define HNSW_PAGE_FINE			0x0004	/* fine (payload) tuples only */
+
+/* matryoshka: prefix lengths of a funnel, the first one the graph's */
+#define HNSW_MAX_GRANULARITIES	8
 
 typedef struct HnswPageOpaqueData
 {
@@ -104,6 +108,17 @@ typedef struct HnswMetaPageData
 	int64		heaptid_count;	/* heap TIDs ever stored */
 	float8		build_seconds;	/* wall time of the CREATE INDEX */
 	uint64		seed;			/* level draws of the build */
+
+	/*
+	 * matryoshka (granularity_count 0 for hnsw): the prefix lengths of its
+	 * funnel, granularities[0] == dimensions, the last == full_dimensions;
+	 * inserts look for room for fine tuples on fine_insert_page first
+	 */
+	uint16		granularity_count;
+	uint16		granularities[HNSW_MAX_GRANULARITIES];
+	uint32		full_dimensions;
+	BlockNumber fine_insert_page;
+	uint32		payload_size;	/* bytes of each element's fine payload */
 } HnswMetaPageData;
 
 typedef HnswMetaPageData *HnswMetaPage;
@@ -115,13 +130,16 @@ typedef HnswMetaPageData *HnswMetaPage;
  * Its neighbour lists are a separate tuple (neighbortid), on the same page
  * whenever both fit.  Heap TIDs beyond the inline HNSW_HEAPTIDS live in a
  * chain of heap-TID tuples starting at overflowtid (invalid: no chain).
+ * In a matryoshka index, finetid is the first fine tuple of the element's
+ * payload (the rest of its vector); invalid in hnsw.
  *
  * Layout (bytes): 0 type, 1 level, 2 deleted, 3 heaptid_count, 4 heaptids
- * (9 x 6), 58 overflowtid, 64 neighbortid, 70 unused, 72 vector.
+ * (9 x 6), 58 overflowtid, 64 neighbortid, 70 finetid, 76 vector.
  */
 #define HNSW_ELEMENT_TUPLE		1
 #define HNSW_NEIGHBOR_TUPLE		2
 #define HNSW_HEAPTID_TUPLE		3
+#define HNSW_FINE_TUPLE			4
 
 typedef struct HnswElementTupleData
 {
@@ -132,7 +150,7 @@ typedef struct HnswElementTupleData
 	ItemPointerData heaptids[HNSW_HEAPTIDS];
 	ItemPointerData overflowtid;	/* first HnswHeapTidTupleData, or invalid */
 	ItemPointerData neighbortid;	/* its HnswNeighborTupleData */
-	uint16		unused;
+	ItemPointerData finetid;	/* first HnswFineTupleData, or invalid */
 	float		vector[FLEXIBLE_ARRAY_MEMBER];	/* dimensions floats */
 } HnswElementTupleData;
 
@@ -178,6 +196,29 @@ typedef struct HnswNeighborTupleData
 } HnswNeighborTupleData;
 
 typedef HnswNeighborTupleData *HnswNeighborTuple;
+
+/*
+ * Fine tuple: one piece of an element's payload (matryoshka: the rest of
+ * its vector, see src/matryoshka/README), on a page flagged HNSW_PAGE_FINE.
+ * The page layer treats the payload as opaque bytes of a per-index size
+ * (meta payload_size): a payload longer than the free space of a page is
+ * split into pieces chained by next, each on a later page.  Pieces are
+ * written once and never move.
+ */
+typedef struct HnswFineTupleData
+{
+	uint8		type;			/* HNSW_FINE_TUPLE */
+	uint8		unused;
+	uint16		length;			/* payload bytes in this piece */
+	ItemPointerData next;		/* next piece, or invalid: the last */
+	uint16		unused2;
+	char		data[FLEXIBLE_ARRAY_MEMBER];	/* length bytes */
+} HnswFineTupleData;
+
+typedef HnswFineTupleData *HnswFineTuple;
+
+/* a piece is not started with less room than this (else: next page) */
+#define HNSW_FINE_MIN_PIECE		64
 
 /* ------------------------------------------------------------------------
  * Per-index facts every phase needs (from the meta page or the reloptions)
@@ -237,6 +278,20 @@ extern HnswBuildDevice hnsw_build_device(Relation index, bool *from_option);
 extern const char *hnsw_build_device_name(HnswBuildDevice device);
 extern GraphMetric hnsw_index_metric(Relation index);	/* from opclass support 1 */
 
+/*
+ * Shared with matryoshka: the graph's options (m, ef_construction,
+ * build_device) for a reloption kind, and their parsing into a struct that
+ * begins with HnswOptions, with up to HNSW_MAX_EXTRA_OPTIONS more.
+ */
+#define HNSW_MAX_EXTRA_OPTIONS	4
+extern void hnsw_define_graph_options(relopt_kind kind);
+extern bytea *hnsw_parse_graph_options(Datum reloptions, bool validate,
+									   relopt_kind kind, Size size,
+									   const relopt_parse_elt *extra, int nextra);
+extern bool hnsw_validate(Oid opclassoid);	/* amvalidate */
+extern void hnsw_fill_am_routine(IndexAmRoutine *am);	/* hnsw's phases */
+extern char *hnsw_build_phase_name(int64 phase);	/* ambuildphasename */
+
 /* hnsw_page.c: layout */
 extern Size hnsw_element_tuple_size(int dimensions);
 extern Size hnsw_neighbor_tuple_size(int level, int m);
@@ -271,13 +326,36 @@ typedef struct HnswHeapTids
 } HnswHeapTids;
 
 /*
+ * An optional payload per element for the bulk writer (matryoshka: the fine
+ * part of each vector); NULL for hnsw.  Element i's payload is the first
+ * `size` bytes at data + i * stride (stride >= size: the owner may keep more
+ * per element in memory).  The writer chains each payload into fine tuples
+ * on fine pages after the graph's pages, in the same element order, and
+ * sets each element's finetid.  fill_meta (optional) adds its owner's
+ * fields to the meta page before it is written.
+ */
+typedef struct HnswPayloads
+{
+	Size		size;
+	Size		stride;
+	const char *data;
+	void		(*fill_meta) (HnswMetaPageData *meta, void *arg);
+	void	   *arg;
+} HnswPayloads;
+
+/*
  * Lay out graph elements [0, graph->count) in breadth-first order from the
- * entry point, write them after the meta page (which it also writes), and
- * WAL-log everything once with log_newpage_range().  Index must be empty.
+ * entry point, write them after the meta page (which it also writes), then
+ * their payloads (if any) on fine pages, and WAL-log everything once with
+ * log_newpage_range().  Index must be empty.
  */
 extern void hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
-							 const HnswHeapTids *heaptids, uint8 build_method,
+							 const HnswHeapTids *heaptids,
+							 const HnswPayloads *payloads, uint8 build_method,
 							 float8 build_seconds);
+
+/* bytes a payload of `size` takes as fine tuples (for memory estimates) */
+extern Size hnsw_fine_tuple_size(Size length);
 
 /*
  * hnsw_walk.c: the graph of one index as a GraphAccess, so scans and inserts
@@ -313,6 +391,11 @@ extern float hnsw_walk_pair_distance(void *walk, int32 a, int32 b);
  */
 extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 							   int *capacity, int used);
+/*
+ * Whether the element is live (read, not deleted), and its finetid (the
+ * payload of a matryoshka element; invalid in hnsw).
+ */
+extern bool hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid);
 /* elements whose tuple the walk has read since its reset (its work) */
 extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
 /*
@@ -323,9 +406,54 @@ extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
 extern void hnsw_walk_release(HnswWalk *walk);
 extern void hnsw_walk_end(HnswWalk *walk);
 
-/* hnsw_build.c */
+/*
+ * The index column's dimension (vector(n) is required), at most max_dim;
+ * am_name for the messages.
+ */
+extern int	hnsw_column_dimensions(Relation index, int max_dim, const char *am_name);
+
+/*
+ * hnsw_build.c.  The build is shared by both access methods: hnsw builds
+ * with a spec of its own (no payload), matryoshka with one that prepares
+ * the coarse prefix and a payload per row.
+ */
+typedef struct HnswBuildSpec
+{
+	const char *am_name;		/* in messages: "hnsw", "matryoshka" */
+	HnswShape	shape;			/* of the graph: floats per element tuple */
+	int			row_dimensions; /* of the column (row size estimates) */
+
+	/*
+	 * Bytes kept beside each element's vector in memory (0: none), of which
+	 * the first payload_size go to disk; all payload_stride bytes are part
+	 * of the duplicate key (rows share an element only when the vector and
+	 * these bytes are identical).
+	 */
+	Size		payload_stride;
+	Size		payload_size;
+
+	/*
+	 * Prepare a row's (detoasted-as-needed) value: shape.dimensions floats to
+	 * vector, payload_stride bytes to payload.  false: not indexed.
+	 */
+	bool		(*prepare) (void *arg, Datum value, float *vector, char *payload);
+	void		(*fill_meta) (HnswMetaPageData *meta, void *arg);	/* or NULL */
+
+	/*
+	 * Add one row (prepared as above) to the built index: rows that did not
+	 * fit in maintenance_work_mem.
+	 */
+	void		(*insert) (void *arg, Relation index, const float *vector,
+						   const char *payload, ItemPointer heap_tid);
+	void	   *arg;
+} HnswBuildSpec;
+
 extern IndexBuildResult *hnsw_build(Relation heap, Relation index, IndexInfo *info);
 extern void hnsw_build_empty(Relation index);
+extern IndexBuildResult *hnsw_build_with_spec(Relation heap, Relation index,
+											  IndexInfo *info,
+											  const HnswBuildSpec *spec);
+extern void hnsw_build_empty_with_spec(Relation index, const HnswBuildSpec *spec);
 
 /* hnsw_build_gpu.c */
 typedef struct HnswGpuPhases
@@ -366,6 +494,8 @@ extern IndexScanDesc hnsw_begin_scan(Relation index, int nkeys, int norderbys);
 extern void hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 						ScanKey orderbys, int norderbys);
 extern bool hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir);
+/* amrescan's part shared by both access methods: take the new keys */
+extern void hnsw_rescan_keys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys);
 extern void hnsw_end_scan(IndexScanDesc scan);
 extern void hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 							   double loop_count, Cost *startup_cost,

@@ -24,6 +24,12 @@
  *          (graph_connect_unreachable).
  *   write  hnsw_write_graph lays the graph out on pages and WAL-logs them.
  *
+ * Both access methods.  What differs between hnsw and matryoshka is an
+ * HnswBuildSpec: the shape of the graph, how a row is prepared, and an
+ * optional payload per element (matryoshka: the fine part of the vector),
+ * kept in a side array in element order, compared with the vector by the
+ * duplicate finder, spooled with it, and handed to the writer.
+ *
  * Messages.  A NOTICE names the builder and the seconds of each phase when
  * the GPU ran or when build_device was set to 'cpu' or 'gpu'; a CPU build
  * under 'auto' (what every pgvector user gets) says nothing new, its phase
@@ -95,6 +101,7 @@ typedef struct BuildState
 {
 	Relation	heap;
 	Relation	index;
+	const HnswBuildSpec *spec;
 	HnswShape	shape;
 	GraphParams params;
 	int			threads;
@@ -110,6 +117,8 @@ typedef struct BuildState
 	int64		extra_capacity;
 	struct duplicates_hash *duplicates;
 	float	   *probe;			/* the prepared vector of the current row */
+	char	   *probe_payload;	/* and its payload (spec->payload_stride) */
+	char	   *payloads;		/* per element slot: payload_stride bytes */
 
 	/* memory: budget and the bytes each element slot costs */
 	Size		budget;
@@ -130,18 +139,34 @@ duplicate_vector(BuildState *state, int32 key)
 	return state->graph->vectors + (int64) key * state->shape.dimensions;
 }
 
+static inline const char *
+duplicate_payload(BuildState *state, int32 key)
+{
+	if (key == PROBE_KEY)
+		return state->probe_payload;
+	return state->payloads + (Size) key * state->spec->payload_stride;
+}
+
 static inline uint32
 duplicate_hash(BuildState *state, int32 key)
 {
-	return hash_bytes((const unsigned char *) duplicate_vector(state, key),
-					  sizeof(float) * state->shape.dimensions);
+	uint32		hash = hash_bytes((const unsigned char *) duplicate_vector(state, key),
+								  sizeof(float) * state->shape.dimensions);
+
+	if (state->spec->payload_stride > 0)
+		hash = hash_combine(hash,
+							hash_bytes((const unsigned char *) duplicate_payload(state, key),
+									   state->spec->payload_stride));
+	return hash;
 }
 
 static inline bool
 duplicate_equal(BuildState *state, int32 a, int32 b)
 {
 	return memcmp(duplicate_vector(state, a), duplicate_vector(state, b),
-				  sizeof(float) * state->shape.dimensions) == 0;
+				  sizeof(float) * state->shape.dimensions) == 0 &&
+		memcmp(duplicate_payload(state, a), duplicate_payload(state, b),
+			   state->spec->payload_stride) == 0;
 }
 
 #define SH_PREFIX			duplicates
@@ -168,36 +193,42 @@ free_graph_callback(void *arg)
 }
 
 /*
- * The index column's dimensions, checked: hnsw needs a fixed dimension
- * (vector(n)) within the page format's limit.
+ * The index column's dimensions, checked: a graph index needs a fixed
+ * dimension (vector(n)), hnsw's within the page format's limit.
  */
-static int
-index_dimensions(Relation index)
+int
+hnsw_column_dimensions(Relation index, int max_dim, const char *am_name)
 {
 	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+	const char *article = am_name[0] == 'h' ? "An" : "A";
 
 	if (typmod < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("column does not have dimensions"),
-				 errhint("An hnsw index needs a column of type vector(n).")));
-	if (typmod > HNSW_MAX_DIM)
+				 errhint("%s %s index needs a column of type vector(n).",
+						 article, am_name)));
+	if (typmod > max_dim)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("column has %d dimensions, more than the %d an hnsw index supports",
-						typmod, HNSW_MAX_DIM)));
+				 errmsg("column has %d dimensions, more than the %d %s %s index supports",
+						typmod, max_dim, am_name[0] == 'h' ? "an" : "a", am_name)));
 	return typmod;
 }
 
 static void
-init_shape(Relation index, HnswShape *shape, GraphParams *params)
+init_shape(Relation index, HnswShape *shape)
 {
-	shape->dimensions = index_dimensions(index);
+	shape->dimensions = hnsw_column_dimensions(index, HNSW_MAX_DIM, "hnsw");
 	shape->m = hnsw_option_m(index);
 	shape->m0 = 2 * shape->m;
 	shape->ef_construction = hnsw_option_ef_construction(index);
 	shape->metric = hnsw_index_metric(index);
+}
 
+static void
+init_params(const HnswShape *shape, GraphParams *params)
+{
 	params->dim = shape->dimensions;
 	params->m = shape->m;
 	params->ef_construction = shape->ef_construction;
@@ -268,6 +299,9 @@ grow_elements(BuildState *state)
 	state->first_tids = repalloc_huge(state->first_tids,
 									  sizeof(ItemPointerData) * new_capacity);
 	state->tid_counts = repalloc_huge(state->tid_counts, sizeof(int64) * new_capacity);
+	if (state->payloads != NULL)
+		state->payloads = repalloc_huge(state->payloads,
+										state->spec->payload_stride * new_capacity);
 	return true;
 }
 
@@ -299,7 +333,8 @@ spool_row(BuildState *state, ItemPointer tid)
 	if (state->spool == NULL)
 	{
 		ereport(NOTICE,
-				(errmsg("hnsw graph of index \"%s\" filled maintenance_work_mem after " INT64_FORMAT " rows",
+				(errmsg("%s graph of index \"%s\" filled maintenance_work_mem after " INT64_FORMAT " rows",
+						state->spec->am_name,
 						RelationGetRelationName(state->index), state->rows_in_memory),
 				 errdetail("The rows that follow are added one at a time after the graph is written, which is much slower."),
 				 errhint("Raise maintenance_work_mem (now %d kB) to build the whole graph in memory.",
@@ -309,6 +344,8 @@ spool_row(BuildState *state, ItemPointer tid)
 	BufFileWrite(state->spool, tid, sizeof(ItemPointerData));
 	BufFileWrite(state->spool, state->probe,
 				 sizeof(float) * state->shape.dimensions);
+	if (state->spec->payload_stride > 0)
+		BufFileWrite(state->spool, state->probe_payload, state->spec->payload_stride);
 	state->spooled++;
 }
 
@@ -359,6 +396,9 @@ add_row(BuildState *state, ItemPointer tid)
 	id = graph->count;
 	memcpy(graph->vectors + id * state->shape.dimensions, state->probe,
 		   sizeof(float) * state->shape.dimensions);
+	if (state->payloads != NULL)
+		memcpy(state->payloads + id * state->spec->payload_stride,
+			   state->probe_payload, state->spec->payload_stride);
 	graph->count = id + 1;
 	state->first_tids[id] = *tid;
 	state->tid_counts[id] = 1;
@@ -381,7 +421,8 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		return;					/* NULLs are not indexed */
 
 	old_context = MemoryContextSwitchTo(state->tuple_context);
-	indexed = hnsw_prepare_vector(&state->shape, values[0], state->probe);
+	indexed = state->spec->prepare(state->spec->arg, values[0], state->probe,
+								   state->probe_payload);
 	MemoryContextSwitchTo(old_context);
 	MemoryContextReset(state->tuple_context);
 	if (!indexed)
@@ -424,8 +465,8 @@ link_graph(BuildState *state)
 		if (result != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory while linking the hnsw graph of index \"%s\"",
-							RelationGetRelationName(state->index))));
+					 errmsg("out of memory while linking the %s graph of index \"%s\"",
+							state->spec->am_name, RelationGetRelationName(state->index))));
 		done = end;
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, done);
 		CHECK_FOR_INTERRUPTS();
@@ -461,11 +502,11 @@ connect_graph(BuildState *state)
 	if (relinked < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory while connecting the hnsw graph of index \"%s\"",
-						RelationGetRelationName(state->index))));
+				 errmsg("out of memory while connecting the %s graph of index \"%s\"",
+						state->spec->am_name, RelationGetRelationName(state->index))));
 	if (relinked > 0)
-		elog(DEBUG1, "hnsw build: " INT64_FORMAT " links added to reach orphaned elements",
-			 relinked);
+		elog(DEBUG1, "%s build: " INT64_FORMAT " links added to reach orphaned elements",
+			 state->spec->am_name, relinked);
 	CHECK_FOR_INTERRUPTS();
 }
 
@@ -519,13 +560,16 @@ insert_spooled(BuildState *state)
 		MemoryContext old_context;
 
 		if (BufFileRead(state->spool, &tid, sizeof(tid)) != sizeof(tid) ||
-			BufFileRead(state->spool, state->probe, vector_bytes) != vector_bytes)
+			BufFileRead(state->spool, state->probe, vector_bytes) != vector_bytes ||
+			BufFileRead(state->spool, state->probe_payload,
+						state->spec->payload_stride) != state->spec->payload_stride)
 			ereport(ERROR,
 					(errcode_for_file_access(),
 					 errmsg("could not read row " INT64_FORMAT " of " INT64_FORMAT " from the hnsw build's temporary file",
 							done + 1, state->spooled)));
 		old_context = MemoryContextSwitchTo(state->tuple_context);
-		hnsw_insert_vector(state->index, state->probe, &tid);
+		state->spec->insert(state->spec->arg, state->index, state->probe,
+							state->probe_payload, &tid);
 		MemoryContextSwitchTo(old_context);
 		MemoryContextReset(state->tuple_context);
 		if ((done & 255) == 0)
@@ -591,8 +635,8 @@ report_build(BuildState *state, HnswBuildDevice device, const BuildPhases *phase
 		return;
 
 	initStringInfo(&message);
-	appendStringInfo(&message, "hnsw index \"%s\" built ",
-					 RelationGetRelationName(state->index));
+	appendStringInfo(&message, "%s index \"%s\" built ",
+					 state->spec->am_name, RelationGetRelationName(state->index));
 	if (phases->on_gpu)
 		appendStringInfo(&message,
 						 "on the GPU (%s): heap scan %.2f s, transfer %.2f s, kNN graph %.2f s, pruning %.2f s, upper layers %.2f s, connecting %.2f s",
@@ -615,8 +659,44 @@ report_build(BuildState *state, HnswBuildDevice device, const BuildPhases *phase
 	pfree(message.data);
 }
 
+/* hnsw's spec: whole vectors, no payload */
+static bool
+hnsw_spec_prepare(void *arg, Datum value, float *vector, char *payload)
+{
+	return hnsw_prepare_vector((const HnswShape *) arg, value, vector);
+}
+
+static void
+hnsw_spec_insert(void *arg, Relation index, const float *vector,
+				 const char *payload, ItemPointer heap_tid)
+{
+	hnsw_insert_vector(index, vector, heap_tid);
+}
+
+static void
+init_hnsw_spec(Relation index, HnswBuildSpec *spec)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->am_name = "hnsw";
+	init_shape(index, &spec->shape);
+	spec->row_dimensions = spec->shape.dimensions;
+	spec->prepare = hnsw_spec_prepare;
+	spec->insert = hnsw_spec_insert;
+	spec->arg = &spec->shape;
+}
+
 IndexBuildResult *
 hnsw_build(Relation heap, Relation index, IndexInfo *info)
+{
+	HnswBuildSpec spec;
+
+	init_hnsw_spec(index, &spec);
+	return hnsw_build_with_spec(heap, index, info, &spec);
+}
+
+IndexBuildResult *
+hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
+					 const HnswBuildSpec *spec)
 {
 	IndexBuildResult *result;
 	MemoryContext build_context;
@@ -631,6 +711,7 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	Graph		empty_graph;
 	const Graph *written;
 	HnswHeapTids heaptids = {NULL, NULL};
+	HnswPayloads payloads;
 	uint8		build_method;
 	int64		capacity;
 	int64		fit;
@@ -641,7 +722,7 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	if (RelationGetNumberOfBlocks(index) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
 
-	build_context = AllocSetContextCreate(CurrentMemoryContext, "hnsw build",
+	build_context = AllocSetContextCreate(CurrentMemoryContext, "hierindex build",
 										  ALLOCSET_DEFAULT_SIZES);
 	old_context = MemoryContextSwitchTo(build_context);
 
@@ -649,11 +730,14 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 	state->heap = heap;
 	state->index = index;
 	state->context = build_context;
-	state->tuple_context = AllocSetContextCreate(build_context, "hnsw build row",
+	state->tuple_context = AllocSetContextCreate(build_context, "hierindex build row",
 												 ALLOCSET_DEFAULT_SIZES);
-	init_shape(index, &state->shape, &state->params);
+	state->spec = spec;
+	state->shape = spec->shape;
+	init_params(&state->shape, &state->params);
 	state->threads = hnsw_build_thread_count();
 	state->probe = palloc(sizeof(float) * state->shape.dimensions);
+	state->probe_payload = palloc0(Max(spec->payload_stride, 1));
 	free_graph = palloc(sizeof(MemoryContextCallback));
 	free_graph->func = free_graph_callback;
 	free_graph->arg = state;
@@ -672,10 +756,11 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 		2 * sizeof(DuplicateEntry) +
 		sizeof(int64) + sizeof(ItemPointerData) +
 		2 * sizeof(ItemPointerData) + sizeof(int32) + 1 + sizeof(int64) +
-		sizeof(uint32) * state->threads;
+		sizeof(uint32) * state->threads +
+		spec->payload_stride;
 	fit = state->budget / state->element_bytes;
 	fit = Min(fit, (int64) PG_INT32_MAX - 1);
-	capacity = Min(Max(estimate_rows(heap, state->shape.dimensions), 1024), fit);
+	capacity = Min(Max(estimate_rows(heap, spec->row_dimensions), 1024), fit);
 
 	if (capacity > 0)
 	{
@@ -685,12 +770,16 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 		if (state->graph == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not create the hnsw graph of index \"%s\" for " INT64_FORMAT " elements: %s",
-							RelationGetRelationName(index), capacity, error)));
+					 errmsg("could not create the %s graph of index \"%s\" for " INT64_FORMAT " elements: %s",
+							spec->am_name, RelationGetRelationName(index),
+							capacity, error)));
 		state->first_tids = MemoryContextAllocHuge(build_context,
 												   sizeof(ItemPointerData) * capacity);
 		state->tid_counts = MemoryContextAllocHuge(build_context,
 												   sizeof(int64) * capacity);
+		if (spec->payload_stride > 0)
+			state->payloads = MemoryContextAllocHuge(build_context,
+													 spec->payload_stride * capacity);
 		state->duplicates = duplicates_create(build_context,
 											  (uint32) Min(capacity, 1 << 20),
 											  state);
@@ -736,11 +825,17 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 		written = &empty_graph;
 		build_method = state->spooled > 0 ? HNSW_BUILD_INSERTS : HNSW_BUILD_CPU;
 	}
-	hnsw_write_graph(index, MAIN_FORKNUM, written, &heaptids, build_method,
-					 seconds_since(started));
+	payloads.size = spec->payload_size;
+	payloads.stride = spec->payload_stride;
+	payloads.data = state->payloads;
+	payloads.fill_meta = spec->fill_meta;
+	payloads.arg = spec->arg;
+	hnsw_write_graph(index, MAIN_FORKNUM, written, &heaptids,
+					 spec->payload_size > 0 || spec->fill_meta ? &payloads : NULL,
+					 build_method, seconds_since(started));
 	phases.write = seconds_since(started) - phases.load - phases.link - phases.connect;
-	elog(DEBUG1, "hnsw build of \"%s\": load %.2f s, link %.2f s (%s), connect %.2f s, write %.2f s",
-		 RelationGetRelationName(index), phases.load, phases.link,
+	elog(DEBUG1, "%s build of \"%s\": load %.2f s, link %.2f s (%s), connect %.2f s, write %.2f s",
+		 spec->am_name, RelationGetRelationName(index), phases.load, phases.link,
 		 phases.on_gpu ? "GPU" : psprintf("%d threads", state->threads),
 		 phases.connect, phases.write);
 
@@ -773,11 +868,27 @@ hnsw_build(Relation heap, Relation index, IndexInfo *info)
 void
 hnsw_build_empty(Relation index)
 {
-	HnswShape	shape;
+	HnswBuildSpec spec;
+
+	init_hnsw_spec(index, &spec);
+	hnsw_build_empty_with_spec(index, &spec);
+}
+
+void
+hnsw_build_empty_with_spec(Relation index, const HnswBuildSpec *spec)
+{
 	GraphParams params;
 	Graph		empty_graph;
+	HnswPayloads payloads;
 
-	init_shape(index, &shape, &params);
+	init_params(&spec->shape, &params);
 	init_empty_graph(&empty_graph, &params);
-	hnsw_write_graph(index, INIT_FORKNUM, &empty_graph, NULL, HNSW_BUILD_CPU, 0.0);
+	memset(&payloads, 0, sizeof(payloads));
+	payloads.size = spec->payload_size;
+	payloads.stride = spec->payload_stride;
+	payloads.fill_meta = spec->fill_meta;
+	payloads.arg = spec->arg;
+	hnsw_write_graph(index, INIT_FORKNUM, &empty_graph, NULL,
+					 spec->payload_size > 0 || spec->fill_meta ? &payloads : NULL,
+					 HNSW_BUILD_CPU, 0.0);
 }

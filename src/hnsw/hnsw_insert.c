@@ -601,6 +601,7 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
 	for (int i = 1; i < HNSW_HEAPTIDS; i++)
 		ItemPointerSetInvalid(&element->heaptids[i]);
 	ItemPointerSetInvalid(&element->overflowtid);
+	ItemPointerSetInvalid(&element->finetid);
 	memcpy(element->vector, state->vector, sizeof(float) * state->shape.dimensions);
 
 	xlog = GenericXLogStart(index);

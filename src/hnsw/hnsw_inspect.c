@@ -75,6 +75,7 @@
 #include "utils/tuplestore.h"
 
 #include "hnsw/hnsw.h"
+#include "matryoshka/matryoshka.h"
 
 /* ------------------------------------------------------------------------
  * Opening the index: kind, access method, privileges
@@ -340,8 +341,8 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	int64		deleted = 0;
 	int			top_level = -1;	/* highest level of any element found */
 	TupleDesc	tupdesc;
-	Datum		values[16];
-	bool		nulls[16] = {0};
+	Datum		values[17];
+	bool		nulls[17] = {0};
 	const char *name;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -367,6 +368,22 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 		if (PageIsNew(page))
 			continue;
 		why = page_defect(page, HNSW_PAGE_ELEMENT);
+		if (why && meta.granularity_count > 0 && page_defect(page, HNSW_PAGE_FINE) == NULL)
+		{
+			/* a fine page: fine tuples only (hierindex_check follows them) */
+			for (OffsetNumber offnum = FirstOffsetNumber;
+				 offnum <= PageGetMaxOffsetNumber(page);
+				 offnum = OffsetNumberNext(offnum))
+			{
+				Size		length;
+				char	   *item = page_item(page, offnum, &length, &why);
+
+				if (item == NULL ? why != NULL : item[0] != HNSW_FINE_TUPLE)
+					info_corrupted(target.index, blkno, offnum,
+								   "unreadable fine tuple");
+			}
+			continue;
+		}
 		if (why)
 			info_corrupted(target.index, blkno, 0, why);
 
@@ -471,6 +488,17 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	values[13] = CStringGetTextDatum(name ? name : psprintf("unknown (%u)", meta.build_method));
 	values[14] = Float8GetDatum(meta.build_seconds);
 	values[15] = Int32GetDatum((int32) meta.version);
+	if (meta.granularity_count > 0 && meta.granularity_count <= HNSW_MAX_GRANULARITIES)
+	{
+		Datum		dims[HNSW_MAX_GRANULARITIES];
+
+		for (int i = 0; i < meta.granularity_count; i++)
+			dims[i] = Int32GetDatum((int32) meta.granularities[i]);
+		values[16] = PointerGetDatum(construct_array(dims, meta.granularity_count,
+													 INT4OID, 4, true, TYPALIGN_INT));
+	}
+	else
+		nulls[16] = true;
 
 	inspect_close(&target);
 
@@ -487,6 +515,7 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 #define CHECK_NEIGHBOR			2	/* a sound neighbour tuple */
 #define CHECK_DAMAGED			3	/* a tuple already reported as bad */
 #define CHECK_OVERFLOW			4	/* a sound heap-TID overflow tuple */
+#define CHECK_FINE				5	/* a sound fine tuple (a payload piece) */
 
 typedef struct CheckTidEntry
 {
@@ -526,6 +555,7 @@ typedef struct CheckElement
 	ItemPointerData tid;
 	ItemPointerData neighbortid;
 	ItemPointerData overflowtid;
+	ItemPointerData finetid;
 	uint8		level;
 	uint8		inline_heaptids;
 	bool		deleted;
@@ -548,6 +578,14 @@ typedef struct CheckOverflow
 	int32		owner;			/* element position, -1 while unclaimed */
 } CheckOverflow;
 
+typedef struct CheckFine
+{
+	ItemPointerData tid;
+	ItemPointerData next;
+	uint16		length;
+	int32		owner;			/* element position, -1 while unclaimed */
+} CheckFine;
+
 typedef struct CheckState
 {
 	Relation	heap;
@@ -567,6 +605,10 @@ typedef struct CheckState
 	CheckOverflow *overflows;
 	int64		overflow_count;
 	int64		overflow_capacity;
+	CheckFine  *fines;
+	int64		fine_count;
+	int64		fine_capacity;
+	Size		payload_size;	/* matryoshka: bytes of each element's payload */
 	int64		heaptid_count;
 	int64		problems;
 } CheckState;
@@ -671,6 +713,39 @@ check_meta(CheckState *cs)
 		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
 					 psprintf("max_level is %u, the limit is %d",
 							  meta->max_level, GRAPH_MAX_LEVEL));
+	if (meta->granularity_count > 0)
+	{
+		MatryoshkaLayout layout;
+		bool		sound = meta->granularity_count <= HNSW_MAX_GRANULARITIES &&
+			meta->granularities[0] == meta->dimensions &&
+			meta->granularities[meta->granularity_count - 1] == meta->full_dimensions;
+
+		for (int i = 1; sound && i < meta->granularity_count; i++)
+			sound = meta->granularities[i] > meta->granularities[i - 1];
+		if (!sound)
+		{
+			check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+						 psprintf("%u granularities that do not run from dimensions (%u) to full_dimensions (%u) in increasing order",
+								  meta->granularity_count, meta->dimensions,
+								  meta->full_dimensions));
+			usable = false;
+		}
+		else
+		{
+			layout.count = meta->granularity_count;
+			for (int i = 0; i < layout.count; i++)
+				layout.dims[i] = meta->granularities[i];
+			layout.metric = (GraphMetric) meta->metric;
+			cs->payload_size = matryoshka_payload_size(&layout);
+			if (meta->payload_size != cs->payload_size)
+			{
+				check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+							 psprintf("payload size is %u, the granularities need %zu",
+									  meta->payload_size, (size_t) cs->payload_size));
+				usable = false;
+			}
+		}
+	}
 	if (!usable)
 		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
 					 "the element pages were not checked: their layout depends on these values");
@@ -739,6 +814,7 @@ check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 	ItemPointerSet(&element->tid, blkno, offnum);
 	element->neighbortid = etup->neighbortid;
 	element->overflowtid = etup->overflowtid;
+	element->finetid = etup->finetid;
 	element->inline_heaptids = etup->heaptid_count;
 	element->deleted = etup->deleted != 0;
 	element->level = etup->level;
@@ -828,6 +904,147 @@ check_neighbor_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 	cs->neighbor_count++;
 }
 
+static void
+check_fine_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
+				 HnswFineTuple ftup, Size length)
+{
+	CheckFine  *fine;
+
+	if (length < offsetof(HnswFineTupleData, data) ||
+		ftup->length == 0 || length < offsetof(HnswFineTupleData, data) + ftup->length)
+	{
+		check_report(cs, "bad tuple", blkno, offnum,
+					 psprintf("fine tuple is %zu bytes and says it carries %u payload bytes",
+							  length, length < offsetof(HnswFineTupleData, data) ? 0 : ftup->length));
+		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
+		return;
+	}
+	if (cs->fine_count == cs->fine_capacity)
+	{
+		cs->fine_capacity *= 2;
+		cs->fines = repalloc_huge(cs->fines, sizeof(CheckFine) * cs->fine_capacity);
+	}
+	fine = &cs->fines[cs->fine_count];
+	ItemPointerSet(&fine->tid, blkno, offnum);
+	fine->next = ftup->next;
+	fine->length = ftup->length;
+	fine->owner = -1;
+	check_remember(cs, blkno, offnum, CHECK_FINE, (int32) cs->fine_count);
+	cs->fine_count++;
+}
+
+/* the tuples of a fine page (pass 1): fine tuples only */
+static void
+check_fine_page(CheckState *cs, BlockNumber blkno, Page page)
+{
+	for (OffsetNumber offnum = FirstOffsetNumber;
+		 offnum <= PageGetMaxOffsetNumber(page);
+		 offnum = OffsetNumberNext(offnum))
+	{
+		Size		length;
+		char	   *why;
+		char	   *item = page_item(page, offnum, &length, &why);
+
+		if (item == NULL)
+		{
+			if (why)
+			{
+				check_report(cs, "bad tuple", blkno, offnum, why);
+				check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
+			}
+		}
+		else if (item[0] == HNSW_FINE_TUPLE)
+			check_fine_tuple(cs, blkno, offnum, (HnswFineTuple) item, length);
+		else
+		{
+			check_report(cs, "bad tuple", blkno, offnum,
+						 psprintf("tuple of type %u on a fine page", (uint8) item[0]));
+			check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
+		}
+	}
+}
+
+/*
+ * Every matryoshka element's payload chain must lead through fine tuples
+ * only, each in this one chain, forward block by block, and carry exactly
+ * the payload size; every fine tuple must belong to a chain.  In hnsw,
+ * finetid must be invalid.
+ */
+static void
+check_fine_chains(CheckState *cs)
+{
+	for (int64 i = 0; i < cs->element_count; i++)
+	{
+		CheckElement *element = &cs->elements[i];
+		BlockNumber blkno = ItemPointerGetBlockNumber(&element->tid);
+		OffsetNumber offnum = ItemPointerGetOffsetNumber(&element->tid);
+		ItemPointerData next = element->finetid;
+		Size		carried = 0;
+
+		if (cs->meta.granularity_count == 0)
+		{
+			if (ItemPointerIsValid(&next))
+				check_report(cs, "bad tuple", blkno, offnum,
+							 psprintf("hnsw element has a fine TID %s", tid_text(&next)));
+			continue;
+		}
+		if (!ItemPointerIsValid(&next))
+		{
+			check_report(cs, "bad fine chain", blkno, offnum,
+						 "the element's fine TID is invalid");
+			continue;
+		}
+		while (ItemPointerIsValid(&next))
+		{
+			CheckTidEntry *entry = checktid_lookup(cs->tids, tid_key_of(&next));
+			CheckFine  *fine;
+
+			if (entry == NULL || entry->kind != CHECK_FINE)
+			{
+				check_report(cs, "bad fine chain", blkno, offnum,
+							 psprintf("its chain leads to %s, which is %s",
+									  tid_text(&next),
+									  entry == NULL ? "no tuple" :
+									  entry->kind == CHECK_DAMAGED ? "a damaged tuple" :
+									  "not a fine tuple"));
+				break;
+			}
+			fine = &cs->fines[entry->position];
+			if (fine->owner >= 0)
+			{
+				check_report(cs, "bad fine chain", blkno, offnum,
+							 psprintf("fine tuple %s also belongs to element %s",
+									  tid_text(&next), tid_text(&cs->elements[fine->owner].tid)));
+				break;
+			}
+			fine->owner = (int32) i;
+			carried += fine->length;
+			if (ItemPointerIsValid(&fine->next) &&
+				ItemPointerGetBlockNumberNoCheck(&fine->next) <= ItemPointerGetBlockNumber(&fine->tid))
+			{
+				check_report(cs, "bad fine chain", blkno, offnum,
+							 psprintf("fine tuple %s links back to %s",
+									  tid_text(&fine->tid), tid_text(&fine->next)));
+				break;
+			}
+			next = fine->next;
+			if (!ItemPointerIsValid(&next) && carried != cs->payload_size)
+				check_report(cs, "bad fine chain", blkno, offnum,
+							 psprintf("its chain carries %zu payload bytes, expected %zu",
+									  (size_t) carried, (size_t) cs->payload_size));
+		}
+	}
+	for (int64 i = 0; i < cs->fine_count; i++)
+	{
+		if (cs->fines[i].owner < 0)
+			check_report(cs, "orphaned fine tuple",
+						 ItemPointerGetBlockNumber(&cs->fines[i].tid),
+						 ItemPointerGetOffsetNumber(&cs->fines[i].tid),
+						 psprintf("no element's chain reaches this fine tuple of %u bytes",
+								  cs->fines[i].length));
+	}
+}
+
 /*
  * Pass 1: pages and tuples, one page at a time; sound tuples are recorded.
  * Pass 2 (links = true): the links of every neighbour tuple whose owner
@@ -858,6 +1075,13 @@ check_pages(CheckState *cs, bool links)
 		if (PageIsNew(page))
 			continue;
 		why = page_defect(page, HNSW_PAGE_ELEMENT);
+		if (why && cs->meta.granularity_count > 0 &&
+			page_defect(page, HNSW_PAGE_FINE) == NULL)
+		{
+			if (!links)
+				check_fine_page(cs, blkno, page);
+			continue;
+		}
 		if (why)
 		{
 			if (!links)
@@ -1310,11 +1534,14 @@ hierindex_check(PG_FUNCTION_ARGS)
 		cs.neighbors = palloc(sizeof(CheckNeighbor) * cs.neighbor_capacity);
 		cs.overflow_capacity = 64;
 		cs.overflows = palloc(sizeof(CheckOverflow) * cs.overflow_capacity);
+		cs.fine_capacity = 64;
+		cs.fines = palloc(sizeof(CheckFine) * cs.fine_capacity);
 		cs.tids = checktid_create(workcxt, 2048, NULL);
 
 		check_pages(&cs, false);
 		check_neighbor_ownership(&cs);
 		check_overflow_chains(&cs);
+		check_fine_chains(&cs);
 		check_pages(&cs, true);
 
 		if (cs.element_count > 0 && cs.meta.dimensions == 0)

@@ -75,16 +75,22 @@ hnsw_begin_scan(Relation index, int nkeys, int norderbys)
 }
 
 void
-hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
-			ScanKey orderbys, int norderbys)
+hnsw_rescan_keys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys)
 {
-	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
-
 	if (keys && scan->numberOfKeys > 0)
 		memmove(scan->keyData, keys, scan->numberOfKeys * sizeof(ScanKeyData));
 	if (orderbys && scan->numberOfOrderBys > 0)
 		memmove(scan->orderByData, orderbys,
 				scan->numberOfOrderBys * sizeof(ScanKeyData));
+}
+
+void
+hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
+			ScanKey orderbys, int norderbys)
+{
+	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
+
+	hnsw_rescan_keys(scan, keys, orderbys);
 
 	MemoryContextReset(so->search_context);
 	so->searched = false;

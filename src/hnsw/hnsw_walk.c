@@ -84,6 +84,7 @@ typedef struct HnswWalkElement
 	ItemPointerData neighbortid;	/* its neighbour tuple (once read) */
 	ItemPointerData heaptid;	/* its first heap TID (once read) */
 	ItemPointerData overflowtid;	/* its heap-TID chain (once read) */
+	ItemPointerData finetid;	/* its payload (matryoshka; once read) */
 	uint8		state;			/* WALK_* */
 	uint8		level;
 	uint8		deleted;
@@ -444,6 +445,7 @@ walk_read_element(HnswWalk *walk, int32 handle)
 		element->heaptid = tuple->heaptids[0];
 		element->overflowtid = tuple->overflowtid;
 		element->neighbortid = tuple->neighbortid;
+		element->finetid = tuple->finetid;
 		if (walk->keep_vectors)
 			memcpy(walk->vectors + (Size) handle * dimensions, tuple->vector,
 				   sizeof(float) * dimensions);
@@ -829,6 +831,21 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 		walk_unlock(walk);
 	}
 	return count;
+}
+
+bool
+hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid)
+{
+	HnswWalkElement *element;
+
+	Assert(handle >= 0 && handle < walk->count);
+	element = &walk->elements[handle];
+	if (element->state == WALK_UNREAD)
+		walk_read_element(walk, handle);
+	if (element->state != WALK_READ || element->deleted)
+		return false;
+	*finetid = element->finetid;
+	return true;
 }
 
 uint64

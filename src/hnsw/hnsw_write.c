@@ -35,6 +35,16 @@
  * block by block with P_NEW would write a zero page per block first, which
  * was most of the write phase of a 400 MB index.
  *
+ * Payloads (matryoshka's fine parts; hnsw has none).  After the graph's
+ * pages come fine pages holding each element's payload as a chain of fine
+ * tuples, in the same breadth-first element order, packed: a payload that
+ * does not fit in what is left of the current fine page fills it (when at
+ * least HNSW_FINE_MIN_PIECE bytes are left) and continues at the first
+ * offset of the next page.  The placement is plain arithmetic on the one
+ * per-index payload size, so pass 1 plans it right after the graph pages
+ * (every element tuple is written knowing its finetid) and pass 2 repeats
+ * the same walk to write the pieces, one page open at a time.
+ *
  * WAL.  Nothing is logged per tuple: once every page is written, the whole
  * fork is logged with log_newpage_range (full-page images), when the
  * relation needs WAL or this is an unlogged index's init fork.
@@ -58,10 +68,14 @@
 /* Bytes a tuple of `size` takes on a page: aligned data plus its line pointer. */
 #define TUPLE_SPACE(size)	(MAXALIGN(size) + sizeof(ItemIdData))
 
-StaticAssertDecl(offsetof(HnswElementTupleData, vector) == 72,
-				 "the element tuple header is 72 bytes (README)");
+StaticAssertDecl(offsetof(HnswElementTupleData, vector) == 76,
+				 "the element tuple header is 76 bytes (README)");
 StaticAssertDecl(offsetof(HnswElementTupleData, neighbortid) == 64,
 				 "neighbortid is at byte 64 (README)");
+StaticAssertDecl(offsetof(HnswElementTupleData, finetid) == 70,
+				 "finetid is at byte 70 (README)");
+StaticAssertDecl(offsetof(HnswFineTupleData, data) == 12,
+				 "the fine tuple header is 12 bytes (README)");
 
 /* Room for tuples on an empty element page. */
 #define PAGE_ROOM	(BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(HnswPageOpaqueData)))
@@ -74,6 +88,14 @@ typedef struct PlanPage
 	OffsetNumber next_offset;
 } PlanPage;
 
+/* Pass 2 page: local image of one block and its pinned new buffer. */
+typedef struct OpenPage
+{
+	BlockNumber blkno;			/* InvalidBlockNumber: slot free */
+	Buffer		buffer;
+	PGAlignedBlock image;
+} OpenPage;
+
 /* Everything the two passes share. */
 typedef struct WriteState
 {
@@ -81,6 +103,7 @@ typedef struct WriteState
 	ForkNumber	fork;
 	const Graph *graph;
 	const HnswHeapTids *heaptids;
+	const HnswPayloads *payloads;	/* NULL or size 0: no fine pages */
 	int64		count;			/* elements to write */
 	int32	   *order;			/* placement order: element ids */
 	ItemPointerData *element_tids;	/* per element id */
@@ -88,6 +111,8 @@ typedef struct WriteState
 	int64	   *overflow_start; /* element id -> first of its overflow_tids */
 	ItemPointerData *overflow_tids; /* heap-TID overflow tuples, by element */
 	int64	   *last_use;		/* per block: last order position placed there */
+	ItemPointerData *fine_tids; /* per element id: first fine tuple */
+	BlockNumber graph_nblocks;	/* blocks up to the last element page */
 	BlockNumber nblocks;		/* blocks including the meta page */
 	BlockNumber last_use_capacity;
 } WriteState;
@@ -147,6 +172,11 @@ order_breadth_first(WriteState *state)
 	}
 	pfree(seen);
 }
+
+static void open_fine_page(WriteState *state, OpenPage *page, BlockNumber blkno);
+static void close_page(OpenPage *page);
+static void add_planned(Relation index, OpenPage *page, const void *tuple, Size size,
+						ItemPointer planned);
 
 /* Open a new (planned) block in pass 1. */
 static void
@@ -274,6 +304,113 @@ plan_layout(WriteState *state)
 	}
 }
 
+Size
+hnsw_fine_tuple_size(Size length)
+{
+	return MAXALIGN(offsetof(HnswFineTupleData, data) + length);
+}
+
+/*
+ * Payload bytes of the next piece when `free` bytes of a fine page are left
+ * and `remaining` bytes of the payload are to be placed: all of them when
+ * they fit, else as many as fit when that is at least HNSW_FINE_MIN_PIECE
+ * (split), else 0 (start a new page).
+ */
+static Size
+fine_piece_length(Size free, Size remaining)
+{
+	Size		most;
+
+	if (TUPLE_SPACE(offsetof(HnswFineTupleData, data) + remaining) <= free)
+		return remaining;
+	if (free < sizeof(ItemIdData) + MAXALIGN(offsetof(HnswFineTupleData, data) + HNSW_FINE_MIN_PIECE))
+		return 0;
+	most = ((free - sizeof(ItemIdData)) & ~((Size) MAXIMUM_ALIGNOF - 1)) -
+		offsetof(HnswFineTupleData, data);
+	return Min(most, remaining);
+}
+
+/*
+ * The fine pages, in the element order of the graph pages.  Plan mode
+ * (pages == NULL) opens blocks after the graph's and records each element's
+ * first fine TID; write mode repeats the same placement from the first fine
+ * block and writes the pieces.
+ */
+static void
+layout_fine(WriteState *state, OpenPage *page)
+{
+	const HnswPayloads *payloads = state->payloads;
+	PlanPage	current = {InvalidBlockNumber, 0, 0};
+	BlockNumber next_block = state->graph_nblocks;
+	HnswFineTuple piece = NULL;
+	Size		empty_room = PAGE_ROOM;
+
+	if (page != NULL)
+		piece = palloc(hnsw_fine_tuple_size(empty_room));
+
+	for (int64 position = 0; position < state->count; position++)
+	{
+		int32		id = state->order[position];
+		const char *data = payloads->data + (Size) id * payloads->stride;
+		Size		done = 0;
+
+		for (;;)
+		{
+			Size		length = 0;
+			ItemPointerData tid;
+
+			if (current.blkno != InvalidBlockNumber)
+				length = fine_piece_length(current.free, payloads->size - done);
+			if (current.blkno == InvalidBlockNumber || length == 0)
+			{
+				if (page == NULL)
+					plan_open_page(state, &current);
+				else
+				{
+					if (page->blkno != InvalidBlockNumber)
+						close_page(page);
+					current.blkno = next_block;
+					current.free = PAGE_ROOM;
+					current.next_offset = FirstOffsetNumber;
+					open_fine_page(state, page, next_block);
+				}
+				next_block++;
+				length = fine_piece_length(current.free, payloads->size - done);
+			}
+			plan_place(state, &current, hnsw_fine_tuple_size(length), position, &tid);
+			if (done == 0)
+				state->fine_tids[id] = tid;
+			if (page != NULL)
+			{
+				memset(piece, 0, hnsw_fine_tuple_size(length));
+				piece->type = HNSW_FINE_TUPLE;
+				piece->length = (uint16) length;
+				if (done + length < payloads->size)
+					ItemPointerSet(&piece->next, current.blkno + 1, FirstOffsetNumber);
+				else
+					ItemPointerSetInvalid(&piece->next);
+				memcpy(piece->data, data + done, length);
+				add_planned(state->index, page, piece,
+							hnsw_fine_tuple_size(length), &tid);
+			}
+			done += length;
+			if (done >= payloads->size)
+				break;
+		}
+		if (page != NULL && (position & 255) == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	if (page != NULL)
+	{
+		if (page->blkno != InvalidBlockNumber)
+			close_page(page);
+		pfree(piece);
+		if (next_block != state->nblocks)
+			elog(ERROR, "hnsw bulk write: fine pages end at block %u, planned %u",
+				 next_block, state->nblocks);
+	}
+}
+
 /* The meta page of this graph, from the plan. */
 static void
 fill_meta(WriteState *state, uint8 build_method, float8 build_seconds,
@@ -309,16 +446,17 @@ fill_meta(WriteState *state, uint8 build_method, float8 build_seconds,
 	}
 
 	/* inserts start on the last page; an empty index has no element page */
-	meta->insert_page = state->nblocks > 1 ? state->nblocks - 1 : InvalidBlockNumber;
+	meta->insert_page = state->graph_nblocks > 1 ?
+		state->graph_nblocks - 1 : InvalidBlockNumber;
+	meta->fine_insert_page = state->nblocks > state->graph_nblocks ?
+		state->nblocks - 1 : InvalidBlockNumber;
+	if (state->payloads != NULL)
+	{
+		meta->payload_size = (uint32) state->payloads->size;
+		if (state->payloads->fill_meta != NULL)
+			state->payloads->fill_meta(meta, state->payloads->arg);
+	}
 }
-
-/* Pass 2 page: local image of one block and its pinned new buffer. */
-typedef struct OpenPage
-{
-	BlockNumber blkno;			/* InvalidBlockNumber: slot free */
-	Buffer		buffer;
-	PGAlignedBlock image;
-} OpenPage;
 
 /*
  * Make the fork state->nblocks long by writing its last block (zeroes; pass 2
@@ -364,6 +502,16 @@ open_page(WriteState *state, OpenPage *pages, int npages, BlockNumber blkno)
 	free_slot->blkno = blkno;
 	hnsw_init_page((Page) free_slot->image.data, HNSW_PAGE_ELEMENT);
 	return free_slot;
+}
+
+/* A fine page for blkno in the one slot the fine pass uses. */
+static void
+open_fine_page(WriteState *state, OpenPage *page, BlockNumber blkno)
+{
+	page->buffer = ReadBufferExtended(state->index, state->fork, blkno,
+									  RBM_ZERO_AND_LOCK, NULL);
+	page->blkno = blkno;
+	hnsw_init_page((Page) page->image.data, HNSW_PAGE_FINE);
 }
 
 /* Copy a finished page image into its (locked) buffer and release it. */
@@ -450,6 +598,10 @@ write_pages(WriteState *state)
 		else
 			ItemPointerSetInvalid(&element->overflowtid);
 		element->neighbortid = state->neighbor_tids[id];
+		if (state->fine_tids != NULL)
+			element->finetid = state->fine_tids[id];
+		else
+			ItemPointerSetInvalid(&element->finetid);
 		memcpy(element->vector, graph->vectors + (int64) id * dim,
 			   sizeof(float) * dim);
 
@@ -561,8 +713,8 @@ write_pages(WriteState *state)
  */
 void
 hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
-				 const HnswHeapTids *heaptids, uint8 build_method,
-				 float8 build_seconds)
+				 const HnswHeapTids *heaptids, const HnswPayloads *payloads,
+				 uint8 build_method, float8 build_seconds)
 {
 	WriteState	state;
 	HnswMetaPageData meta;
@@ -579,6 +731,7 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	state.fork = fork;
 	state.graph = graph;
 	state.heaptids = heaptids;
+	state.payloads = payloads;
 	state.count = graph->count;
 	state.nblocks = 1;			/* the meta page */
 	state.last_use_capacity = 64;
@@ -608,6 +761,13 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 		order_breadth_first(&state);
 		plan_layout(&state);
 	}
+	state.graph_nblocks = state.nblocks;
+	if (state.count > 0 && payloads != NULL && payloads->size > 0)
+	{
+		state.fine_tids = MemoryContextAllocHuge(write_context,
+												 sizeof(ItemPointerData) * state.count);
+		layout_fine(&state, NULL);
+	}
 
 	fill_meta(&state, build_method, build_seconds, &meta);
 	hnsw_write_meta_page(index, fork, &meta);
@@ -615,6 +775,15 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	{
 		extend_fork(&state);
 		write_pages(&state);
+		if (state.fine_tids != NULL)
+		{
+			OpenPage   *fine_page = palloc(sizeof(OpenPage));
+
+			fine_page->blkno = InvalidBlockNumber;
+			fine_page->buffer = InvalidBuffer;
+			layout_fine(&state, fine_page);
+			pfree(fine_page);
+		}
 	}
 
 	if (RelationGetNumberOfBlocksInFork(index, fork) != state.nblocks)

@@ -1,0 +1,277 @@
+-- matryoshka indexes: each operator class against the exact order, options
+-- and their errors, settings and their errors, EXPLAIN, rows beyond the
+-- shortlist, extreme magnitudes, a 3072-d table, inspection.
+--
+-- The data are seeded (setseed), and builds run on one thread, so every
+-- run builds the same graphs.
+SET hierindex.build_threads = 1;
+SELECT setseed(0.25);
+
+-- 500 rows of 32-d vectors with a decaying spectrum (dimension j has scale
+-- 8/j, as Matryoshka embeddings put most information first) in 10 clusters,
+-- and 20 queries drawn the same way.
+CREATE TABLE mry (id int PRIMARY KEY, v vector(32));
+INSERT INTO mry
+SELECT i, (SELECT array_agg(((i % 10) - 4.5 + (random() - 0.5) * 3 + 0 * i) * (8.0 / j))::real[]
+		   FROM generate_series(1, 32) j)::vector
+FROM generate_series(1, 500) i;
+CREATE TABLE mry_q (qid int, q vector(32));
+INSERT INTO mry_q
+SELECT i, (SELECT array_agg(((i % 10) - 4.5 + (random() - 0.5) * 3 + 0 * i) * (8.0 / j))::real[]
+		   FROM generate_series(1, 32) j)::vector
+FROM generate_series(1, 20) i;
+
+-- For one operator: the first `k` ids of every query through the index and
+-- by a sequential scan.  Returns the queries whose ids are equal, the
+-- recall (the fraction of the exact ids the index found, over all queries),
+-- the queries that got fewer than k rows, and the queries whose index scan
+-- returned rows out of exact distance order (the executor re-checks the
+-- index's lower bounds, so none may be).
+CREATE FUNCTION mry_compare(op text, k int, OUT equal int, OUT recall numeric,
+							OUT short int, OUT misordered int)
+LANGUAGE plpgsql AS $$
+DECLARE
+	got int[];
+	exact int[];
+	q record;
+	dists float8[];
+BEGIN
+	equal := 0;
+	recall := 0;
+	short := 0;
+	misordered := 0;
+	FOR q IN SELECT * FROM mry_q ORDER BY qid LOOP
+		PERFORM set_config('enable_seqscan', 'off', true);
+		PERFORM set_config('enable_indexscan', 'on', true);
+		EXECUTE format('SELECT array_agg(id ORDER BY n), array_agg(d ORDER BY n) FROM (SELECT id, v %s $1 AS d, row_number() OVER () AS n FROM (SELECT id, v FROM mry ORDER BY v %s $1 LIMIT %s) s) t', op, op, k)
+			INTO got, dists USING q.q;
+		PERFORM set_config('enable_seqscan', 'on', true);
+		PERFORM set_config('enable_indexscan', 'off', true);
+		EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM mry ORDER BY v %s $1, id LIMIT %s) s', op, k)
+			INTO exact USING q.q;
+		IF got = exact THEN
+			equal := equal + 1;
+		END IF;
+		IF coalesce(array_length(got, 1), 0) < k THEN
+			short := short + 1;
+		END IF;
+		recall := recall + (SELECT count(*) FROM unnest(got) g WHERE g = ANY (exact));
+		FOR i IN 2 .. coalesce(array_length(dists, 1), 0) LOOP
+			IF dists[i] < dists[i - 1] THEN
+				misordered := misordered + 1;
+				EXIT;
+			END IF;
+		END LOOP;
+	END LOOP;
+	PERFORM set_config('enable_seqscan', 'on', true);
+	PERFORM set_config('enable_indexscan', 'on', true);
+	recall := round(recall / (k * (SELECT count(*) FROM mry_q)), 3);
+END;
+$$;
+
+-- ---------------------------------------------------------------------------
+-- each operator class
+-- ---------------------------------------------------------------------------
+CREATE INDEX mry_l2 ON mry USING matryoshka (v vector_l2_ops) WITH (granularities = '8,16');
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM mry ORDER BY v <-> (SELECT q FROM mry_q WHERE qid = 1) LIMIT 10;
+RESET enable_seqscan;
+SELECT * FROM mry_compare('<->', 10);
+SELECT * FROM hierindex_check('mry_l2');
+SELECT access_method, metric, dimensions, m, ef_construction, elements, heap_tids,
+	   build_method, format_version, granularities
+FROM hierindex_index_info('mry_l2');
+DROP INDEX mry_l2;
+
+CREATE INDEX mry_ip ON mry USING matryoshka (v vector_ip_ops) WITH (granularities = '8');
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM mry ORDER BY v <#> (SELECT q FROM mry_q WHERE qid = 1) LIMIT 10;
+RESET enable_seqscan;
+SELECT * FROM mry_compare('<#>', 10);
+SELECT * FROM hierindex_check('mry_ip');
+SELECT granularities FROM hierindex_index_info('mry_ip');
+DROP INDEX mry_ip;
+
+CREATE INDEX mry_cos ON mry USING matryoshka (v vector_cosine_ops) WITH (granularities = '4, 12, 20', m = 8, ef_construction = 32);
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM mry ORDER BY v <=> (SELECT q FROM mry_q WHERE qid = 1) LIMIT 10;
+RESET enable_seqscan;
+SELECT * FROM mry_compare('<=>', 10);
+SELECT * FROM hierindex_check('mry_cos');
+SELECT m, ef_construction, granularities FROM hierindex_index_info('mry_cos');
+-- a narrow funnel, set per transaction
+BEGIN;
+SET LOCAL matryoshka.funnel = '30,20,15';
+SET LOCAL matryoshka.ef_search = 60;
+SELECT * FROM mry_compare('<=>', 10);
+COMMIT;
+SHOW matryoshka.funnel;
+DROP INDEX mry_cos;
+
+-- default granularities: 32 < 64, so the graph is on the whole vector
+CREATE INDEX mry_l1 ON mry USING matryoshka (v vector_l1_ops);
+SELECT * FROM mry_compare('<+>', 10);
+SELECT dimensions, granularities FROM hierindex_index_info('mry_l1');
+DROP INDEX mry_l1;
+
+-- ---------------------------------------------------------------------------
+-- more rows than the shortlist: ef_search 10 and LIMIT 300 still returns 300
+-- rows, in exact order, nearly all of the exact 300 (rows an earlier, smaller
+-- search missed and that are closer than rows already returned cannot be
+-- placed any more: they are the few missing ones)
+-- ---------------------------------------------------------------------------
+CREATE INDEX mry_l2 ON mry USING matryoshka (v vector_l2_ops) WITH (granularities = '8,16');
+SET matryoshka.ef_search = 10;
+SELECT * FROM mry_compare('<->', 300);
+SET enable_seqscan = off;
+SELECT count(*) AS rows, count(DISTINCT id) AS distinct_rows,
+	   bool_and(d >= prev) AS in_order
+FROM (SELECT id, d, lag(d, 1, 0.0) OVER (ORDER BY n) AS prev
+	  FROM (SELECT id, v <-> (SELECT q FROM mry_q WHERE qid = 3) AS d, row_number() OVER () AS n
+			FROM (SELECT id, v FROM mry ORDER BY v <-> (SELECT q FROM mry_q WHERE qid = 3) LIMIT 300) s) t) u;
+-- and past the whole table: every row at most once, nearly all of them
+SELECT count(*) AS rows, count(DISTINCT id) AS distinct_rows
+FROM (SELECT id FROM mry ORDER BY v <-> (SELECT q FROM mry_q WHERE qid = 3) LIMIT 1000) s;
+RESET enable_seqscan;
+RESET matryoshka.ef_search;
+-- plain WHERE filters never use the index
+SET enable_seqscan = off;
+EXPLAIN (COSTS OFF) SELECT id FROM mry WHERE id < 10;
+RESET enable_seqscan;
+DROP INDEX mry_l2;
+
+-- ---------------------------------------------------------------------------
+-- NULLs, zero vectors, zero coarse prefixes, duplicates
+-- ---------------------------------------------------------------------------
+CREATE TABLE mry_small (id int, v vector(4));
+INSERT INTO mry_small VALUES
+	(1, '[1,2,3,4]'), (2, NULL), (3, '[0,0,0,0]'), (4, '[0,0,5,1]'),
+	(5, '[1,2,3,4]'), (6, '[1,2,3,5]'), (7, '[1,2,-3,4]'), (8, '[0,0,1,5]');
+CREATE INDEX mry_small_cos ON mry_small USING matryoshka (v vector_cosine_ops) WITH (granularities = '2');
+-- 6 rows indexed (not the NULL, not the zero vector); rows 1 and 5 share an
+-- element, rows 1 and 6 (equal prefix, different tail) do not
+SELECT elements, heap_tids, granularities FROM hierindex_index_info('mry_small_cos');
+SELECT * FROM hierindex_check('mry_small_cos');
+SET enable_seqscan = off;
+-- rows 4 and 8 have a zero coarse prefix: indexed, ranked on the full vector
+SELECT id, round((v <=> '[0,0,1,1]')::numeric, 4) AS distance
+FROM mry_small ORDER BY v <=> '[0,0,1,1]' LIMIT 10;
+-- a zero query has no direction: no rows
+SELECT id FROM mry_small ORDER BY v <=> '[0,0,0,0]' LIMIT 10;
+-- a query of another dimension
+SELECT id FROM mry_small ORDER BY v <=> '[1,2,3]' LIMIT 10;
+RESET enable_seqscan;
+
+-- ---------------------------------------------------------------------------
+-- extreme magnitudes: huge and tiny values side by side; the lower bounds
+-- must never exceed the exact distance (else: "index returned tuples in
+-- wrong order"), and the order is the exact one
+-- ---------------------------------------------------------------------------
+CREATE TABLE mry_wide (id int, v vector(16));
+INSERT INTO mry_wide
+SELECT i, (SELECT array_agg(((random() - 0.5) * power(10, (i % 13) * 5 - 30)) + 0 * j)::real[]
+		   FROM generate_series(1, 16) j)::vector
+FROM generate_series(1, 200) i;
+INSERT INTO mry_wide
+SELECT 1000 + i, (SELECT array_agg(CASE WHEN j % 2 = 0 THEN 1e30 ELSE 1e-30 END * (random() + 0 * i))::real[]
+				  FROM generate_series(1, 16) j)::vector
+FROM generate_series(1, 20) i;
+CREATE FUNCTION mry_wide_check(op text, OUT rows bigint, OUT in_order bool)
+LANGUAGE plpgsql AS $$
+DECLARE
+	q vector;
+BEGIN
+	rows := 0;
+	in_order := true;
+	PERFORM set_config('enable_seqscan', 'off', true);
+	FOR q IN SELECT v FROM mry_wide WHERE id % 17 = 1 OR id = 1005 LOOP
+		DECLARE
+			n bigint;
+			ordered bool;
+		BEGIN
+			EXECUTE format('SELECT count(*), coalesce(bool_and(d >= prev OR prev IS NULL), true) FROM (SELECT d, lag(d) OVER (ORDER BY n) AS prev FROM (SELECT v %s $1 AS d, row_number() OVER () AS n FROM (SELECT v FROM mry_wide ORDER BY v %s $1 LIMIT 50) s) t) u', op, op)
+				INTO n, ordered USING q;
+			rows := rows + n;
+			in_order := in_order AND ordered;
+		END;
+	END LOOP;
+	PERFORM set_config('enable_seqscan', 'on', true);
+END;
+$$;
+CREATE INDEX mry_wide_l2 ON mry_wide USING matryoshka (v vector_l2_ops) WITH (granularities = '4');
+SELECT * FROM mry_wide_check('<->');
+DROP INDEX mry_wide_l2;
+CREATE INDEX mry_wide_ip ON mry_wide USING matryoshka (v vector_ip_ops) WITH (granularities = '4');
+SELECT * FROM mry_wide_check('<#>');
+DROP INDEX mry_wide_ip;
+CREATE INDEX mry_wide_cos ON mry_wide USING matryoshka (v vector_cosine_ops) WITH (granularities = '4');
+SELECT * FROM mry_wide_check('<=>');
+DROP INDEX mry_wide_cos;
+CREATE INDEX mry_wide_l1 ON mry_wide USING matryoshka (v vector_l1_ops) WITH (granularities = '4');
+SELECT * FROM mry_wide_check('<+>');
+SELECT * FROM hierindex_check('mry_wide_l1');
+DROP INDEX mry_wide_l1;
+
+-- ---------------------------------------------------------------------------
+-- beyond hnsw's 2000 dimensions: 3072-d, fine parts split across pages
+-- ---------------------------------------------------------------------------
+CREATE TABLE mry_big (id int, v vector(3072));
+INSERT INTO mry_big
+SELECT i, (SELECT array_agg(((i % 5) - 2 + (random() - 0.5) + 0 * i) * (4.0 / sqrt(j)))::real[]
+		   FROM generate_series(1, 3072) j)::vector
+FROM generate_series(1, 150) i;
+CREATE INDEX mry_big_cos ON mry_big USING matryoshka (v vector_cosine_ops) WITH (granularities = '64,512');
+SELECT dimensions, elements, granularities, pages > elements / 2 AS fine_pages_present
+FROM hierindex_index_info('mry_big_cos');
+SELECT * FROM hierindex_check('mry_big_cos');
+SET enable_seqscan = off;
+SELECT array(SELECT id FROM mry_big ORDER BY v <=> (SELECT v FROM mry_big WHERE id = 42) LIMIT 5) AS via_index;
+RESET enable_seqscan;
+SET enable_indexscan = off;
+SELECT array(SELECT id FROM mry_big ORDER BY v <=> (SELECT v FROM mry_big WHERE id = 42), id LIMIT 5) AS exact;
+RESET enable_indexscan;
+-- hnsw cannot index this column
+CREATE INDEX ON mry_big USING hnsw (v vector_cosine_ops);
+
+-- ---------------------------------------------------------------------------
+-- option errors
+-- ---------------------------------------------------------------------------
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '8,x');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '8,,16');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '16,8');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '8,8');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '0,8');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '-4,8');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '1,2,3,4,5,6,7,8,9');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '1,2,3,4,5,6,7,8');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '8,64');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '2001,3000');
+CREATE INDEX ON mry USING matryoshka (v) WITH (granularities = '99999999999');
+CREATE INDEX ON mry USING matryoshka (v) WITH (m = 1);
+CREATE INDEX ON mry USING matryoshka (v) WITH (m = 16, ef_construction = 16);
+CREATE INDEX ON mry USING matryoshka (v) WITH (build_device = 'tpu');
+CREATE INDEX ON mry USING matryoshka (v) WITH (unknown = 1);
+CREATE TABLE mry_nodim (v vector);
+CREATE INDEX ON mry_nodim USING matryoshka (v);
+-- inserts are not supported yet
+CREATE INDEX mry_l2 ON mry USING matryoshka (v);
+INSERT INTO mry VALUES (1001, (SELECT v FROM mry WHERE id = 1));
+DROP INDEX mry_l2;
+
+-- ---------------------------------------------------------------------------
+-- settings and their errors
+-- ---------------------------------------------------------------------------
+SET matryoshka.ef_search = 0;
+SET matryoshka.ef_search = 1001;
+SET matryoshka.funnel = '400,x';
+SET matryoshka.funnel = '0';
+SET matryoshka.funnel = '10001';
+SET matryoshka.funnel = '1,2,3,4,5,6,7,8,9';
+SET matryoshka.funnel = '400,100';
+SHOW matryoshka.funnel;
+SET matryoshka.funnel = '';
+SET matryoshka.unknown = 1;
+
+DROP TABLE mry, mry_q, mry_small, mry_wide, mry_big, mry_nodim;
+DROP FUNCTION mry_compare, mry_wide_check;

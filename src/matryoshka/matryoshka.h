@@ -1,0 +1,119 @@
+/*
+ * matryoshka.h — the matryoshka access method: an hnsw graph walked on the
+ * coarse prefix of each vector, and a funnel that re-ranks the candidates on
+ * longer prefixes, ending at the full vector (src/matryoshka/README).
+ *
+ * Everything on pages is hnsw's format (src/hnsw/hnsw.h, version 2), which
+ * carries the granularities in the meta page and each element's payload
+ * (the rest of its vector) in fine tuples.  This folder adds, one phase per
+ * file:
+ *   matryoshka.c        handler, index options (granularities), settings
+ *   matryoshka_build.c  ambuild/ambuildempty: the hnsw build with a payload
+ *   matryoshka_fine.c   the payload: encode, read, partial sums
+ *   matryoshka_scan.c   the scan: walk, funnel, lower bounds, more rows
+ */
+#ifndef HIERINDEX_MATRYOSHKA_H
+#define HIERINDEX_MATRYOSHKA_H
+
+#include "hnsw/hnsw.h"
+
+#define MATRYOSHKA_DEFAULT_COARSE	64	/* g1 when granularities is unset */
+#define MATRYOSHKA_MAX_FUNNEL_SIZE	10000	/* one entry of matryoshka.funnel */
+
+/*
+ * Index options.  The hnsw options come first, in hnsw's layout, so that
+ * hnsw_option_m, hnsw_option_ef_construction and hnsw_build_device read a
+ * matryoshka index's options too.
+ */
+typedef struct MatryoshkaOptions
+{
+	HnswOptions hnsw;
+	int			granularities_offset;	/* string option; 0 when not set */
+} MatryoshkaOptions;
+
+/*
+ * The prefixes of one index: dims[0] the coarse one (the graph's), strictly
+ * increasing, dims[count - 1] == the column's dimension.
+ */
+typedef struct MatryoshkaLayout
+{
+	int			count;
+	int			dims[HNSW_MAX_GRANULARITIES];
+	GraphMetric metric;
+} MatryoshkaLayout;
+
+#define MatryoshkaCoarse(layout)	((layout)->dims[0])
+#define MatryoshkaFull(layout)		((layout)->dims[(layout)->count - 1])
+
+/* settings, defined in matryoshka.c */
+extern int	matryoshka_ef_search;
+extern int	matryoshka_funnel_count;	/* entries of matryoshka.funnel; 0: unset */
+extern int	matryoshka_funnel[HNSW_MAX_GRANULARITIES];
+
+/* matryoshka.c */
+extern void matryoshka_init(void);	/* called from _PG_init */
+
+/*
+ * The index's granularities for a column of `dimensions`: the option (or
+ * the default), checked against the dimension, the full dimension appended
+ * when the last is below it.  ERRORs on a list that does not fit.
+ */
+extern void matryoshka_index_layout(Relation index, int dimensions,
+									MatryoshkaLayout *layout);
+extern void matryoshka_layout_from_meta(Relation index, const HnswMetaPageData *meta,
+										MatryoshkaLayout *layout);
+
+/* matryoshka_fine.c: the payload of an element */
+
+/*
+ * Layout of a payload (see README): int16 scale exponent, uint16 count of
+ * norms, float residual, float norms[count], uint16 halves[D - g1].
+ */
+typedef struct MatryoshkaPayloadHeader
+{
+	int16		scale_exponent; /* fine values are half * 2^scale_exponent */
+	uint16		norm_count;		/* == granularity count */
+	float		residual;		/* >= |x[g1:D) - decoded| */
+	float		norms[FLEXIBLE_ARRAY_MEMBER];	/* |x[0:g_i)| */
+} MatryoshkaPayloadHeader;
+
+extern Size matryoshka_payload_size(const MatryoshkaLayout *layout);
+/* encode the full raw vector x (D floats) into payload */
+extern void matryoshka_encode(const MatryoshkaLayout *layout, const float *x,
+							  char *payload);
+/* the fine values, fp16 codes, of a payload */
+extern const uint16 *matryoshka_payload_halves(const MatryoshkaLayout *layout,
+											   const char *payload);
+
+/*
+ * Add the terms of dims [from, to) (absolute, from >= g1) between the query
+ * (full, D floats) and the decoded payload, in double: sum of squared
+ * differences (L2), products (inner product, cosine) or absolute
+ * differences (L1).
+ */
+extern double matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
+								  const float *query, int from, int to);
+
+/*
+ * Read an element's payload (its chain of fine tuples from finetid) into
+ * out (payload_size bytes).  ERRORs on a chain that is damaged.
+ */
+extern void matryoshka_read_payload(Relation index, ItemPointer finetid,
+									Size payload_size, char *out);
+
+/* matryoshka_build.c */
+extern IndexBuildResult *matryoshka_build(Relation heap, Relation index, IndexInfo *info);
+extern void matryoshka_build_empty(Relation index);
+extern bool matryoshka_insert(Relation index, Datum *values, bool *isnull,
+							  ItemPointer heap_tid, Relation heap,
+							  IndexUniqueCheck check_unique, bool index_unchanged,
+							  IndexInfo *info);
+
+/* matryoshka_scan.c */
+extern IndexScanDesc matryoshka_begin_scan(Relation index, int nkeys, int norderbys);
+extern void matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
+							  ScanKey orderbys, int norderbys);
+extern bool matryoshka_get_tuple(IndexScanDesc scan, ScanDirection dir);
+extern void matryoshka_end_scan(IndexScanDesc scan);
+
+#endif							/* HIERINDEX_MATRYOSHKA_H */

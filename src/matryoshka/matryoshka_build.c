@@ -1,0 +1,153 @@
+/*
+ * matryoshka_build.c — ambuild and ambuildempty of the matryoshka access
+ * method: hnsw's build (src/hnsw/hnsw_build.c) with a spec that prepares
+ * each row as a coarse vector and a payload.
+ *
+ * Per row: the coarse prefix x[0:g1), normalised on its own under cosine
+ * (a zero prefix is kept as zeros: its cosine distance to every query is
+ * then 1, see README), goes into the graph; the payload (matryoshka_fine.c)
+ * holds the rest of the vector and the prefix norms.  In memory each
+ * payload is followed by a 64-bit hash of the row's raw floats, which the
+ * duplicate finder compares with the coarse vector and the payload, so only
+ * rows whose full vectors are identical share an element (the writer
+ * stores the payload without the hash).
+ *
+ * Everything else (memory budget, duplicates, CPU or GPU linking on the
+ * coarse vectors, the bulk writer, WAL) is hnsw's.
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "utils/rel.h"
+
+#include "matryoshka/matryoshka.h"
+#include "vector.h"
+
+typedef struct MatryoshkaBuild
+{
+	MatryoshkaLayout layout;
+	Size		payload_size;
+	Size		hash_offset;	/* of the raw-vector hash in the in-memory payload */
+} MatryoshkaBuild;
+
+static bool
+matryoshka_prepare(void *arg, Datum value, float *coarse, char *payload)
+{
+	MatryoshkaBuild *build = (MatryoshkaBuild *) arg;
+	const MatryoshkaLayout *layout = &build->layout;
+	Vector	   *vector = DatumGetVector(value);
+	int			g1 = MatryoshkaCoarse(layout);
+	uint64		hash;
+
+	if (vector->dim != MatryoshkaFull(layout))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("expected %d dimensions, not %d",
+						MatryoshkaFull(layout), vector->dim)));
+	if (layout->metric == GRAPH_METRIC_COSINE)
+	{
+		bool		zero = true;
+
+		/* a zero vector has no direction: not indexed, as in hnsw */
+		for (int i = 0; i < vector->dim && zero; i++)
+			zero = vector->x[i] == 0;
+		if (zero)
+			return false;
+		if (graph_normalize(vector->x, coarse, g1) != 0)
+			memset(coarse, 0, sizeof(float) * g1);
+	}
+	else
+		memcpy(coarse, vector->x, sizeof(float) * g1);
+
+	matryoshka_encode(layout, vector->x, payload);
+	hash = hash_bytes_extended((const unsigned char *) vector->x,
+							   sizeof(float) * vector->dim, 0);
+	memcpy(payload + build->hash_offset, &hash, sizeof(hash));
+	return true;
+}
+
+static void
+matryoshka_fill_meta(HnswMetaPageData *meta, void *arg)
+{
+	MatryoshkaBuild *build = (MatryoshkaBuild *) arg;
+
+	meta->granularity_count = (uint16) build->layout.count;
+	for (int i = 0; i < build->layout.count; i++)
+		meta->granularities[i] = (uint16) build->layout.dims[i];
+	meta->full_dimensions = MatryoshkaFull(&build->layout);
+	meta->payload_size = (uint32) build->payload_size;
+}
+
+static void
+matryoshka_insert_spooled(void *arg, Relation index, const float *coarse,
+						  const char *payload, ItemPointer heap_tid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("the matryoshka graph of index \"%s\" does not fit in maintenance_work_mem",
+					RelationGetRelationName(index)),
+			 errdetail("Rows that do not fit are added by single inserts, which matryoshka indexes do not support yet."),
+			 errhint("Raise maintenance_work_mem (now %d kB).", maintenance_work_mem)));
+}
+
+static void
+init_spec(Relation index, MatryoshkaBuild *build, HnswBuildSpec *spec)
+{
+	int			dimensions = hnsw_column_dimensions(index, VECTOR_MAX_DIM, "matryoshka");
+
+	matryoshka_index_layout(index, dimensions, &build->layout);
+	build->payload_size = matryoshka_payload_size(&build->layout);
+	build->hash_offset = MAXALIGN(build->payload_size);
+
+	memset(spec, 0, sizeof(*spec));
+	spec->am_name = "matryoshka";
+	spec->shape.dimensions = MatryoshkaCoarse(&build->layout);
+	spec->shape.m = hnsw_option_m(index);
+	spec->shape.m0 = 2 * spec->shape.m;
+	spec->shape.ef_construction = hnsw_option_ef_construction(index);
+	spec->shape.metric = build->layout.metric;
+	spec->row_dimensions = dimensions;
+	spec->payload_size = build->payload_size;
+	spec->payload_stride = build->hash_offset + sizeof(uint64);
+	spec->prepare = matryoshka_prepare;
+	spec->fill_meta = matryoshka_fill_meta;
+	spec->insert = matryoshka_insert_spooled;
+	spec->arg = build;
+}
+
+IndexBuildResult *
+matryoshka_build(Relation heap, Relation index, IndexInfo *info)
+{
+	MatryoshkaBuild build;
+	HnswBuildSpec spec;
+
+	init_spec(index, &build, &spec);
+	return hnsw_build_with_spec(heap, index, info, &spec);
+}
+
+void
+matryoshka_build_empty(Relation index)
+{
+	MatryoshkaBuild build;
+	HnswBuildSpec spec;
+
+	init_spec(index, &build, &spec);
+	hnsw_build_empty_with_spec(index, &spec);
+}
+
+bool
+matryoshka_insert(Relation index, Datum *values, bool *isnull,
+				  ItemPointer heap_tid, Relation heap,
+				  IndexUniqueCheck check_unique, bool index_unchanged,
+				  IndexInfo *info)
+{
+	if (isnull[0])
+		return false;			/* NULLs are not indexed */
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("matryoshka index \"%s\" does not support inserts yet",
+					RelationGetRelationName(index)),
+			 errhint("Drop the index before adding rows and create it again afterwards.")));
+	return false;
+}

@@ -1,0 +1,282 @@
+/*
+ * matryoshka_fine.c — the payload of a matryoshka element: the part of its
+ * vector beyond the coarse prefix, x[g1:D), in IEEE 754 half precision, with
+ * what the scan needs to rank on any prefix and to bound the exact distance
+ * (src/matryoshka/README, Storage).
+ *
+ * Why half precision with a per-vector scale: it halves the bytes of the
+ * fine part (the bulk of the index when D >> g1), and a power-of-two scale
+ * per vector keeps any float range inside half's range, so nothing becomes
+ * infinite; what precision is lost is measured exactly (the residual r,
+ * computed in double from the original floats and rounded up) and the scan
+ * turns it into a rigorous lower bound of the exact distance.  Arithmetic on
+ * decoded values is done in double, where the product of a float and a
+ * decoded half scaled by a power of two is exact.
+ *
+ * Conversions are done here in plain C (round to nearest even), not with a
+ * compiler's _Float16, so that every compiler we build with gives the same
+ * bytes.  Decoding goes through a table of the 65536 half values (256 kB,
+ * built on first use in each backend).
+ *
+ * Reading: a payload is a chain of fine tuples (hnsw.h, HnswFineTupleData)
+ * on fine pages, each read under its own share lock, one at a time; a chain
+ * that leads anywhere else, is too long or too short is index corruption.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "matryoshka/matryoshka.h"
+
+/* the exponent of the largest fine value's scale: values land in [2^14, 2^15) */
+#define HALF_TOP_EXPONENT	15
+
+static float *half_table = NULL;
+
+/* half code -> its value (exact as float) */
+static double
+half_value(uint16 code)
+{
+	int			exponent = (code >> 10) & 0x1f;
+	int			mantissa = code & 0x3ff;
+	double		value;
+
+	if (exponent == 0)
+		value = ldexp((double) mantissa, -24);
+	else if (exponent == 31)
+		value = mantissa == 0 ? INFINITY : NAN;
+	else
+		value = ldexp((double) (mantissa | 0x400), exponent - 25);
+	return (code & 0x8000) ? -value : value;
+}
+
+static const float *
+half_values(void)
+{
+	if (half_table == NULL)
+	{
+		float	   *table = MemoryContextAlloc(TopMemoryContext, sizeof(float) * 65536);
+
+		for (int code = 0; code < 65536; code++)
+			table[code] = (float) half_value((uint16) code);
+		half_table = table;
+	}
+	return half_table;
+}
+
+/*
+ * The half code nearest to v (ties to even), for |v| < 65520 (the caller's
+ * scale guarantees it).
+ */
+static uint16
+half_code(double v)
+{
+	uint16		sign = signbit(v) ? 0x8000 : 0;
+	double		a = fabs(v);
+	int			k;
+	double		q;
+
+	if (a == 0)
+		return sign;
+	(void) frexp(a, &k);		/* a = f 2^k, f in [0.5, 1): exponent k - 1 */
+	if (k - 1 < -14)
+	{
+		/* subnormal: multiples of 2^-24; 1024 rounds up to the first normal */
+		q = rint(ldexp(a, 24));
+		return sign | (uint16) q;
+	}
+	q = rint(ldexp(a, 10 - (k - 1)));	/* in [1024, 2048] */
+	if (q >= 2048)
+	{
+		q = 1024;
+		k++;
+	}
+	Assert(k - 1 + 15 < 31);
+	return sign | (uint16) (((k - 1 + 15) << 10) | ((int) q - 1024));
+}
+
+/* the smallest float >= v (v >= 0) */
+static float
+float_rounded_up(double v)
+{
+	float		f = (float) v;
+
+	if ((double) f < v)
+		f = nextafterf(f, INFINITY);
+	return f;
+}
+
+Size
+matryoshka_payload_size(const MatryoshkaLayout *layout)
+{
+	return offsetof(MatryoshkaPayloadHeader, norms) +
+		sizeof(float) * layout->count +
+		sizeof(uint16) * (MatryoshkaFull(layout) - MatryoshkaCoarse(layout));
+}
+
+const uint16 *
+matryoshka_payload_halves(const MatryoshkaLayout *layout, const char *payload)
+{
+	return (const uint16 *) (payload + offsetof(MatryoshkaPayloadHeader, norms) +
+							 sizeof(float) * layout->count);
+}
+
+void
+matryoshka_encode(const MatryoshkaLayout *layout, const float *x, char *payload)
+{
+	MatryoshkaPayloadHeader *header = (MatryoshkaPayloadHeader *) payload;
+	uint16	   *halves = (uint16 *) matryoshka_payload_halves(layout, payload);
+	int			g1 = MatryoshkaCoarse(layout);
+	int			full = MatryoshkaFull(layout);
+	float		largest = 0;
+	int			exponent = 0;
+	double		sum = 0;
+	double		residual = 0;
+	int			stage = 0;
+	const float *table = half_values();
+
+	for (int i = g1; i < full; i++)
+		largest = Max(largest, fabsf(x[i]));
+	if (largest > 0)
+	{
+		int			k;
+
+		(void) frexp(largest, &k);
+		exponent = k - HALF_TOP_EXPONENT;
+	}
+	header->scale_exponent = (int16) exponent;
+	header->norm_count = (uint16) layout->count;
+
+	/* prefix norms, in double, one per granularity */
+	for (int i = 0; i < full; i++)
+	{
+		sum += (double) x[i] * x[i];
+		if (i + 1 == layout->dims[stage])
+			header->norms[stage++] = (float) sqrt(sum);
+	}
+
+	/* the halves and what they lose */
+	for (int i = g1; i < full; i++)
+	{
+		uint16		code = half_code(ldexp((double) x[i], -exponent));
+		double		error = (double) x[i] - ldexp((double) table[code], exponent);
+
+		halves[i - g1] = code;
+		residual += error * error;
+	}
+	header->residual = float_rounded_up(sqrt(residual));
+}
+
+double
+matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
+					const float *query, int from, int to)
+{
+	const MatryoshkaPayloadHeader *header = (const MatryoshkaPayloadHeader *) payload;
+	const uint16 *halves = matryoshka_payload_halves(layout, payload);
+	const float *table = half_values();
+	double		scale = ldexp(1.0, header->scale_exponent);
+	int			g1 = MatryoshkaCoarse(layout);
+	double		sum = 0;
+
+	switch (layout->metric)
+	{
+		case GRAPH_METRIC_L2:
+			for (int i = from; i < to; i++)
+			{
+				double		d = (double) query[i] - table[halves[i - g1]] * scale;
+
+				sum += d * d;
+			}
+			break;
+		case GRAPH_METRIC_INNER_PRODUCT:
+		case GRAPH_METRIC_COSINE:
+			for (int i = from; i < to; i++)
+				sum += (double) query[i] * table[halves[i - g1]];
+			sum *= scale;
+			break;
+		case GRAPH_METRIC_L1:
+			for (int i = from; i < to; i++)
+				sum += fabs((double) query[i] - table[halves[i - g1]] * scale);
+			break;
+	}
+	return sum;
+}
+
+static void report_broken_chain(Relation index, ItemPointer tid, const char *why) pg_attribute_noreturn();
+
+static void
+report_broken_chain(Relation index, ItemPointer tid, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" has a broken fine tuple chain at (%u,%u): %s",
+					RelationGetRelationName(index),
+					ItemPointerGetBlockNumberNoCheck(tid),
+					ItemPointerGetOffsetNumberNoCheck(tid), why),
+			 errhint("Please REINDEX it.")));
+}
+
+void
+matryoshka_read_payload(Relation index, ItemPointer finetid, Size payload_size,
+						char *out)
+{
+	ItemPointerData next = *finetid;
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	BlockNumber previous = InvalidBlockNumber;
+	Size		done = 0;
+
+	while (done < payload_size)
+	{
+		BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(&next);
+		OffsetNumber offset = ItemPointerGetOffsetNumberNoCheck(&next);
+		Buffer		buffer;
+		Page		page;
+		ItemId		item;
+		HnswFineTuple piece;
+		const char *why = NULL;
+
+		/* pieces go forward block by block: this also bounds the chain */
+		if (!ItemPointerIsValid(&next))
+			report_broken_chain(index, &next, "the chain ends early");
+		if (blkno == HNSW_METAPAGE_BLKNO || blkno >= nblocks ||
+			(previous != InvalidBlockNumber && blkno <= previous))
+			report_broken_chain(index, &next, "it leads to a wrong block");
+		buffer = ReadBuffer(index, blkno);
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buffer);
+		hnsw_check_page(index, page, blkno);
+		if ((HnswPageGetOpaque(page)->flags & HNSW_PAGE_FINE) == 0)
+			why = "it leads to a page that is not a fine page";
+		else if (offset < FirstOffsetNumber || offset > PageGetMaxOffsetNumber(page) ||
+				 !ItemIdIsNormal(item = PageGetItemId(page, offset)) ||
+				 ItemIdGetLength(item) < offsetof(HnswFineTupleData, data))
+			why = "it leads to a missing tuple";
+		else
+		{
+			piece = (HnswFineTuple) PageGetItem(page, item);
+			if (piece->type != HNSW_FINE_TUPLE)
+				why = "it leads to a tuple that is not a fine tuple";
+			else if (piece->length == 0 ||
+					 ItemIdGetLength(item) < offsetof(HnswFineTupleData, data) + piece->length ||
+					 done + piece->length > payload_size)
+				why = "a piece has a wrong length";
+			else
+			{
+				memcpy(out + done, piece->data, piece->length);
+				done += piece->length;
+				next = piece->next;
+			}
+		}
+		UnlockReleaseBuffer(buffer);
+		if (why != NULL)
+			report_broken_chain(index, &next, why);
+		previous = blkno;
+	}
+	if (ItemPointerIsValid(&next))
+		report_broken_chain(index, &next, "the chain goes on after the payload");
+}

@@ -1,0 +1,142 @@
+# 060_matryoshka_recall.pl — recall of a bulk-built matryoshka index, per
+# operator class, against exact full-dimension answers.
+#
+# 10000 clustered 256-d vectors with a decaying spectrum, as Matryoshka
+# embeddings have: 100 centres uniform in [-1,1] per coordinate, each point
+# its centre plus uniform noise in [-0.75,0.75], and coordinate d then
+# scaled by 1/sqrt(d), so the first 64 dimensions (the default coarse prefix)
+# carry about three quarters of the variance and the rest still decide many
+# neighbours.  100 queries drawn the same way; setseed makes the data the
+# same on every run.
+# For each operator class (l2, ip, cosine, l1) the index is built with the
+# default granularities (64, then 256) and recall@10 at the default settings
+# (matryoshka.ef_search 40, no funnel) is measured against the exact top 10
+# of a sequential scan: it must be at least 0.98 (each value is printed).
+# The index must pass hierindex_check, hold one element per row, and the
+# planner must use it.  Then rows beyond the shortlist: LIMIT 500 at
+# ef_search 40 must return 500 distinct rows in exact distance order, nearly
+# all of the exact 500.
+#
+# Run as tools/test.sh does: prove test/t/*.pl as a non-root user, with
+# PostgreSQL's TAP modules on PERL5LIB and its bin directory on PATH.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use HierindexTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $ROWS = 10000;
+my $QUERIES = 100;
+my $DIM = 256;
+my $K = 10;
+my $MIN_RECALL = 0.98;
+my $MANY = 500;
+
+my $node = start_hierindex_node('matryoshka_recall',
+	conf => "maintenance_work_mem = '256MB'");
+
+# clustered points with coordinate d scaled by 1/sqrt(d)
+my $points = sub {
+	my (%opt) = @_;
+	my $sql = clustered_points_sql(dim => $DIM, %opt);
+	$sql =~ s{\(x\[d\] \+ 1\.5 \* \(random\(\) - 0\.5\)\)::real}
+			 {((x[d] + 1.5 * (random() - 0.5)) / sqrt(d))::real}
+	  or die "clustered_points_sql changed its form";
+	return $sql;
+};
+$node->safe_psql(
+	'postgres',
+	clustered_centres_sql(0.42, $DIM) . qq{
+CREATE TABLE items (id int NOT NULL, v vector($DIM));
+INSERT INTO items @{[ $points->(series => "generate_series(1, $ROWS)") ]};
+CREATE TABLE queries AS @{[ $points->(series => "generate_series(1, $QUERIES)",
+		centre => '(i * 37) % 100', id_name => 'qid', v_name => 'q') ]};
+ANALYZE items; ANALYZE queries;});
+is( $node->safe_psql('postgres',
+		'SELECT count(*), count(DISTINCT v) FROM items'),
+	"$ROWS|$ROWS",
+	"$ROWS distinct vectors loaded");
+
+# recall@k of $knn (knn_sql) against the table $exact, at the defaults
+sub recall
+{
+	my ($knn, $k, $exact) = @_;
+	return $node->safe_psql(
+		'postgres', qq{
+SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $k
+FROM ($knn) a JOIN $exact e USING (qid);
+});
+}
+
+for my $case (
+	[ 'l2', 'vector_l2_ops', '<->' ],
+	[ 'ip', 'vector_ip_ops', '<#>' ],
+	[ 'cosine', 'vector_cosine_ops', '<=>' ],
+	[ 'l1', 'vector_l1_ops', '<+>' ])
+{
+	my ($name, $opclass, $op) = @$case;
+	my $index = "items_$name";
+	my $exact = "exact_$name";
+	my $knn = knn_sql($op, $K);
+
+	$node->safe_psql('postgres', exact_answers_sql($exact, $knn));
+	$node->safe_psql('postgres',
+		"CREATE INDEX $index ON items USING matryoshka (v $opclass)");
+
+	my $plan = $node->safe_psql('postgres', "EXPLAIN (COSTS OFF) $knn");
+	like($plan, qr/Index Scan using $index on items/,
+		"$name: the planner uses the index for ORDER BY ... LIMIT $K")
+	  or diag($plan);
+
+	recall_at_least(recall($knn, $K, $exact), $MIN_RECALL,
+		"$name: recall\@$K at the default settings");
+
+	is( $node->safe_psql(
+			'postgres', qq{
+SELECT count(*) FROM ($knn) a
+WHERE cardinality(ids) <> $K
+	OR (SELECT count(DISTINCT id) FROM unnest(ids) id) <> $K;
+}),
+		'0',
+		"$name: every query returns $K distinct rows");
+
+	hierindex_check_is_clean($node, $index, "$name: hierindex_check finds no problem");
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT dimensions, elements, heap_tids, granularities "
+			  . "FROM hierindex_index_info('$index')"),
+		"64|$ROWS|$ROWS|{64,$DIM}",
+		"$name: hierindex_index_info shows $ROWS elements on a 64-d coarse prefix");
+
+	# more rows than the shortlist of 40: all of them, in exact order
+	if ($name eq 'l2' || $name eq 'cosine')
+	{
+		my $many = knn_sql($op, $MANY);
+		my $exact_many = "exact_many_$name";
+
+		$node->safe_psql('postgres', exact_answers_sql($exact_many, $many));
+		is( $node->safe_psql(
+				'postgres', qq{
+SELECT count(*) FROM queries
+WHERE (SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op q LIMIT $MANY) s) = $MANY
+	AND (SELECT bool_and(d >= prev) FROM (
+			SELECT d, lag(d, 1, '-Infinity') OVER (ORDER BY n) AS prev
+			FROM (SELECT v $op q AS d, row_number() OVER () AS n
+				  FROM (SELECT v FROM items ORDER BY v $op q LIMIT $MANY) s) t) u);
+}),
+			$QUERIES,
+			"$name: LIMIT $MANY at ef_search 40 returns $MANY rows in exact order for every query");
+		recall_at_least(recall($many, $MANY, $exact_many), 0.9,
+			"$name: recall\@$MANY at ef_search 40");
+	}
+
+	$node->safe_psql('postgres', "DROP INDEX $index");
+}
+
+$node->stop;
+done_testing();
