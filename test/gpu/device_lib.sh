@@ -250,7 +250,7 @@ device_load_vectors()
 # build's NOTICE lines.  Returns non-zero when CREATE INDEX fails.
 device_build_index()
 {
-	local table=$1 device=$2 m=$3 ef_construction=$4 options out
+	local table=$1 device=$2 m=$3 ef_construction=$4 am=${5:-hnsw} options out
 
 	INDEX_NAME=${table}_idx
 	BUILD_NOTICES=$DEVICE_WORK/notices-$table-$device.txt
@@ -259,12 +259,12 @@ device_build_index()
 	BUILD_METHOD=-
 	options="m = $m, ef_construction = $ef_construction"
 	[ "$device" = default ] || options="$options, build_device = '$device'"
-	say "CREATE INDEX $INDEX_NAME ON $table USING hnsw (embedding vector_l2_ops) WITH ($options) ..."
+	say "CREATE INDEX $INDEX_NAME ON $table USING $am (embedding vector_l2_ops) WITH ($options) ..."
 	if ! out=$(sql -F ' ' 2>"$BUILD_NOTICES" <<SQL
 SET hierindex.build_threads = 0;
 SET client_min_messages = notice;
 SELECT clock_timestamp() AS t0 \gset
-CREATE INDEX $INDEX_NAME ON $table USING hnsw (embedding vector_l2_ops) WITH ($options);
+CREATE INDEX $INDEX_NAME ON $table USING $am (embedding vector_l2_ops) WITH ($options);
 SELECT round(extract(epoch FROM clock_timestamp() - :'t0')::numeric, 2),
 	   round(pg_relation_size('$INDEX_NAME') / 1048576.0, 1);
 SQL
@@ -306,13 +306,13 @@ device_recall()
 	local table=$1 ef=$2 plan
 
 	plan=$(sql -c "SET enable_seqscan = off" -c "SET hnsw.ef_search = $ef" \
-		-c "EXPLAIN $(device_all_queries_sql "$table")") || return 1
+		-c "SET matryoshka.ef_search = $ef" -c "EXPLAIN $(device_all_queries_sql "$table")") || return 1
 	if ! grep -q "Index Scan using ${table}_idx" <<<"$plan"; then
 		echo "the recall statement does not use ${table}_idx:" >&2
 		echo "$plan" >&2
 		return 1
 	fi
-	sql -c "SET enable_seqscan = off" -c "SET hnsw.ef_search = $ef" -c "
+	sql -c "SET enable_seqscan = off" -c "SET hnsw.ef_search = $ef" -c "SET matryoshka.ef_search = $ef" -c "
 		SELECT round(avg(cardinality(array(SELECT unnest(r.ids) INTERSECT SELECT unnest(t.ids[1:10]))))::numeric / 10, 4)
 		FROM ($(device_all_queries_sql "$table")) AS r JOIN truth AS t ON t.query_id = r.id"
 }

@@ -9,10 +9,11 @@
 #   3. e2e     PostgreSQL 15 from .device/ with the staged extension and the
 #              fresh hierindex_gpu.so: a table of clustered vectors
 #              (gen_clustered), the exact top-10 of each query by sequential
-#              scan, then for each build device an hnsw index (m 16,
-#              ef_construction 64) that must give hierindex_check no rows,
-#              the right build_method, and recall@10 >= 0.99 at
-#              hnsw.ef_search 100
+#              scan, then for each build device an hnsw index and a
+#              matryoshka index (m 16, ef_construction 64; matryoshka with
+#              its default granularities) that must give hierindex_check no
+#              rows, the right build_method, and recall@10 >= 0.99 at
+#              ef_search 100
 #
 # Beforehand, on the machine with PostgreSQL (once per change of the C or
 # SQL side):   bash test/gpu/prepare-device.sh
@@ -23,9 +24,10 @@
 #   --dim D           e2e dimensions (default 128)
 #   --queries N       e2e queries (default 1000)
 #   --devices "a b"   build_device values for the e2e indexes (default
-#                     "gpu cpu"); "default" builds without the option, for a
-#                     server that lacks it (E2E_DEVICES in the environment
-#                     does the same)
+#                     "gpu cpu matryoshka:gpu matryoshka:cpu": AM:DEVICE
+#                     builds that access method, else hnsw); "default"
+#                     builds without the option, for a server that lacks it
+#                     (E2E_DEVICES in the environment does the same)
 #   --skip-build --skip-kernel --skip-e2e   leave a step out
 #
 # Logs go to $OUT when set (the device tool brings them back), else to
@@ -39,7 +41,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/device_lib.sh"
 E2E_ROWS=50000
 E2E_DIM=128
 E2E_QUERIES=1000
-E2E_DEVICES=${E2E_DEVICES:-gpu cpu}
+E2E_DEVICES=${E2E_DEVICES:-gpu cpu matryoshka:gpu matryoshka:cpu}
 E2E_M=16
 E2E_EF_CONSTRUCTION=64
 E2E_EF_SEARCH=100
@@ -93,10 +95,15 @@ run_kernel_tests()
 # One e2e index: build, check, recall; appends a row to E2E_TABLE.
 e2e_index()
 {
-	local device=$1 expect problems recall status=ok notes=""
+	local device=$1 am=hnsw expect problems recall status=ok notes=""
 
-	if ! device_build_index items "$device" "$E2E_M" "$E2E_EF_CONSTRUCTION"; then
-		E2E_TABLE+=("$(printf '%-8s %-8s %8s %8s %8s %9s  %s' "$device" - - - - - \
+	# "matryoshka:gpu": that access method, built on that device
+	if [[ $device == *:* ]]; then
+		am=${device%%:*}
+		device=${device#*:}
+	fi
+	if ! device_build_index items "$device" "$E2E_M" "$E2E_EF_CONSTRUCTION" "$am"; then
+		E2E_TABLE+=("$(printf '%-15s %-8s %8s %8s %8s %9s  %s' "$device" - - - - - \
 			"FAILED: CREATE INDEX: $(grep -m1 ERROR "$BUILD_NOTICES")")")
 		return 1
 	fi
@@ -116,8 +123,9 @@ e2e_index()
 		status=FAILED
 		notes="$notes recall $recall < $E2E_RECALL_TARGET;"
 	fi
+	[ "$am" = hnsw ] || device=$am:$device
 	say "$device: hierindex_check $problems problems, recall@10 $recall at ef_search $E2E_EF_SEARCH: $status"
-	E2E_TABLE+=("$(printf '%-8s %-8s %8s %8s %8s %9s  %s' "$device" "$BUILD_METHOD" "$BUILD_S" \
+	E2E_TABLE+=("$(printf '%-15s %-8s %8s %8s %8s %9s  %s' "$device" "$BUILD_METHOD" "$BUILD_S" \
 		"$SIZE_MB" "$problems" "$recall" "$status$notes")")
 	sql -c "DROP INDEX $INDEX_NAME" || return 1
 	[ "$status" = ok ]
@@ -142,7 +150,7 @@ run_e2e()
 	device_exact_truth items
 	say "truth: $(sql -c 'SELECT count(*) FROM truth') rows"
 
-	E2E_TABLE=("$(printf '%-8s %-8s %8s %8s %8s %9s  %s' device method "build s" "size MB" problems recall@10 status)")
+	E2E_TABLE=("$(printf '%-15s %-8s %8s %8s %8s %9s  %s' device method "build s" "size MB" problems recall@10 status)")
 	for device in $E2E_DEVICES; do
 		e2e_index "$device" || failures=$((failures + 1))
 	done
