@@ -307,6 +307,13 @@ extern void hnsw_read_meta(Relation index, HnswMetaPageData *meta);	/* checked c
 extern void hnsw_shape_from_meta(const HnswMetaPageData *meta, HnswShape *shape);
 
 /*
+ * hnsw_page.c: read an element's payload (its chain of fine tuples from
+ * finetid) into out (payload_size bytes).  ERRORs on a damaged chain.
+ */
+extern void hnsw_read_payload(Relation index, ItemPointer finetid,
+							  Size payload_size, char *out);
+
+/*
  * Prepare a datum for the index: detoast, check dimensions, normalise under
  * cosine.  Writes `dimensions` floats to out; returns false for a vector that
  * is not indexed (zero under cosine).  ERRORs on a dimension mismatch.
@@ -354,8 +361,17 @@ extern void hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph
 							 const HnswPayloads *payloads, uint8 build_method,
 							 float8 build_seconds);
 
-/* bytes a payload of `size` takes as fine tuples (for memory estimates) */
+/* bytes a fine tuple carrying `length` payload bytes takes (MAXALIGNed) */
 extern Size hnsw_fine_tuple_size(Size length);
+
+/*
+ * Payload bytes of the next piece when `free` bytes (pd_upper - pd_lower) of
+ * a fine page are left and `remaining` bytes of the payload are to be
+ * placed: all of them when they fit, else as many as fit when that is at
+ * least HNSW_FINE_MIN_PIECE (split), else 0 (start a new page).  The bulk
+ * writer and inserts place pieces by this one rule.
+ */
+extern Size hnsw_fine_piece_length(Size free, Size remaining);
 
 /*
  * hnsw_walk.c: the graph of one index as a GraphAccess, so scans and inserts
@@ -372,6 +388,11 @@ typedef struct HnswWalk HnswWalk;
  */
 extern HnswWalk *hnsw_walk_begin(Relation index, const HnswShape *shape,
 								 int ef, bool keep_vectors);
+/*
+ * Let the walk search with up to ef candidates (a scan that widens its
+ * search: matryoshka's later rounds); never shrinks.
+ */
+extern void hnsw_walk_widen(HnswWalk *walk, int ef);
 /* forget every handle and set a new prepared query vector */
 extern void hnsw_walk_reset(HnswWalk *walk, const float *query);
 extern GraphAccess *hnsw_walk_access(HnswWalk *walk);
@@ -485,9 +506,14 @@ extern bool hnsw_insert(Relation index, Datum *values, bool *isnull,
 
 /*
  * Insert one prepared vector for heap_tid into a built index (the insert
- * path, also used by a build that ran out of maintenance_work_mem).
+ * path of both access methods, also used by a build that ran out of
+ * maintenance_work_mem).  payload: the element's payload, the meta page's
+ * payload_size bytes (matryoshka), or NULL when that size is 0 (hnsw); a row
+ * shares an existing element only when its vector and its payload are both
+ * byte-identical to the element's.
  */
-extern void hnsw_insert_vector(Relation index, const float *vector, ItemPointer heap_tid);
+extern void hnsw_insert_vector(Relation index, const float *vector,
+							   const char *payload, ItemPointer heap_tid);
 
 /* hnsw_scan.c */
 extern IndexScanDesc hnsw_begin_scan(Relation index, int nkeys, int norderbys);
@@ -501,6 +527,26 @@ extern void hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 							   double loop_count, Cost *startup_cost,
 							   Cost *total_cost, Selectivity *selectivity,
 							   double *correlation, double *pages);
+
+/*
+ * The figures of an access method's walk for the shared cost estimate: ef
+ * candidates on layer 0; step_cost, the cost of reading one element
+ * relative to one of hnsw's (a shorter vector costs less); extra_reads,
+ * element-sized reads after the walk (matryoshka's payloads).
+ */
+typedef struct HnswWalkCost
+{
+	int			ef;
+	double		step_cost;
+	double		extra_reads;
+} HnswWalkCost;
+
+extern void hnsw_cost_estimate_walk(struct PlannerInfo *root, struct IndexPath *path,
+									double loop_count,
+									void (*walk_cost) (Relation index, HnswWalkCost *cost),
+									Cost *startup_cost, Cost *total_cost,
+									Selectivity *selectivity, double *correlation,
+									double *pages);
 
 /* hnsw_vacuum.c */
 extern IndexBulkDeleteResult *hnsw_bulk_delete(IndexVacuumInfo *info,

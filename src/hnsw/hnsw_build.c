@@ -670,7 +670,7 @@ static void
 hnsw_spec_insert(void *arg, Relation index, const float *vector,
 				 const char *payload, ItemPointer heap_tid)
 {
-	hnsw_insert_vector(index, vector, heap_tid);
+	hnsw_insert_vector(index, vector, NULL, heap_tid);
 }
 
 static void

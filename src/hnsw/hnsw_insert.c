@@ -12,11 +12,14 @@
  *      ef_construction candidates on each of its layers, keeping m neighbours
  *      per layer with Algorithm 4 (the engine keeps m on every layer; layer 0
  *      lists have room for 2m so that back links fit);
- *   3. if layer 0 holds a live element with the identical vector, add the
- *      heap TID to it (inline, else to its heap-TID overflow chain) and stop:
+ *   3. if layer 0 holds a live element with the identical vector (and the
+ *      identical payload, where there are payloads), add the heap TID to it (inline, else to its heap-TID overflow chain) and stop:
  *      an element owns every row of its vector (README: duplicates);
  *   4. step a: write the element and neighbour tuples (insert page, else a
- *      new page) and the meta page counters in one GenericXLog record;
+ *      new page) and the meta page counters in one GenericXLog record; in an
+ *      index with payloads (matryoshka), the element's payload as fine
+ *      tuples too, in that record as far as its four pages allow (the rest
+ *      of a very long payload in records before it: see FinePlan);
  *   5. step b: give each chosen neighbour a back link, one GenericXLog record
  *      per list; a full list is pruned with the same heuristic;
  *   6. step c: a new top element becomes the entry point (meta page).
@@ -69,6 +72,8 @@ typedef struct InsertState
 	Relation	index;
 	HnswShape	shape;
 	const float *vector;		/* the new element's prepared vector */
+	const char *payload;		/* and its payload (matryoshka), or NULL */
+	Size		payload_size;	/* meta payload_size: 0 in hnsw */
 	ItemPointerData heap_tid;
 	int			level;
 	BlockNumber nblocks;		/* cached relation size, refreshed on demand */
@@ -502,41 +507,76 @@ add_heap_tid(InsertState *state, ItemPointer tid)
 	}
 }
 
-/* Try the layer-0 results that hold the identical vector, nearest first. */
+/*
+ * Try the layer-0 results that hold the identical vector, nearest first.
+ * With a payload (matryoshka), the element's payload must be identical too:
+ * equal coarse vectors with different payloads are different rows.  Payloads
+ * never change once written and an element's finetid never changes, so the
+ * payload is compared once here, with no lock held; add_heap_tid rechecks
+ * the rest under the element page's lock.
+ */
 static bool
 add_to_duplicate(InsertState *state, const GraphNeighbor *found, int count)
 {
 	Size		bytes = sizeof(float) * state->shape.dimensions;
+	char	   *payload = NULL;
 
 	for (int i = 0; i < count; i++)
 	{
 		const float *vector = hnsw_walk_vector(state->walk, found[i].id);
+		ItemPointerData finetid;
 
-		if (vector != NULL && memcmp(vector, state->vector, bytes) == 0 &&
-			add_heap_tid(state, hnsw_walk_tid(state->walk, found[i].id)))
+		if (vector == NULL || memcmp(vector, state->vector, bytes) != 0)
+			continue;
+		if (state->payload_size > 0)
+		{
+			if (!hnsw_walk_element(state->walk, found[i].id, &finetid))
+				continue;
+			if (payload == NULL)
+				payload = palloc(state->payload_size);
+			hnsw_read_payload(state->index, &finetid, state->payload_size, payload);
+			if (memcmp(payload, state->payload, state->payload_size) != 0)
+				continue;
+		}
+		if (add_heap_tid(state, hnsw_walk_tid(state->walk, found[i].id)))
 			return true;
 	}
 	return false;
 }
 
 /* ------------------------------------------------------------------------
- * Step a: the element and neighbour tuples
+ * Step a: the element and neighbour tuples, and the payload's fine tuples
  * ------------------------------------------------------------------------ */
+
+/* a new block, exclusively locked; nobody else knows it yet */
+static Buffer
+extend_index(Relation index)
+{
+	Buffer		buffer;
+
+	LockRelationForExtension(index, ExclusiveLock);
+	buffer = ReadBuffer(index, P_NEW);
+	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
+	UnlockRelationForExtension(index, ExclusiveLock);
+	return buffer;
+}
+
+/* a locked new block registered in xlog as a fresh page of kind `flags` */
+static Page
+register_new_page(GenericXLogState *xlog, Buffer buffer, uint16 flags)
+{
+	Page		page = GenericXLogRegisterBuffer(xlog, buffer, GENERIC_XLOG_FULL_IMAGE);
+
+	hnsw_init_page(page, flags);
+	return page;
+}
 
 /* A new block, initialised as an element page and registered in xlog. */
 static Page
 new_element_page(Relation index, GenericXLogState *xlog, Buffer *buffer)
 {
-	Page		page;
-
-	LockRelationForExtension(index, ExclusiveLock);
-	*buffer = ReadBuffer(index, P_NEW);
-	LockBuffer(*buffer, BUFFER_LOCK_EXCLUSIVE);
-	UnlockRelationForExtension(index, ExclusiveLock);
-
-	page = GenericXLogRegisterBuffer(xlog, *buffer, GENERIC_XLOG_FULL_IMAGE);
-	hnsw_init_page(page, HNSW_PAGE_ELEMENT);
-	return page;
+	*buffer = extend_index(index);
+	return register_new_page(xlog, *buffer, HNSW_PAGE_ELEMENT);
 }
 
 static OffsetNumber
@@ -551,35 +591,235 @@ add_tuple(Relation index, Page page, void *tuple, Size size)
 	return offset;
 }
 
+/* free bytes of a fresh page, as hnsw_fine_piece_length counts them */
+#define EMPTY_PAGE_ROOM \
+	(BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(HnswPageOpaqueData)))
+
+/*
+ * The new element's payload as fine tuples (README, Inserts).  Pieces are
+ * cut by the bulk writer's rule (hnsw_fine_piece_length): the first on the
+ * meta page's fine_insert_page when a piece fits there, the rest on fresh
+ * pages, each on a later block than the one before.  The pieces that fit in
+ * step a's record (`head` of them, as many pages as the record has left)
+ * are written in it, with the element, so a crash never leaves an element
+ * whose finetid leads nowhere.  A payload too long for that (thousands of
+ * dimensions beyond the coarse prefix) is placed on fresh pages only, all
+ * extended at once so that their blocks ascend, and the pieces beyond the
+ * head are written first, last piece first, one record each: a crash
+ * before step a leaves those pieces unreferenced (hierindex_check reports
+ * them as orphaned fine tuples; they only take space).
+ */
+typedef struct FinePlan
+{
+	int			count;			/* pieces */
+	Size	   *lengths;		/* payload bytes of each piece */
+	Buffer	   *buffers;		/* the page of each head piece */
+	int			head;			/* pieces written in step a; -1: not planned */
+	bool		on_insert_page; /* the first piece goes on fine_insert_page */
+	ItemPointerData tail;		/* first piece after the head, or invalid */
+	BlockNumber last_block;		/* of the last piece */
+} FinePlan;
+
+/*
+ * Cut a payload of `size` bytes into pieces, the first on a page with
+ * first_room bytes free (0: fresh pages only).  Returns the count.
+ */
+static int
+cut_payload(Size size, Size first_room, Size *lengths, bool *on_first)
+{
+	Size		done = 0;
+	int			count = 0;
+	Size		length = first_room > 0 ? hnsw_fine_piece_length(first_room, size) : 0;
+
+	*on_first = length > 0;
+	if (length > 0)
+	{
+		lengths[count++] = length;
+		done = length;
+	}
+	while (done < size)
+	{
+		length = hnsw_fine_piece_length(EMPTY_PAGE_ROOM, size - done);
+		lengths[count++] = length;
+		done += length;
+	}
+	return count;
+}
+
+/* one fine tuple on a page registered in a record; returns its TID */
+static void
+add_fine_piece(Relation index, Page page, BlockNumber blkno, const char *data,
+			   Size length, ItemPointer next, ItemPointer tid)
+{
+	Size		size = hnsw_fine_tuple_size(length);
+	HnswFineTuple piece = palloc0(size);
+
+	piece->type = HNSW_FINE_TUPLE;
+	piece->length = (uint16) length;
+	piece->next = *next;
+	memcpy(piece->data, data, length);
+	ItemPointerSet(tid, blkno, add_tuple(index, page, piece, size));
+	pfree(piece);
+}
+
+/* byte offset of piece i in the payload */
+static Size
+piece_offset(const FinePlan *plan, int i)
+{
+	Size		offset = 0;
+
+	for (int k = 0; k < i; k++)
+		offset += plan->lengths[k];
+	return offset;
+}
+
+/*
+ * Before step a: plan the payload and, when it needs more fresh pages than
+ * step a's record has left (`slots`), extend them all and write the pieces
+ * beyond the first `slots`.  Otherwise the plan is made in step a, under
+ * the lock of fine_insert_page.
+ */
+static void
+plan_payload(InsertState *state, int slots, FinePlan *plan)
+{
+	Relation	index = state->index;
+	int			most = (int) (state->payload_size / HNSW_FINE_MIN_PIECE) + 2;
+	Buffer	   *extended;
+
+	plan->lengths = palloc(sizeof(Size) * most);
+	plan->buffers = palloc(sizeof(Buffer) * most);
+	plan->head = -1;
+	ItemPointerSetInvalid(&plan->tail);
+	plan->count = cut_payload(state->payload_size, 0, plan->lengths,
+							  &plan->on_insert_page);
+	if (plan->count <= slots)
+		return;
+
+	extended = palloc(sizeof(Buffer) * plan->count);
+	for (int i = 0; i < plan->count; i++)
+		extended[i] = extend_index(index);
+	plan->last_block = BufferGetBlockNumber(extended[plan->count - 1]);
+	for (int i = plan->count - 1; i >= slots; i--)
+	{
+		GenericXLogState *xlog = GenericXLogStart(index);
+		Page		page = register_new_page(xlog, extended[i], HNSW_PAGE_FINE);
+		ItemPointerData next = plan->tail;
+
+		add_fine_piece(index, page, BufferGetBlockNumber(extended[i]),
+					   state->payload + piece_offset(plan, i), plan->lengths[i],
+					   &next, &plan->tail);
+		GenericXLogFinish(xlog);
+		UnlockReleaseBuffer(extended[i]);
+	}
+	plan->head = slots;
+	for (int i = 0; i < slots; i++)
+		plan->buffers[i] = extended[i];
+}
+
+/*
+ * In step a's record: the head pieces, last first (each one's next is
+ * known when it is written), on the pages planned before or, when nothing
+ * was planned, on fine_insert_page (locked by the caller, or InvalidBuffer)
+ * and fresh pages.  Sets the element's finetid; returns the block that
+ * becomes fine_insert_page (the last piece's, when it is a fresh page) or
+ * InvalidBlockNumber.
+ */
+static BlockNumber
+write_payload_head(InsertState *state, GenericXLogState *xlog, FinePlan *plan,
+				   Buffer fine_buffer, int slots, ItemPointer finetid)
+{
+	Relation	index = state->index;
+	Page	   *pages = palloc(sizeof(Page) * plan->count);
+	ItemPointerData next = plan->tail;
+
+	if (plan->head < 0)
+	{
+		Size		room = 0;
+
+		if (BufferIsValid(fine_buffer) &&
+			(HnswPageGetOpaque(BufferGetPage(fine_buffer))->flags & HNSW_PAGE_FINE))
+			room = PageGetExactFreeSpace(BufferGetPage(fine_buffer));
+		plan->count = cut_payload(state->payload_size, room, plan->lengths,
+								  &plan->on_insert_page);
+		if (plan->count > slots)
+			plan->count = cut_payload(state->payload_size, 0, plan->lengths,
+									  &plan->on_insert_page);
+		Assert(plan->count <= slots);
+		plan->head = plan->count;
+		for (int i = 0; i < plan->count; i++)
+		{
+			if (i == 0 && plan->on_insert_page)
+			{
+				plan->buffers[i] = fine_buffer;
+				pages[i] = GenericXLogRegisterBuffer(xlog, fine_buffer, 0);
+			}
+			else
+			{
+				plan->buffers[i] = extend_index(index);
+				pages[i] = register_new_page(xlog, plan->buffers[i], HNSW_PAGE_FINE);
+			}
+		}
+		plan->last_block = BufferGetBlockNumber(plan->buffers[plan->count - 1]);
+	}
+	else
+	{
+		for (int i = 0; i < plan->head; i++)
+			pages[i] = register_new_page(xlog, plan->buffers[i], HNSW_PAGE_FINE);
+	}
+
+	for (int i = plan->head - 1; i >= 0; i--)
+	{
+		ItemPointerData tid;
+
+		add_fine_piece(index, pages[i], BufferGetBlockNumber(plan->buffers[i]),
+					   state->payload + piece_offset(plan, i), plan->lengths[i],
+					   &next, &tid);
+		next = tid;
+	}
+	*finetid = next;
+	pfree(pages);
+	if (plan->count == 1 && plan->on_insert_page)
+		return InvalidBlockNumber;
+	return plan->last_block;
+}
+
 /*
  * Write the element and its neighbour tuple, on the insert page when both
  * fit there, else on a new page (or, for vectors so long that the two never
- * share a page, on two new pages), and update the meta page: all in one
- * record.  `becomes_entry` (an empty index) also sets the entry point.
- * Returns the element's TID.
+ * share a page, on two new pages), with the head of its payload (if any),
+ * and update the meta page: all in one record (a GenericXLog record holds
+ * at most 4 pages: at most 2 for the element, the rest for the payload, the
+ * meta page last).  `becomes_entry` (an empty index) also sets the entry
+ * point.  Returns the element's TID.
  */
 static void
-write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
-			  ItemPointer element_tid)
+write_element(InsertState *state, const HnswMetaPageData *old_meta,
+			  bool becomes_entry, ItemPointer element_tid)
 {
 	Relation	index = state->index;
 	int			m = state->shape.m;
+	BlockNumber insert_page = old_meta->insert_page;
+	BlockNumber fine_page = old_meta->fine_insert_page;
 	Size		element_size = hnsw_element_tuple_size(state->shape.dimensions);
 	Size		neighbor_size = hnsw_neighbor_tuple_size(state->level, m);
 	Size		both = element_size + neighbor_size + sizeof(ItemIdData);
-	Size		empty_space = BLCKSZ - SizeOfPageHeaderData -
-		MAXALIGN(sizeof(HnswPageOpaqueData)) - sizeof(ItemIdData);
+	Size		empty_space = EMPTY_PAGE_ROOM - sizeof(ItemIdData);
+	int			fine_slots = MAX_GENERIC_XLOG_PAGES - 1 - (both > empty_space ? 2 : 1);
 	HnswElementTuple element = palloc0(element_size);
 	HnswNeighborTuple neighbors = palloc0(neighbor_size);
 	GenericXLogState *xlog;
 	Buffer		buffers[2] = {InvalidBuffer, InvalidBuffer};
+	Buffer		fine_buffer = InvalidBuffer;
 	Buffer		meta_buffer;
 	Page		element_page = NULL;
 	Page		neighbor_page = NULL;
 	BlockNumber new_insert_page = InvalidBlockNumber;
+	BlockNumber new_fine_page = InvalidBlockNumber;
 	ItemPointerData neighbor_tid;
+	ItemPointerData finetid;
 	OffsetNumber offset;
 	HnswMetaPage meta;
+	FinePlan	plan;
 
 	/* the tuples, lists packed at the front of each layer's slots */
 	neighbors->type = HNSW_NEIGHBOR_TUPLE;
@@ -604,6 +844,36 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
 	ItemPointerSetInvalid(&element->finetid);
 	memcpy(element->vector, state->vector, sizeof(float) * state->shape.dimensions);
 
+	/* a long payload's tail goes first, on fresh pages */
+	memset(&plan, 0, sizeof(plan));
+	if (state->payload_size > 0)
+		plan_payload(state, fine_slots, &plan);
+
+	/*
+	 * The existing pages this record may change: the insert page and, when
+	 * the payload is to be planned now, fine_insert_page.  Two existing pages
+	 * are locked in block order (README, Locking); fresh pages, which nobody
+	 * else knows, and the meta page come after them.
+	 */
+	if (insert_page == HNSW_METAPAGE_BLKNO || !block_exists(state, insert_page))
+		insert_page = InvalidBlockNumber;
+	if (state->payload_size == 0 || plan.head >= 0 ||
+		fine_page == HNSW_METAPAGE_BLKNO || fine_page == insert_page ||
+		!block_exists(state, fine_page))
+		fine_page = InvalidBlockNumber;
+	if (insert_page != InvalidBlockNumber)
+		buffers[1] = ReadBuffer(index, insert_page);
+	if (fine_page != InvalidBlockNumber)
+		fine_buffer = ReadBuffer(index, fine_page);
+	if (BufferIsValid(fine_buffer) && fine_page < insert_page)
+		LockBuffer(fine_buffer, BUFFER_LOCK_EXCLUSIVE);
+	if (BufferIsValid(buffers[1]))
+		LockBuffer(buffers[1], BUFFER_LOCK_EXCLUSIVE);
+	if (BufferIsValid(fine_buffer) && !(fine_page < insert_page))
+		LockBuffer(fine_buffer, BUFFER_LOCK_EXCLUSIVE);
+	if (BufferIsValid(fine_buffer))
+		hnsw_check_page(index, BufferGetPage(fine_buffer), fine_page);
+
 	xlog = GenericXLogStart(index);
 
 	/*
@@ -613,13 +883,10 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
 	 * (very long vectors) is split from its neighbour tuple, which then goes
 	 * to the insert page when it fits, else to a second new page.
 	 */
-	if (insert_page != HNSW_METAPAGE_BLKNO && block_exists(state, insert_page))
+	if (BufferIsValid(buffers[1]))
 	{
-		Page		page;
+		Page		page = BufferGetPage(buffers[1]);
 
-		buffers[1] = ReadBuffer(index, insert_page);
-		LockBuffer(buffers[1], BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buffers[1]);
 		hnsw_check_page(index, page, insert_page);
 		if (PageGetFreeSpace(page) >= both)
 		{
@@ -654,6 +921,13 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
 		}
 	}
 
+	if (state->payload_size > 0)
+	{
+		new_fine_page = write_payload_head(state, xlog, &plan, fine_buffer,
+										   fine_slots, &finetid);
+		element->finetid = finetid;
+	}
+
 	offset = add_tuple(index, neighbor_page, neighbors, neighbor_size);
 	ItemPointerSet(&neighbor_tid,
 				   BufferGetBlockNumber(neighbor_page == element_page ? buffers[0] : buffers[1]),
@@ -667,6 +941,8 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
 	meta->heaptid_count++;
 	if (new_insert_page != InvalidBlockNumber)
 		meta->insert_page = new_insert_page;
+	if (new_fine_page != InvalidBlockNumber)
+		meta->fine_insert_page = new_fine_page;
 	if (becomes_entry)
 	{
 		meta->entry_point = *element_tid;
@@ -675,6 +951,14 @@ write_element(InsertState *state, BlockNumber insert_page, bool becomes_entry,
 
 	GenericXLogFinish(xlog);
 	UnlockReleaseBuffer(meta_buffer);
+	if (state->payload_size > 0)
+	{
+		for (int i = 0; i < plan.head; i++)
+			if (plan.buffers[i] != fine_buffer)
+				UnlockReleaseBuffer(plan.buffers[i]);
+	}
+	if (BufferIsValid(fine_buffer))
+		UnlockReleaseBuffer(fine_buffer);
 	if (BufferIsValid(buffers[1]))
 		UnlockReleaseBuffer(buffers[1]);
 	UnlockReleaseBuffer(buffers[0]);
@@ -944,7 +1228,8 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 }
 
 static void
-insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_tid)
+insert_vector_in_context(Relation index, const float *vector, const char *payload,
+						 ItemPointer heap_tid)
 {
 	InsertState *state = palloc0(sizeof(InsertState));
 	HnswMetaPageData meta;
@@ -967,6 +1252,12 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 	LockPage(index, HNSW_METAPAGE_BLKNO, entry_lock);
 	hnsw_read_meta(index, &meta);
 	hnsw_shape_from_meta(&meta, &state->shape);
+	state->payload = payload;
+	state->payload_size = meta.payload_size;
+	if ((payload != NULL) != (meta.payload_size > 0))
+		elog(ERROR, "an insert into index \"%s\" %s a payload, the index has payloads of %u bytes",
+			 RelationGetRelationName(index), payload != NULL ? "has" : "lacks",
+			 meta.payload_size);
 	state->level = cap_level(graph_draw_level(pg_prng_uint64(&pg_global_prng_state),
 											  0, state->shape.m),
 							 state->shape.m);
@@ -990,8 +1281,8 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 	}
 
 	/* step a; an empty index gets its entry point in the same record */
-	write_element(state, meta.insert_page,
-				  !ItemPointerIsValid(&meta.entry_point), &element_tid);
+	write_element(state, &meta, !ItemPointerIsValid(&meta.entry_point),
+				  &element_tid);
 
 	/* step b */
 	for (int layer = 0; layer <= state->level; layer++)
@@ -1024,14 +1315,15 @@ insert_vector_in_context(Relation index, const float *vector, ItemPointer heap_t
 }
 
 void
-hnsw_insert_vector(Relation index, const float *vector, ItemPointer heap_tid)
+hnsw_insert_vector(Relation index, const float *vector, const char *payload,
+				   ItemPointer heap_tid)
 {
 	MemoryContext insert_context = AllocSetContextCreate(CurrentMemoryContext,
 														 "hnsw insert",
 														 ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old_context = MemoryContextSwitchTo(insert_context);
 
-	insert_vector_in_context(index, vector, heap_tid);
+	insert_vector_in_context(index, vector, payload, heap_tid);
 
 	MemoryContextSwitchTo(old_context);
 	MemoryContextDelete(insert_context);
@@ -1062,7 +1354,7 @@ hnsw_insert(Relation index, Datum *values, bool *isnull,
 	hnsw_shape_from_meta(&meta, &shape);
 	vector = palloc(sizeof(float) * shape.dimensions);
 	if (hnsw_prepare_vector(&shape, values[0], vector))
-		insert_vector_in_context(index, vector, heap_tid);
+		insert_vector_in_context(index, vector, NULL, heap_tid);
 
 	MemoryContextSwitchTo(old_context);
 	MemoryContextDelete(insert_context);

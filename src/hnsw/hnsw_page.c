@@ -3,7 +3,8 @@
  *
  * The one place that knows sizes and offsets: how big an element or
  * neighbour tuple is, where a layer's neighbour slots start, how a page is
- * initialised and checked, and how the meta page is written and read.  Every
+ * initialised and checked, how the meta page is written and read, and how a
+ * chain of fine tuples (an element's payload) is read back.  Every
  * other phase goes through these functions, so the format can change in one
  * place (with HNSW_FORMAT_VERSION).
  */
@@ -151,4 +152,83 @@ hnsw_prepare_vector(const HnswShape *shape, Datum value, float *out)
 	else
 		memcpy(out, vector->x, sizeof(float) * vector->dim);
 	return true;
+}
+
+/*
+ * Fine tuples: an element's payload, read piece by piece, each under its own
+ * share lock, one at a time.  A chain that leads anywhere else, goes
+ * backwards, or is too long or too short is index corruption.
+ */
+static void report_broken_chain(Relation index, ItemPointer tid, const char *why) pg_attribute_noreturn();
+
+static void
+report_broken_chain(Relation index, ItemPointer tid, const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INDEX_CORRUPTED),
+			 errmsg("index \"%s\" has a broken fine tuple chain at (%u,%u): %s",
+					RelationGetRelationName(index),
+					ItemPointerGetBlockNumberNoCheck(tid),
+					ItemPointerGetOffsetNumberNoCheck(tid), why),
+			 errhint("Please REINDEX it.")));
+}
+
+void
+hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
+				  char *out)
+{
+	ItemPointerData next = *finetid;
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	BlockNumber previous = InvalidBlockNumber;
+	Size		done = 0;
+
+	while (done < payload_size)
+	{
+		BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(&next);
+		OffsetNumber offset = ItemPointerGetOffsetNumberNoCheck(&next);
+		Buffer		buffer;
+		Page		page;
+		ItemId		item;
+		HnswFineTuple piece;
+		const char *why = NULL;
+
+		/* pieces go forward block by block: this also bounds the chain */
+		if (!ItemPointerIsValid(&next))
+			report_broken_chain(index, &next, "the chain ends early");
+		if (blkno == HNSW_METAPAGE_BLKNO || blkno >= nblocks ||
+			(previous != InvalidBlockNumber && blkno <= previous))
+			report_broken_chain(index, &next, "it leads to a wrong block");
+		buffer = ReadBuffer(index, blkno);
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buffer);
+		hnsw_check_page(index, page, blkno);
+		if ((HnswPageGetOpaque(page)->flags & HNSW_PAGE_FINE) == 0)
+			why = "it leads to a page that is not a fine page";
+		else if (offset < FirstOffsetNumber || offset > PageGetMaxOffsetNumber(page) ||
+				 !ItemIdIsNormal(item = PageGetItemId(page, offset)) ||
+				 ItemIdGetLength(item) < offsetof(HnswFineTupleData, data))
+			why = "it leads to a missing tuple";
+		else
+		{
+			piece = (HnswFineTuple) PageGetItem(page, item);
+			if (piece->type != HNSW_FINE_TUPLE)
+				why = "it leads to a tuple that is not a fine tuple";
+			else if (piece->length == 0 ||
+					 ItemIdGetLength(item) < offsetof(HnswFineTupleData, data) + piece->length ||
+					 done + piece->length > payload_size)
+				why = "a piece has a wrong length";
+			else
+			{
+				memcpy(out + done, piece->data, piece->length);
+				done += piece->length;
+				next = piece->next;
+			}
+		}
+		UnlockReleaseBuffer(buffer);
+		if (why != NULL)
+			report_broken_chain(index, &next, why);
+		previous = blkno;
+	}
+	if (ItemPointerIsValid(&next))
+		report_broken_chain(index, &next, "the chain goes on after the payload");
 }

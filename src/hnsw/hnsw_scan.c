@@ -23,7 +23,8 @@
  *
  * The cost estimate makes any scan without an ORDER BY operator prohibitive
  * (a graph cannot answer WHERE filters), and otherwise charges the elements
- * and pages a walk of ef_search reads, all before the first row.
+ * and pages a walk of ef_search reads, all before the first row.  matryoshka
+ * uses the same estimate with its own walk's figures (hnsw_cost_estimate_walk).
  */
 #include "postgres.h"
 
@@ -253,11 +254,33 @@ hnsw_end_scan(IndexScanDesc scan)
  */
 #define HNSW_COST_NEW_PER_EXPANSION 0.3
 
+/* hnsw's walk: hnsw.ef_search candidates on full vectors, nothing after */
+static void
+hnsw_walk_cost(Relation index, HnswWalkCost *cost)
+{
+	cost->ef = hnsw_ef_search;
+	cost->step_cost = 1.0;
+	cost->extra_reads = 0;
+}
+
 void
 hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 				   double loop_count, Cost *startup_cost,
 				   Cost *total_cost, Selectivity *selectivity,
 				   double *correlation, double *pages)
+{
+	hnsw_cost_estimate_walk(root, path, loop_count, hnsw_walk_cost,
+							startup_cost, total_cost, selectivity, correlation,
+							pages);
+}
+
+void
+hnsw_cost_estimate_walk(struct PlannerInfo *root, struct IndexPath *path,
+						double loop_count,
+						void (*walk_cost) (Relation index, HnswWalkCost *cost),
+						Cost *startup_cost, Cost *total_cost,
+						Selectivity *selectivity, double *correlation,
+						double *pages)
 {
 	IndexOptInfo *info = path->indexinfo;
 	GenericCosts costs;
@@ -266,6 +289,7 @@ hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 	double		tuples = Max(info->tuples, 1.0);
 	double		layers;
 	double		reads;
+	HnswWalkCost walk;
 
 	/*
 	 * A graph answers only ORDER BY: never let a plain filter use it, not
@@ -284,10 +308,12 @@ hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 
 	index = index_open(info->indexoid, NoLock);
 	m = hnsw_option_m(index);
+	walk_cost(index, &walk);
 	index_close(index, NoLock);
 
 	layers = Max(log(tuples) / log(m), 0.0);
-	reads = hnsw_ef_search * 2.0 * m * HNSW_COST_NEW_PER_EXPANSION + layers * m;
+	reads = (walk.ef * 2.0 * m * HNSW_COST_NEW_PER_EXPANSION + layers * m) *
+		walk.step_cost + walk.extra_reads;
 	reads = Min(Max(reads, 1.0), tuples);
 
 	MemSet(&costs, 0, sizeof(costs));

@@ -677,6 +677,25 @@ hnsw_walk_begin(Relation index, const HnswShape *shape, int ef, bool keep_vector
 }
 
 void
+hnsw_walk_widen(HnswWalk *walk, int ef)
+{
+	MemoryContext old;
+
+	if (ef <= walk->scratch.ef)
+		return;
+	old = MemoryContextSwitchTo(walk->context);
+	pfree(walk->scratch.candidates);
+	pfree(walk->scratch.results);
+	walk->scratch.ef = ef;
+	walk->scratch.candidate_capacity = graph_walk_candidate_capacity(ef, walk->shape.m0);
+	walk->scratch.candidates = palloc_extended(sizeof(GraphNeighbor) * (Size) walk->scratch.candidate_capacity,
+											   MCXT_ALLOC_HUGE);
+	walk->scratch.results = palloc_extended(sizeof(GraphNeighbor) * ((Size) ef + 2),
+											MCXT_ALLOC_HUGE);
+	MemoryContextSwitchTo(old);
+}
+
+void
 hnsw_walk_reset(HnswWalk *walk, const float *query)
 {
 	uint32		size = walk->slot_mask + 1;

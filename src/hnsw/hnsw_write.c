@@ -310,14 +310,8 @@ hnsw_fine_tuple_size(Size length)
 	return MAXALIGN(offsetof(HnswFineTupleData, data) + length);
 }
 
-/*
- * Payload bytes of the next piece when `free` bytes of a fine page are left
- * and `remaining` bytes of the payload are to be placed: all of them when
- * they fit, else as many as fit when that is at least HNSW_FINE_MIN_PIECE
- * (split), else 0 (start a new page).
- */
-static Size
-fine_piece_length(Size free, Size remaining)
+Size
+hnsw_fine_piece_length(Size free, Size remaining)
 {
 	Size		most;
 
@@ -360,7 +354,7 @@ layout_fine(WriteState *state, OpenPage *page)
 			ItemPointerData tid;
 
 			if (current.blkno != InvalidBlockNumber)
-				length = fine_piece_length(current.free, payloads->size - done);
+				length = hnsw_fine_piece_length(current.free, payloads->size - done);
 			if (current.blkno == InvalidBlockNumber || length == 0)
 			{
 				if (page == NULL)
@@ -375,7 +369,7 @@ layout_fine(WriteState *state, OpenPage *page)
 					open_fine_page(state, page, next_block);
 				}
 				next_block++;
-				length = fine_piece_length(current.free, payloads->size - done);
+				length = hnsw_fine_piece_length(current.free, payloads->size - done);
 			}
 			plan_place(state, &current, hnsw_fine_tuple_size(length), position, &tid);
 			if (done == 0)

@@ -16,8 +16,8 @@
  * parses text.
  *
  * The handler reuses hnsw's phases wherever the format is the same (VACUUM,
- * cost estimate, operator class validation, build phase names) and names
- * ours for the rest.
+ * operator class validation, build phase names) and names ours for the
+ * rest (the cost estimate is hnsw's, given this index's walk).
  */
 #include "postgres.h"
 
@@ -202,6 +202,13 @@ matryoshka_layout_from_meta(Relation index, const HnswMetaPageData *meta,
 							RelationGetRelationName(index)),
 					 errhint("Please REINDEX it.")));
 	}
+	if (meta->payload_size != matryoshka_payload_size(layout))
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has payloads of %u bytes, its granularities need %zu",
+						RelationGetRelationName(index), meta->payload_size,
+						(size_t) matryoshka_payload_size(layout)),
+				 errhint("Please REINDEX it.")));
 }
 
 /* matryoshka.funnel: parse in the check hook, keep the numbers as extra */
@@ -295,6 +302,7 @@ matryoshka_handler(PG_FUNCTION_ARGS)
 	am->amrescan = matryoshka_rescan;
 	am->amgettuple = matryoshka_get_tuple;
 	am->amendscan = matryoshka_end_scan;
+	am->amcostestimate = matryoshka_cost_estimate;
 
 	PG_RETURN_POINTER(am);
 }

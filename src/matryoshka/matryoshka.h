@@ -60,6 +60,7 @@ extern void matryoshka_init(void);	/* called from _PG_init */
  */
 extern void matryoshka_index_layout(Relation index, int dimensions,
 									MatryoshkaLayout *layout);
+/* ... and from a built index's meta page (checked, payload size included) */
 extern void matryoshka_layout_from_meta(Relation index, const HnswMetaPageData *meta,
 										MatryoshkaLayout *layout);
 
@@ -67,7 +68,8 @@ extern void matryoshka_layout_from_meta(Relation index, const HnswMetaPageData *
 
 /*
  * Layout of a payload (see README): int16 scale exponent, uint16 count of
- * norms, float residual, float norms[count], uint16 halves[D - g1].
+ * norms, float residual, float norms[count], uint16 halves[D - g1], uint64
+ * hash of the raw floats (unaligned: read it with memcpy).
  */
 typedef struct MatryoshkaPayloadHeader
 {
@@ -78,7 +80,8 @@ typedef struct MatryoshkaPayloadHeader
 } MatryoshkaPayloadHeader;
 
 extern Size matryoshka_payload_size(const MatryoshkaLayout *layout);
-/* encode the full raw vector x (D floats) into payload */
+extern Size matryoshka_payload_hash_offset(const MatryoshkaLayout *layout);
+/* encode the full raw vector x (D floats) into payload, its hash included */
 extern void matryoshka_encode(const MatryoshkaLayout *layout, const float *x,
 							  char *payload);
 /* the fine values, fp16 codes, of a payload */
@@ -94,12 +97,6 @@ extern const uint16 *matryoshka_payload_halves(const MatryoshkaLayout *layout,
 extern double matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
 								  const float *query, int from, int to);
 
-/*
- * Read an element's payload (its chain of fine tuples from finetid) into
- * out (payload_size bytes).  ERRORs on a chain that is damaged.
- */
-extern void matryoshka_read_payload(Relation index, ItemPointer finetid,
-									Size payload_size, char *out);
 
 /* matryoshka_build.c */
 extern IndexBuildResult *matryoshka_build(Relation heap, Relation index, IndexInfo *info);
@@ -115,5 +112,10 @@ extern void matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 							  ScanKey orderbys, int norderbys);
 extern bool matryoshka_get_tuple(IndexScanDesc scan, ScanDirection dir);
 extern void matryoshka_end_scan(IndexScanDesc scan);
+/* hnsw's estimate with this index's walk: matryoshka.ef_search, coarse steps */
+extern void matryoshka_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
+									 double loop_count, Cost *startup_cost,
+									 Cost *total_cost, Selectivity *selectivity,
+									 double *correlation, double *pages);
 
 #endif							/* HIERINDEX_MATRYOSHKA_H */

@@ -6,19 +6,19 @@
  * Per row: the coarse prefix x[0:g1), normalised on its own under cosine
  * (a zero prefix is kept as zeros: its cosine distance to every query is
  * then 1, see README), goes into the graph; the payload (matryoshka_fine.c)
- * holds the rest of the vector and the prefix norms.  In memory each
- * payload is followed by a 64-bit hash of the row's raw floats, which the
- * duplicate finder compares with the coarse vector and the payload, so only
- * rows whose full vectors are identical share an element (the writer
- * stores the payload without the hash).
+ * holds the rest of the vector, the prefix norms and a 64-bit hash of the
+ * row's raw floats; the duplicate finder compares the coarse vector and the
+ * whole payload, so only rows whose full vectors are identical share an
+ * element (inserts apply the same rule: hnsw_insert.c).
  *
  * Everything else (memory budget, duplicates, CPU or GPU linking on the
- * coarse vectors, the bulk writer, WAL) is hnsw's.
+ * coarse vectors, the bulk writer, WAL, and single inserts: aminsert and the
+ * rows of a build that did not fit in maintenance_work_mem) is hnsw's.
  */
 #include "postgres.h"
 
-#include "common/hashfn.h"
 #include "miscadmin.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 #include "matryoshka/matryoshka.h"
@@ -28,7 +28,6 @@ typedef struct MatryoshkaBuild
 {
 	MatryoshkaLayout layout;
 	Size		payload_size;
-	Size		hash_offset;	/* of the raw-vector hash in the in-memory payload */
 } MatryoshkaBuild;
 
 static bool
@@ -38,7 +37,6 @@ matryoshka_prepare(void *arg, Datum value, float *coarse, char *payload)
 	const MatryoshkaLayout *layout = &build->layout;
 	Vector	   *vector = DatumGetVector(value);
 	int			g1 = MatryoshkaCoarse(layout);
-	uint64		hash;
 
 	if (vector->dim != MatryoshkaFull(layout))
 		ereport(ERROR,
@@ -61,9 +59,6 @@ matryoshka_prepare(void *arg, Datum value, float *coarse, char *payload)
 		memcpy(coarse, vector->x, sizeof(float) * g1);
 
 	matryoshka_encode(layout, vector->x, payload);
-	hash = hash_bytes_extended((const unsigned char *) vector->x,
-							   sizeof(float) * vector->dim, 0);
-	memcpy(payload + build->hash_offset, &hash, sizeof(hash));
 	return true;
 }
 
@@ -83,12 +78,7 @@ static void
 matryoshka_insert_spooled(void *arg, Relation index, const float *coarse,
 						  const char *payload, ItemPointer heap_tid)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-			 errmsg("the matryoshka graph of index \"%s\" does not fit in maintenance_work_mem",
-					RelationGetRelationName(index)),
-			 errdetail("Rows that do not fit are added by single inserts, which matryoshka indexes do not support yet."),
-			 errhint("Raise maintenance_work_mem (now %d kB).", maintenance_work_mem)));
+	hnsw_insert_vector(index, coarse, payload, heap_tid);
 }
 
 static void
@@ -98,7 +88,6 @@ init_spec(Relation index, MatryoshkaBuild *build, HnswBuildSpec *spec)
 
 	matryoshka_index_layout(index, dimensions, &build->layout);
 	build->payload_size = matryoshka_payload_size(&build->layout);
-	build->hash_offset = MAXALIGN(build->payload_size);
 
 	memset(spec, 0, sizeof(*spec));
 	spec->am_name = "matryoshka";
@@ -109,7 +98,7 @@ init_spec(Relation index, MatryoshkaBuild *build, HnswBuildSpec *spec)
 	spec->shape.metric = build->layout.metric;
 	spec->row_dimensions = dimensions;
 	spec->payload_size = build->payload_size;
-	spec->payload_stride = build->hash_offset + sizeof(uint64);
+	spec->payload_stride = build->payload_size;
 	spec->prepare = matryoshka_prepare;
 	spec->fill_meta = matryoshka_fill_meta;
 	spec->insert = matryoshka_insert_spooled;
@@ -136,18 +125,43 @@ matryoshka_build_empty(Relation index)
 	hnsw_build_empty_with_spec(index, &spec);
 }
 
+/*
+ * aminsert: the row prepared as the build prepares it (the layout from the
+ * meta page), then hnsw's insert path, which writes the payload's fine
+ * tuples with the element (src/hnsw/hnsw_insert.c).
+ */
 bool
 matryoshka_insert(Relation index, Datum *values, bool *isnull,
 				  ItemPointer heap_tid, Relation heap,
 				  IndexUniqueCheck check_unique, bool index_unchanged,
 				  IndexInfo *info)
 {
+	MemoryContext insert_context;
+	MemoryContext old_context;
+	HnswMetaPageData meta;
+	MatryoshkaBuild build;
+	float	   *coarse;
+	char	   *payload;
+
 	if (isnull[0])
 		return false;			/* NULLs are not indexed */
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("matryoshka index \"%s\" does not support inserts yet",
-					RelationGetRelationName(index)),
-			 errhint("Drop the index before adding rows and create it again afterwards.")));
+
+	/* a detoasted copy of the row's vector must not outlive the row */
+	insert_context = AllocSetContextCreate(CurrentMemoryContext,
+										   "matryoshka insert",
+										   ALLOCSET_DEFAULT_SIZES);
+	old_context = MemoryContextSwitchTo(insert_context);
+
+	/* granularities and metric are fixed at build time: any meta copy will do */
+	hnsw_read_meta(index, &meta);
+	matryoshka_layout_from_meta(index, &meta, &build.layout);
+	build.payload_size = matryoshka_payload_size(&build.layout);
+	coarse = palloc(sizeof(float) * MatryoshkaCoarse(&build.layout));
+	payload = palloc(build.payload_size);
+	if (matryoshka_prepare(&build, values[0], coarse, payload))
+		hnsw_insert_vector(index, coarse, payload, heap_tid);
+
+	MemoryContextSwitchTo(old_context);
+	MemoryContextDelete(insert_context);
 	return false;
 }

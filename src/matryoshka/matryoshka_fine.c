@@ -18,16 +18,18 @@
  * bytes.  Decoding goes through a table of the 65536 half values (256 kB,
  * built on first use in each backend).
  *
- * Reading: a payload is a chain of fine tuples (hnsw.h, HnswFineTupleData)
- * on fine pages, each read under its own share lock, one at a time; a chain
- * that leads anywhere else, is too long or too short is index corruption.
+ * The payload ends with a 64-bit hash of the row's raw floats: the rule that
+ * only rows whose full vectors are identical share an element compares the
+ * coarse vector and the whole payload, in the build and in inserts alike,
+ * and tails that encode to the same halves and residual (values on either
+ * side of one half, say) differ in the hash.  Reading a payload's chain of
+ * fine tuples is the page layer's (hnsw_read_payload).
  */
 #include "postgres.h"
 
 #include <math.h>
 
-#include "storage/bufmgr.h"
-#include "storage/bufpage.h"
+#include "common/hashfn.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -114,6 +116,12 @@ float_rounded_up(double v)
 Size
 matryoshka_payload_size(const MatryoshkaLayout *layout)
 {
+	return matryoshka_payload_hash_offset(layout) + sizeof(uint64);
+}
+
+Size
+matryoshka_payload_hash_offset(const MatryoshkaLayout *layout)
+{
 	return offsetof(MatryoshkaPayloadHeader, norms) +
 		sizeof(float) * layout->count +
 		sizeof(uint16) * (MatryoshkaFull(layout) - MatryoshkaCoarse(layout));
@@ -138,6 +146,7 @@ matryoshka_encode(const MatryoshkaLayout *layout, const float *x, char *payload)
 	double		sum = 0;
 	double		residual = 0;
 	int			stage = 0;
+	uint64		hash;
 	const float *table = half_values();
 
 	for (int i = g1; i < full; i++)
@@ -170,6 +179,10 @@ matryoshka_encode(const MatryoshkaLayout *layout, const float *x, char *payload)
 		residual += error * error;
 	}
 	header->residual = float_rounded_up(sqrt(residual));
+
+	/* the duplicate rule's key: rows share an element only with this too */
+	hash = hash_bytes_extended((const unsigned char *) x, sizeof(float) * full, 0);
+	memcpy(payload + matryoshka_payload_hash_offset(layout), &hash, sizeof(hash));
 }
 
 double
@@ -205,78 +218,4 @@ matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
 			break;
 	}
 	return sum;
-}
-
-static void report_broken_chain(Relation index, ItemPointer tid, const char *why) pg_attribute_noreturn();
-
-static void
-report_broken_chain(Relation index, ItemPointer tid, const char *why)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INDEX_CORRUPTED),
-			 errmsg("index \"%s\" has a broken fine tuple chain at (%u,%u): %s",
-					RelationGetRelationName(index),
-					ItemPointerGetBlockNumberNoCheck(tid),
-					ItemPointerGetOffsetNumberNoCheck(tid), why),
-			 errhint("Please REINDEX it.")));
-}
-
-void
-matryoshka_read_payload(Relation index, ItemPointer finetid, Size payload_size,
-						char *out)
-{
-	ItemPointerData next = *finetid;
-	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
-	BlockNumber previous = InvalidBlockNumber;
-	Size		done = 0;
-
-	while (done < payload_size)
-	{
-		BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(&next);
-		OffsetNumber offset = ItemPointerGetOffsetNumberNoCheck(&next);
-		Buffer		buffer;
-		Page		page;
-		ItemId		item;
-		HnswFineTuple piece;
-		const char *why = NULL;
-
-		/* pieces go forward block by block: this also bounds the chain */
-		if (!ItemPointerIsValid(&next))
-			report_broken_chain(index, &next, "the chain ends early");
-		if (blkno == HNSW_METAPAGE_BLKNO || blkno >= nblocks ||
-			(previous != InvalidBlockNumber && blkno <= previous))
-			report_broken_chain(index, &next, "it leads to a wrong block");
-		buffer = ReadBuffer(index, blkno);
-		LockBuffer(buffer, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buffer);
-		hnsw_check_page(index, page, blkno);
-		if ((HnswPageGetOpaque(page)->flags & HNSW_PAGE_FINE) == 0)
-			why = "it leads to a page that is not a fine page";
-		else if (offset < FirstOffsetNumber || offset > PageGetMaxOffsetNumber(page) ||
-				 !ItemIdIsNormal(item = PageGetItemId(page, offset)) ||
-				 ItemIdGetLength(item) < offsetof(HnswFineTupleData, data))
-			why = "it leads to a missing tuple";
-		else
-		{
-			piece = (HnswFineTuple) PageGetItem(page, item);
-			if (piece->type != HNSW_FINE_TUPLE)
-				why = "it leads to a tuple that is not a fine tuple";
-			else if (piece->length == 0 ||
-					 ItemIdGetLength(item) < offsetof(HnswFineTupleData, data) + piece->length ||
-					 done + piece->length > payload_size)
-				why = "a piece has a wrong length";
-			else
-			{
-				memcpy(out + done, piece->data, piece->length);
-				done += piece->length;
-				next = piece->next;
-			}
-		}
-		UnlockReleaseBuffer(buffer);
-		if (why != NULL)
-			report_broken_chain(index, &next, why);
-		previous = blkno;
-	}
-	if (ItemPointerIsValid(&next))
-		report_broken_chain(index, &next, "the chain goes on after the payload");
 }

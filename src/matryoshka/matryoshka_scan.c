@@ -17,14 +17,18 @@
  * More rows: when the executor wants a row after the round's last, the scan
  * runs another round with twice the ef (up to the element count), with the
  * funnel's sizes scaled alike, skipping elements it returned already (a hash
- * set of element TIDs) and rows whose bound is below the last value returned
- * (the executor's re-ordering needs non-decreasing values; such a row was
- * missed by the smaller search and can no longer be placed).
+ * set of element TIDs).  A row that a narrower round missed can come out
+ * with a bound below the last value returned: it is returned all the same,
+ * and the executor's re-ordering places it as far as it still can (rows it
+ * already emitted stay emitted: such a row is out of order, as rows of
+ * hnsw's relaxed iterative scans may be).  No indexed row is ever dropped: a
+ * query that reads the whole index gets every row the graph reaches.
  *
- * Memory: the scan's state lives in scan_context; what belongs to one
+ * Memory: the scan's state and its one walk (reused, widened as ef grows,
+ * by every round and rescan) live in scan_context; what belongs to one
  * rescan (the query, the set of returned elements) in search_context, reset
- * by rescan; one round's walk, payloads and rows in round_context, reset at
- * the next round.
+ * by rescan; one round's candidates, payloads and rows in round_context,
+ * reset at the next round.
  */
 #include "postgres.h"
 
@@ -88,7 +92,8 @@ typedef struct MatryoshkaScanOpaqueData
 	int			ef;				/* the last round's */
 	double		last_bound;		/* value of the last row returned */
 	HTAB	   *returned;		/* element TIDs handed out */
-	int64		skipped;		/* rows found too late to be placed */
+	int64		late;			/* rows found below the last value returned */
+	HnswWalk   *walk;			/* every round's, in scan_context */
 
 	ScanRow    *rows;			/* the current round's, in bound order */
 	int			count;
@@ -139,7 +144,7 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	so->rows = NULL;
 	so->count = 0;
 	so->next = 0;
-	so->skipped = 0;
+	so->late = 0;
 	so->last_bound = -get_float8_infinity();
 }
 
@@ -175,13 +180,6 @@ prepare_search(IndexScanDesc scan)
 		return false;
 	hnsw_shape_from_meta(&so->meta, &so->shape);
 	matryoshka_layout_from_meta(index, &so->meta, &so->layout);
-	if (so->meta.payload_size != matryoshka_payload_size(&so->layout))
-		ereport(ERROR,
-				(errcode(ERRCODE_INDEX_CORRUPTED),
-				 errmsg("index \"%s\" has payloads of %u bytes, its granularities need %zu",
-						RelationGetRelationName(index), so->meta.payload_size,
-						(size_t) matryoshka_payload_size(&so->layout)),
-				 errhint("Please REINDEX it.")));
 	g1 = MatryoshkaCoarse(&so->layout);
 	full = MatryoshkaFull(&so->layout);
 
@@ -226,6 +224,15 @@ prepare_search(IndexScanDesc scan)
 	if (matryoshka_funnel_count > 0)
 		so->base_ef = Max(so->base_ef, matryoshka_funnel[0]);
 	so->ef = so->base_ef;
+
+	/* one walk for every round and rescan: it only grows */
+	if (so->walk == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(so->scan_context);
+
+		so->walk = hnsw_walk_begin(index, &so->shape, so->ef, false);
+		MemoryContextSwitchTo(old);
+	}
 	return true;
 }
 
@@ -237,8 +244,8 @@ load_payload(IndexScanDesc scan, Candidate *candidate)
 	char	   *payload = palloc(so->meta.payload_size);
 	const MatryoshkaPayloadHeader *header = (const MatryoshkaPayloadHeader *) payload;
 
-	matryoshka_read_payload(scan->indexRelation, &candidate->finetid,
-							so->meta.payload_size, payload);
+	hnsw_read_payload(scan->indexRelation, &candidate->finetid,
+					  so->meta.payload_size, payload);
 	if (header->norm_count != so->layout.count)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
@@ -379,7 +386,7 @@ run_round(IndexScanDesc scan)
 	MatryoshkaLayout *layout = &so->layout;
 	int			ef = so->ef;
 	MemoryContext old;
-	HnswWalk   *walk;
+	HnswWalk   *walk = so->walk;
 	GraphAccess *access;
 	GraphNeighbor *found;
 	Candidate  *candidates;
@@ -400,7 +407,7 @@ run_round(IndexScanDesc scan)
 	so->next = 0;
 
 	/* the coarse graph search */
-	walk = hnsw_walk_begin(index, &so->shape, ef, false);
+	hnsw_walk_widen(walk, ef);
 	hnsw_walk_reset(walk, so->coarse_query);
 	access = hnsw_walk_access(walk);
 	found = palloc(sizeof(GraphNeighbor) * ef);
@@ -476,11 +483,14 @@ run_round(IndexScanDesc scan)
 	{
 		int			tids;
 
+		/*
+		 * A row the earlier, narrower rounds missed may come below the last
+		 * value returned.  It is returned all the same (never dropped): the
+		 * executor's re-ordering places it as well as it still can, and
+		 * otherwise it comes out of order, as an approximate index may.
+		 */
 		if (candidates[i].distance < so->last_bound)
-		{
-			so->skipped++;
-			continue;
-		}
+			so->late++;
 		(void) hash_search(so->returned, hnsw_walk_tid(walk, candidates[i].handle),
 						   HASH_ENTER, NULL);
 		tids = hnsw_walk_heaptids(walk, candidates[i].handle, &heaptids,
@@ -498,10 +508,10 @@ run_round(IndexScanDesc scan)
 		}
 	}
 
-	elog(DEBUG1, "matryoshka scan of \"%s\": ef %d, %d candidates, %d ranked on the full vector, %d heap TIDs, %llu element reads, " INT64_FORMAT " rows found too late so far",
+	elog(DEBUG1, "matryoshka scan of \"%s\": ef %d, %d candidates, %d ranked on the full vector, %d heap TIDs, %llu element reads, " INT64_FORMAT " rows found late so far",
 		 RelationGetRelationName(index), ef, nfound, n, so->count,
-		 (unsigned long long) hnsw_walk_distance_count(walk), so->skipped);
-	hnsw_walk_end(walk);
+		 (unsigned long long) hnsw_walk_distance_count(walk), so->late);
+	hnsw_walk_release(walk);
 	MemoryContextSwitchTo(old);
 
 	/* a search as wide as the index has seen everything it can reach */
@@ -554,7 +564,44 @@ matryoshka_end_scan(IndexScanDesc scan)
 {
 	MatryoshkaScanOpaque so = (MatryoshkaScanOpaque) scan->opaque;
 
+	if (so->walk != NULL)
+		hnsw_walk_end(so->walk);
 	MemoryContextDelete(so->scan_context);
 	pfree(so);
 	scan->opaque = NULL;
+}
+
+/*
+ * The cost estimate: hnsw's (hnsw_cost_estimate_walk), with this index's
+ * walk.  It searches max(matryoshka.ef_search, first funnel size)
+ * candidates, like a scan's first round; a step reads a coarse element, so
+ * it costs the coarse share g1 / D of an hnsw step, but never less than a
+ * quarter of one (a step's page access and bookkeeping do not shrink with
+ * the vector); every candidate that leaves the coarse stage then reads its
+ * payload chain, charged as one more element read.
+ */
+static void
+matryoshka_walk_cost(Relation index, HnswWalkCost *cost)
+{
+	MatryoshkaLayout layout;
+	int			dimensions = hnsw_column_dimensions(index, VECTOR_MAX_DIM, "matryoshka");
+
+	matryoshka_index_layout(index, dimensions, &layout);
+	cost->ef = matryoshka_ef_search;
+	if (matryoshka_funnel_count > 0)
+		cost->ef = Max(cost->ef, matryoshka_funnel[0]);
+	cost->step_cost = Max((double) MatryoshkaCoarse(&layout) / MatryoshkaFull(&layout), 0.25);
+	cost->extra_reads = layout.count > 1 ?
+		Min(cost->ef, matryoshka_funnel_count > 0 ? matryoshka_funnel[0] : cost->ef) : 0;
+}
+
+void
+matryoshka_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
+						 double loop_count, Cost *startup_cost,
+						 Cost *total_cost, Selectivity *selectivity,
+						 double *correlation, double *pages)
+{
+	hnsw_cost_estimate_walk(root, path, loop_count, matryoshka_walk_cost,
+							startup_cost, total_cost, selectivity, correlation,
+							pages);
 }

@@ -1,0 +1,145 @@
+# 012_standby.pl — a streaming standby replays indexes exactly, for each
+# access method (hnsw, matryoshka), on a primary and standby of its own.
+#
+# A primary and a streaming standby (started from a base backup taken before
+# any index exists, so everything the standby has of the index comes
+# through WAL).  On the primary: bulk builds (l2 and cosine, on 3000
+# clustered 64-d vectors: the log_newpage_range path), 1000 single-row
+# inserts (GenericXLog), then DELETE + VACUUM (deleted elements).  Once the
+# standby has replayed it all:
+#   * the same 50 k-NN queries return identical id lists on both nodes;
+#   * hierindex_check on the standby finds no problem;
+#   * hierindex_index_info agrees on both nodes.
+# The standby's answers are also checked against an exact sequential scan
+# there (recall), so that "identical" cannot mean "identically empty".
+#
+# Run as tools/test.sh does (prove test/t/*.pl, PostgreSQL's TAP modules).
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use HierindexTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $DIM = 64;
+my $K = 10;
+
+for my $am (access_methods())
+{
+	my $primary = start_hierindex_node("${am}_primary", init => { allows_streaming => 1 });
+
+	$primary->backup('before_index');
+	my $standby = PostgreSQL::Test::Cluster->new("${am}_standby");
+	$standby->init_from_backup($primary, 'before_index', has_streaming => 1);
+	$standby->start;
+
+	# Clustered data; the function points draws n points, ids first.., around
+	# centre id % 100.
+	$primary->safe_psql(
+		'postgres', clustered_centres_sql(0.53, $DIM) . qq{
+	CREATE FUNCTION points(first int, n int) RETURNS TABLE (id int, v vector($DIM))
+	LANGUAGE sql AS \$\$
+		@{[ clustered_points_sql(dim => $DIM, series => 'generate_series(first, first + n - 1)') ]}
+	\$\$;
+	CREATE TABLE items (id int, v vector($DIM));
+	INSERT INTO items SELECT * FROM points(1, 3000);
+	CREATE TABLE queries AS SELECT id AS qid, v AS q FROM points(100001, 50);
+	CREATE INDEX items_l2 ON items USING $am (v vector_l2_ops) @{[ index_options_sql($am, $DIM, '') ]};
+	CREATE INDEX items_cosine ON items USING $am (v vector_cosine_ops)
+		@{[ index_options_sql($am, $DIM, 'm = 8, ef_construction = 40') ]};
+	ANALYZE items;
+	});
+
+	# 1000 single-row inserts through both indexes.
+	$primary->safe_psql(
+		'postgres', q{
+	SELECT setseed(0.57);
+	DO $$
+	BEGIN
+		FOR i IN 3001..4000 LOOP
+			INSERT INTO items SELECT * FROM points(i, 1);
+		END LOOP;
+	END
+	$$;
+	});
+	# Deleted elements: a VACUUM after a DELETE marks some elements deleted.
+	$primary->safe_psql('postgres', 'DELETE FROM items WHERE id % 37 = 5');
+	$primary->safe_psql('postgres', 'VACUUM items');
+	# and a few inserts after the VACUUM
+	$primary->safe_psql('postgres',
+		'SELECT setseed(0.59); INSERT INTO items SELECT * FROM points(4001, 100)');
+
+	$primary->wait_for_catchup($standby, 'replay');
+
+	my $rows = $primary->safe_psql('postgres', 'SELECT count(*) FROM items');
+	is($rows, 4100 - 108, "$am: primary holds 4100 rows less the 108 deleted");
+	is($standby->safe_psql('postgres', 'SELECT count(*) FROM items'),
+		$rows, "$am: standby has the same rows");
+
+	for my $case ([ 'l2', '<->', 'items_l2' ], [ 'cosine', '<=>', 'items_cosine' ])
+	{
+		my ($metric, $op, $index) = @$case;
+		my $name = "$am $metric";
+		my $knn = knn_sql($op, $K, order => 1);
+
+		for my $node ($primary, $standby)
+		{
+			like($node->safe_psql('postgres', "EXPLAIN (COSTS OFF) $knn"),
+				qr/Index Scan using $index on items/,
+				"$name: the queries use the index on " . $node->name);
+		}
+
+		for my $ef (10, 40, 100)
+		{
+			my $on_primary =
+			  $primary->safe_psql('postgres', ef_search_sql($ef) . " $knn");
+			my $on_standby =
+			  $standby->safe_psql('postgres', ef_search_sql($ef) . " $knn");
+			my @lines = split /\n/, $on_standby;
+			# (At ef_search 10 a deleted element among the 10 found leaves a
+			# query short: the scan returns at most ef_search elements, and
+			# deleted ones are walked through but not returned.)
+			is(scalar(@lines), 50, "$name, ef_search $ef: 50 queries answered on the standby");
+			if ($ef >= 40)
+			{
+				is(scalar(grep { /^\d+\|\{(\d+,){9}\d+\}$/ } @lines),
+					50, "$name, ef_search $ef: 50 queries with 10 ids each on the standby")
+				  or diag(join("\n", grep { !/^\d+\|\{(\d+,){9}\d+\}$/ } @lines));
+			}
+			is($on_standby, $on_primary,
+				"$name, ef_search $ef: standby returns the primary's id lists");
+		}
+
+		# The standby's answers are good ones, not just the same ones (a
+		# standby is read-only: the exact answers stay in Perl).
+		my ($recall, $hits, $wanted) = recall_of_lists(
+			$standby->safe_psql('postgres',
+				"SET enable_indexscan = off; SET enable_bitmapscan = off; $knn"),
+			$standby->safe_psql('postgres', ef_search_sql(100) . " $knn"));
+		is($wanted, 50 * $K, "$name: exact answers on the standby: $K ids for each of 50 queries");
+		recall_at_least($recall, 0.95, "$name: recall\@$K at ef_search 100 on the standby");
+
+		hierindex_check_after_inserts($standby, $index,
+			"$name: hierindex_check on the standby");
+		my $info =
+		  "SELECT metric, dimensions, m, ef_construction, elements, heap_tids, "
+		  . "deleted_elements, pages, max_level, level_elements, entry_point "
+		  . "FROM hierindex_index_info('$index')";
+		is($standby->safe_psql('postgres', $info),
+			$primary->safe_psql('postgres', $info),
+			"$name: hierindex_index_info agrees on both nodes");
+		cmp_ok(
+			$standby->safe_psql(
+				'postgres', "SELECT deleted_elements FROM hierindex_index_info('$index')"),
+			'>', 0, "$name: the standby has the deleted elements of the VACUUM");
+	}
+
+	$standby->stop;
+	$primary->stop;
+}
+
+done_testing();
