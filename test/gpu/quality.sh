@@ -4,6 +4,7 @@
 #   bash test/gpu/quality.sh N D CENTRES [VARIANT...]
 # VARIANT: gpu or cpu, optionally :NAME=VALUE,... put in the environment
 # before that build (settings stay for the later variants).
+# HIERINDEX_QUALITY_TIMES_ONLY=1: build times only, no exact k-NN or recall.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 make -s -C src/gpu >/dev/null

@@ -954,8 +954,12 @@ graph_quality(int64_t n, int d, int centres, int variant_count, char **variants)
 	HierindexGpuStats stats;
 	char		errbuf[512] = "";
 
-	brute_force_knn(base, n, queries, nq, d, HIERINDEX_GPU_METRIC_L2, RECALL_K, 0,
-					truth_distance, truth);
+	/* HIERINDEX_QUALITY_TIMES_ONLY: build times only, no recall (quicker) */
+	const int	times_only = getenv("HIERINDEX_QUALITY_TIMES_ONLY") != NULL;
+
+	if (!times_only)
+		brute_force_knn(base, n, queries, nq, d, HIERINDEX_GPU_METRIC_L2, RECALL_K, 0,
+						truth_distance, truth);
 	for (int v = 0; v < variant_count; v++)
 	{
 		Graph	   *graph = new_graph(base, n, d, HIERINDEX_GPU_METRIC_L2, 16, 64);
@@ -1001,7 +1005,7 @@ graph_quality(int64_t n, int d, int centres, int variant_count, char **variants)
 			   builder == 0 ? stats.seconds[HIERINDEX_GPU_PHASE_PRUNE] : 0.0,
 			   builder == 0 ? stats.seconds[HIERINDEX_GPU_PHASE_UPPER] : 0.0,
 			   (long long) relinked);
-		for (size_t i = 0; i < sizeof(efs) / sizeof(efs[0]); i++)
+		for (size_t i = 0; i < sizeof(efs) / sizeof(efs[0]) && !times_only; i++)
 			printf(" ef %d %.4f", efs[i], graph_recall(graph, queries, nq, truth, efs[i]));
 		printf("\n");
 		fflush(stdout);
