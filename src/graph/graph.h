@@ -290,10 +290,15 @@ extern void graph_search_start(GraphSearch *search, const GraphAccess *access,
  * (ties by id), how many returned.  expand 0 returns the nearest ef of the
  * elements already met, reading nothing more (a scan that hit its limits
  * empties the pool this way).  0: nothing is left (with expand: the part
- * of the graph reachable from the entry is exhausted).
+ * of the graph reachable from the entry is exhausted).  hold_back: while
+ * something is left to expand, the farthest hold_back elements of the
+ * batch (all but one at most) are not returned but go back to the pool, so
+ * that a later batch can put nearer elements it finds before them (for
+ * scans that must return rows in order).
  */
 extern int	graph_search_next(GraphSearch *search, const GraphAccess *access,
-							  int ef, int expand, GraphNeighbor *out);
+							  int ef, int expand, int hold_back,
+							  GraphNeighbor *out);
 
 /*
  * Algorithm 4 of the paper (no candidate extension, no keeping of pruned

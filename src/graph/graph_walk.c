@@ -280,7 +280,7 @@ graph_search_start(GraphSearch *search, const GraphAccess *access,
 
 int
 graph_search_next(GraphSearch *search, const GraphAccess *access, int ef,
-				  int expand, GraphNeighbor *out)
+				  int expand, int hold_back, GraphNeighbor *out)
 {
 	int32_t		buf[2 * GRAPH_MAX_M];
 	float		distances[2 * GRAPH_MAX_M];
@@ -344,6 +344,21 @@ graph_search_next(GraphSearch *search, const GraphAccess *access, int ef,
 				search_push(search, &search->pool, &search->pool_size,
 							&search->pool_capacity, 0, spare.distance, spare.id);
 			}
+		}
+	}
+
+	/*
+	 * The farthest hold_back go back to the pool while there is more to
+	 * search: the next batch may find nearer elements, which then go first.
+	 */
+	if (expand && search->unexpanded_size > 0)
+	{
+		for (int i = 0; i < hold_back && batch_size > 1; i++)
+		{
+			GraphNeighbor farthest = search_pop(search->batch, &batch_size, 1);
+
+			search_push(search, &search->pool, &search->pool_size,
+						&search->pool_capacity, 0, farthest.distance, farthest.id);
 		}
 	}
 

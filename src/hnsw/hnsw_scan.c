@@ -18,9 +18,11 @@
  * off (the default) ends the scan after the first batch, as pgvector does,
  * so a query that needs more rows than ef_search gets fewer.  relaxed_order
  * and strict_order search the next batch, continuing from where the last
- * stopped; strict_order skips any row nearer than the last one returned, so
- * rows come out in non-decreasing distance, relaxed_order returns them in
- * each batch's order.  Searching stops, between batches, when
+ * stopped; relaxed_order returns rows in each batch's order; strict_order
+ * skips any row nearer than the last one returned, so rows come out in
+ * non-decreasing distance, and to skip few it returns a row only once the
+ * search has gone about as far again beyond it (a wider beam, of which only
+ * the nearest ef_search are returned).  Searching stops, between batches, when
  * hnsw.max_scan_tuples heap TIDs have been visited or the search's state
  * exceeds work_mem x hnsw.scan_mem_multiplier; the elements already met are
  * still returned, without reading more, and then the scan ends.
@@ -59,7 +61,8 @@ typedef struct HnswScanOpaqueData
 	int			walk_ef;		/* ef_search the walk was sized for */
 	float	   *query;			/* prepared query, shape.dimensions floats */
 	GraphSearch search;			/* layer 0, resumable; arrays in scan_context */
-	GraphNeighbor *found;		/* walk_ef entries: one batch */
+	GraphNeighbor *found;		/* one batch: found_capacity entries, grown */
+	int			found_capacity;
 	ItemPointerData *heaptids;	/* one batch's rows: heaptid_capacity entries, grown */
 	int			heaptid_capacity;
 
@@ -76,6 +79,7 @@ typedef struct HnswScanOpaqueData
 	int64		extra_tuples;	/* overflow-chain heap TIDs returned */
 	float		last_distance;	/* strict_order: of the last row returned */
 	int64		dropped;		/* strict_order: rows skipped as out of order */
+	int64		returned;		/* elements of the batches so far */
 	int			count;			/* heap TIDs of the current batch */
 	int			next;			/* next one to return */
 } HnswScanOpaqueData;
@@ -152,6 +156,7 @@ hnsw_scan_prepare_walk(IndexScanDesc scan, const HnswShape *shape, int ef)
 	so->walk = NULL;
 	so->walk = hnsw_walk_begin(scan->indexRelation, shape, ef, false);
 	so->walk_ef = ef;
+	so->found_capacity = ef;
 	so->found = palloc(sizeof(GraphNeighbor) * ef);
 	so->heaptid_capacity = ef * 2;
 	so->heaptids = palloc(sizeof(ItemPointerData) * so->heaptid_capacity);
@@ -232,6 +237,7 @@ hnsw_scan_start(IndexScanDesc scan)
 	so->batches = 0;
 	so->extra_tuples = 0;
 	so->dropped = 0;
+	so->returned = 0;
 	so->last_distance = -get_float4_infinity();
 	MemoryContextSwitchTo(old);
 }
@@ -249,7 +255,7 @@ hnsw_scan_memory(HnswScanOpaque so)
 {
 	return (double) hnsw_walk_memory(so->walk) +
 		(double) sizeof(GraphNeighbor) *
-		(so->search.unexpanded_size + so->search.pool_size + so->ef);
+		(so->search.unexpanded_size + so->search.pool_size + so->found_capacity);
 }
 
 /*
@@ -262,6 +268,8 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
 	Relation	index = scan->indexRelation;
 	GraphAccess *access = hnsw_walk_access(so->walk);
+	int64		hold_back;
+	int			beam;
 	int			found;
 
 	CHECK_FOR_INTERRUPTS();
@@ -278,8 +286,26 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 			 hnsw_scan_memory(so), so->max_memory);
 	}
 
-	found = graph_search_next(&so->search, access, so->ef, !so->limited, so->found);
+	/*
+	 * strict_order: a batch searches a beam of ef_search plus the elements
+	 * returned so far and returns only its nearest ef_search; the rest wait
+	 * for a later batch, which puts nearer elements it finds before them
+	 * instead of dropping them (see README, Scans: the search finds some
+	 * near elements only late, the later the deeper it goes).
+	 */
+	hold_back = so->mode == HNSW_ITERATIVE_SCAN_STRICT ? so->returned : 0;
+	if (hold_back > INT_MAX / 2 - so->ef)
+		hold_back = INT_MAX / 2 - so->ef;
+	beam = so->ef + (int) hold_back;
+	if (beam > so->found_capacity)
+	{
+		so->found_capacity = Max(beam, so->found_capacity * 2);
+		so->found = repalloc_huge(so->found, sizeof(GraphNeighbor) * (Size) so->found_capacity);
+	}
+	found = graph_search_next(&so->search, access, beam, !so->limited,
+							  (int) hold_back, so->found);
 	so->batches++;
+	so->returned += found;
 
 	so->count = 0;
 	so->next = 0;

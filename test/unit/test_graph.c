@@ -491,14 +491,15 @@ realloc_grow(void *context, void *array, size_t bytes)
 }
 
 /*
- * The resumable search over the permuted access from the graph's entry:
- * its batches in turn until one is empty.  Returns how many elements they
+ * The resumable search over the permuted access from the graph's entry
+ * (hold_back passed on): its batches in turn until one is empty.  Returns how many elements they
  * held; counts into *repeats the elements returned twice and into
  * *not_live those live() rejects; *first_match says whether the first batch
  * equals `first` (found entries); *out_of_order counts batches not sorted.
  */
 static int
-resumable_batches(PermutedAccess *p, int ef, const GraphNeighbor *first, int first_count,
+resumable_batches(PermutedAccess *p, int ef, int hold_back,
+				  const GraphNeighbor *first, int first_count,
 				  int *first_match, int *repeats, int *not_live, int *out_of_order)
 {
 	const Graph *graph = p->graph;
@@ -517,7 +518,7 @@ resumable_batches(PermutedAccess *p, int ef, const GraphNeighbor *first, int fir
 	graph_search_start(&search, &p->access, entry, entry_distance, 0);
 	*repeats = *not_live = *out_of_order = 0;
 	*first_match = 0;
-	while ((found = graph_search_next(&search, &p->access, ef, 1, batch)) > 0)
+	while ((found = graph_search_next(&search, &p->access, ef, 1, hold_back, batch)) > 0)
 	{
 		if (batches++ == 0 && first != NULL)
 		{
@@ -636,7 +637,7 @@ test_walk_through_callbacks(void)
 		for (int layer = graph->max_level; layer > 0; layer--)
 			entry = graph_walk_greedy(&p.access, entry, &entry_distance, layer);
 		found = graph_walk_layer(&p.access, &scratch, entry, entry_distance, ef, 0, walked);
-		total = resumable_batches(&p, ef, walked, found, &first_match, &repeats,
+		total = resumable_batches(&p, ef, 0, walked, found, &first_match, &repeats,
 								  &not_live, &out_of_order);
 		UNIT_CHECK(first_match, "the resumable search's first batch equals the beam search of ef");
 		UNIT_CHECK(total == reachable && repeats == 0,
@@ -647,13 +648,20 @@ test_walk_through_callbacks(void)
 
 		p.access.live = permuted_live;
 		p.odd_only = 1;
-		total = resumable_batches(&p, 7, NULL, 0, &first_match, &repeats,
+		total = resumable_batches(&p, 7, 0, NULL, 0, &first_match, &repeats,
 								  &not_live, &out_of_order);
 		UNIT_CHECK(not_live == 0 && repeats == 0 && total > 0 && total <= reachable / 2 + 1,
 				   "with live(), only live elements come back, once (%d, %d not live, %d repeats)",
 				   total, not_live, repeats);
 		p.access.live = NULL;
 		p.odd_only = 0;
+
+		/* holding back half of each batch still returns everything once */
+		total = resumable_batches(&p, ef, ef / 2, NULL, 0, &first_match, &repeats,
+								  &not_live, &out_of_order);
+		UNIT_CHECK(total == reachable && repeats == 0 && out_of_order == 0,
+				   "with hold_back, each reachable element once, batches in order (%d of %d, %d repeats)",
+				   total, reachable, repeats);
 	}
 
 	free(scratch.candidates);
