@@ -43,7 +43,7 @@ OBJS = \
 
 DATA = sql/hierindex--$(EXTVERSION).sql
 
-REGRESS = vector_io vector_cast vector_ops vector_prefix vector_agg vector_errors hnsw_inspect hnsw_opclasses hnsw_maintenance hnsw_errors hnsw_overflow hnsw_duplicates hnsw_gpu matryoshka
+REGRESS = vector_io vector_cast vector_ops vector_prefix vector_agg vector_errors hnsw_inspect hnsw_opclasses hnsw_maintenance hnsw_errors hnsw_overflow hnsw_duplicates hnsw_iterative hnsw_gpu matryoshka
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 # -O3 and OpenMP for the graph builders; C11 (gnu11 for PostgreSQL's headers).

@@ -196,6 +196,14 @@ typedef struct GraphAccess
 
 	/* mark `id` visited; returns 1 if it was already marked */
 	int			(*visited_test_and_set) (void *context, int32_t id);
+
+	/*
+	 * Optional (NULL: every element is): whether `id`, whose distance has
+	 * been asked for, may be a result.  graph_search_next walks through
+	 * the others (deleted elements of an index) but never returns them nor
+	 * lets them take a result place.  graph_walk_layer does not ask.
+	 */
+	int			(*live) (void *context, int32_t id);
 } GraphAccess;
 
 /* Working memory for one walk: heaps sized for ef and the widest layer. */
@@ -226,6 +234,71 @@ extern int32_t graph_walk_greedy(const GraphAccess *access, int32_t entry,
 extern int	graph_walk_layer(const GraphAccess *access, GraphWalkScratch *scratch,
 							 int32_t entry, float entry_distance, int ef,
 							 int layer, GraphNeighbor *out);
+
+/*
+ * A resumable beam search on one layer, for index scans that must return
+ * more rows than one search of ef finds (iterative scans: a filter above the
+ * scan discards rows).  It returns batches of up to ef elements; each batch
+ * continues where the last one stopped instead of starting over:
+ *
+ *   unexpanded  every element met whose neighbours were not read yet
+ *               (min-heap);
+ *   pool        every live element met and not yet returned (min-heap).
+ *
+ * A batch moves the ef nearest of the pool into its result set (a max-heap
+ * of ef), then expands the nearest unexpanded element as long as the set is
+ * not full or that element is nearer than its worst member; each new live
+ * element enters the set if it beats the worst (which goes back to the
+ * pool), else the pool.  Then the set is returned in ascending distance.
+ * The first batch after graph_search_start is thus the classic beam search
+ * of ef (graph_walk_layer), except that elements that are not live take no
+ * result place.  The visited marks (the caller's, through GraphAccess) are
+ * reset by graph_search_start only.
+ *
+ * The heaps grow as elements are met, through the caller's grow callback
+ * (realloc-like; it may longjmp, as the other callbacks may): the engine
+ * allocates nothing itself.  Fields other than grow and grow_context are
+ * the search's; a caller may read the sizes.
+ */
+typedef struct GraphSearch
+{
+	/* returns array resized to `bytes` (array NULL: a new one) */
+	void	   *(*grow) (void *context, void *array, size_t bytes);
+	void	   *grow_context;
+
+	GraphNeighbor *unexpanded;
+	int			unexpanded_size;
+	int			unexpanded_capacity;
+	GraphNeighbor *pool;
+	int			pool_size;
+	int			pool_capacity;
+	GraphNeighbor *batch;		/* the result set of the batch: ef + 1 */
+	int			batch_capacity;
+	int			layer;
+	int64_t		expanded;		/* elements whose neighbours were read */
+} GraphSearch;
+
+/*
+ * Start a search on `layer` from `entry` (its distance entry_distance):
+ * reset the visited marks, forget any previous state (keeping the arrays).
+ */
+extern void graph_search_start(GraphSearch *search, const GraphAccess *access,
+							   int32_t entry, float entry_distance, int layer);
+
+/*
+ * The next batch: up to ef elements written to out[] in ascending distance
+ * (ties by id), how many returned.  expand 0 returns the nearest ef of the
+ * elements already met, reading nothing more (a scan that hit its limits
+ * empties the pool this way).  0: nothing is left (with expand: the part
+ * of the graph reachable from the entry is exhausted).  hold_back: while
+ * something is left to expand, the farthest hold_back elements of the
+ * batch (all but one at most) are not returned but go back to the pool, so
+ * that a later batch can put nearer elements it finds before them (for
+ * scans that must return rows in order).
+ */
+extern int	graph_search_next(GraphSearch *search, const GraphAccess *access,
+							  int ef, int expand, int hold_back,
+							  GraphNeighbor *out);
 
 /*
  * Algorithm 4 of the paper (no candidate extension, no keeping of pruned

@@ -10,6 +10,9 @@
  *
  * Nothing here allocates: heaps live in the caller's GraphWalkScratch, so a
  * callback may longjmp out (a PostgreSQL ERROR) without leaking anything.
+ * The resumable search (GraphSearch, for iterative index scans) keeps heaps
+ * that grow with the part of the graph it has met; it grows them through
+ * the caller's callback, so they too are the caller's memory.
  */
 #include "graph_internal.h"
 #include "distance.h"
@@ -94,6 +97,27 @@ walk_distances(const GraphAccess *access, const int32_t *ids, int n, float *out)
 	}
 }
 
+/*
+ * Expand element `id` on `layer`: its neighbours not visited yet are marked
+ * and written to ids[], their distances (asked for at once) to distances[];
+ * returns how many.
+ */
+static int
+walk_expand(const GraphAccess *access, int32_t id, int layer, int32_t *ids,
+			float *distances)
+{
+	int			count = access->neighbors(access->context, id, layer, ids);
+	int			fresh = 0;
+
+	for (int i = 0; i < count; i++)
+	{
+		if (!access->visited_test_and_set(access->context, ids[i]))
+			ids[fresh++] = ids[i];
+	}
+	walk_distances(access, ids, fresh, distances);
+	return fresh;
+}
+
 int32_t
 graph_walk_greedy(const GraphAccess *access, int32_t entry,
 				  float *entry_distance, int layer)
@@ -148,23 +172,13 @@ graph_walk_layer(const GraphAccess *access, GraphWalkScratch *scratch,
 	while (candidates.size > 0)
 	{
 		GraphNeighbor nearest = heap_pop(&candidates);
-		int			count;
 		int			fresh;
 
 		/* every remaining candidate is farther than our worst result */
 		if (nearest.distance > heap_top(&results).distance && results.size >= ef)
 			break;
 
-		count = access->neighbors(access->context, nearest.id, layer, buf);
-
-		/* the unvisited ones, whose distances are then asked for at once */
-		fresh = 0;
-		for (int i = 0; i < count; i++)
-		{
-			if (!access->visited_test_and_set(access->context, buf[i]))
-				buf[fresh++] = buf[i];
-		}
-		walk_distances(access, buf, fresh, distances);
+		fresh = walk_expand(access, nearest.id, layer, buf, distances);
 
 		for (int i = 0; i < fresh; i++)
 		{
@@ -186,6 +200,171 @@ graph_walk_layer(const GraphAccess *access, GraphWalkScratch *scratch,
 	found = results.size;
 	for (int i = found - 1; i >= 0; i--)
 		out[i] = heap_pop(&results);
+	/* equal distances come out of the heap in arbitrary order */
+	qsort(out, found, sizeof(GraphNeighbor), graph_neighbor_compare);
+	return found;
+}
+
+/* ------------------------------------------------------------------------
+ * The resumable search (GraphSearch): see graph.h.
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Make room for one more entry in *items (capacity *capacity, size used).
+ * Each element enters a heap at most once per search (when first met), and
+ * handles are int32, so INT32_MAX entries always suffice.
+ */
+static void
+search_reserve(GraphSearch *search, GraphNeighbor **items, int *capacity, int used)
+{
+	int			grown;
+
+	if (used < *capacity)
+		return;
+	grown = *capacity < 64 ? 64 : (*capacity > INT32_MAX / 2 ? INT32_MAX : *capacity * 2);
+	*items = search->grow(search->grow_context, *items, sizeof(GraphNeighbor) * (size_t) grown);
+	*capacity = grown;
+}
+
+/*
+ * The heaps of a search seen as NeighborHeaps for the duration of a call;
+ * search_push grows the array first, then writes the size back.
+ */
+static void
+search_push(GraphSearch *search, GraphNeighbor **items, int *size, int *capacity,
+			int max_heap, float distance, int32_t id)
+{
+	NeighborHeap heap;
+
+	search_reserve(search, items, capacity, *size);
+	heap.items = *items;
+	heap.size = *size;
+	heap.capacity = *capacity;
+	heap.max_heap = max_heap;
+	heap_push(&heap, distance, id);
+	*size = heap.size;
+}
+
+static GraphNeighbor
+search_pop(GraphNeighbor *items, int *size, int max_heap)
+{
+	NeighborHeap heap = {items, *size, *size, max_heap};
+	GraphNeighbor top = heap_pop(&heap);
+
+	*size = heap.size;
+	return top;
+}
+
+static inline int
+search_live(const GraphAccess *access, int32_t id)
+{
+	return access->live == NULL || access->live(access->context, id);
+}
+
+void
+graph_search_start(GraphSearch *search, const GraphAccess *access,
+				   int32_t entry, float entry_distance, int layer)
+{
+	search->unexpanded_size = 0;
+	search->pool_size = 0;
+	search->layer = layer;
+	search->expanded = 0;
+	access->visited_reset(access->context);
+	access->visited_test_and_set(access->context, entry);
+	search_push(search, &search->unexpanded, &search->unexpanded_size,
+				&search->unexpanded_capacity, 0, entry_distance, entry);
+	if (search_live(access, entry))
+		search_push(search, &search->pool, &search->pool_size,
+					&search->pool_capacity, 0, entry_distance, entry);
+}
+
+int
+graph_search_next(GraphSearch *search, const GraphAccess *access, int ef,
+				  int expand, int hold_back, GraphNeighbor *out)
+{
+	int32_t		buf[2 * GRAPH_MAX_M];
+	float		distances[2 * GRAPH_MAX_M];
+	int			batch_size = 0;
+	int			found;
+
+	if (ef < 1)
+		ef = 1;
+	if (search->batch_capacity < ef + 1)
+	{
+		search->batch = search->grow(search->grow_context, search->batch,
+									 sizeof(GraphNeighbor) * (size_t) (ef + 1));
+		search->batch_capacity = ef + 1;
+	}
+
+	/* the nearest elements met before and not returned yet come first */
+	while (batch_size < ef && search->pool_size > 0)
+	{
+		GraphNeighbor nearest = search_pop(search->pool, &search->pool_size, 0);
+
+		search_push(search, &search->batch, &batch_size, &search->batch_capacity,
+					1, nearest.distance, nearest.id);
+	}
+
+	while (expand && search->unexpanded_size > 0)
+	{
+		GraphNeighbor nearest = search->unexpanded[0];
+		int			fresh;
+
+		/* every remaining element is farther than the batch's worst */
+		if (batch_size >= ef && nearest.distance > search->batch[0].distance)
+			break;
+		search_pop(search->unexpanded, &search->unexpanded_size, 0);
+		search->expanded++;
+
+		fresh = walk_expand(access, nearest.id, search->layer, buf, distances);
+
+		for (int i = 0; i < fresh; i++)
+		{
+			int32_t		id = buf[i];
+			float		d = distances[i];
+
+			search_push(search, &search->unexpanded, &search->unexpanded_size,
+						&search->unexpanded_capacity, 0, d, id);
+			if (!search_live(access, id))
+				continue;
+			if (batch_size < ef)
+				search_push(search, &search->batch, &batch_size,
+							&search->batch_capacity, 1, d, id);
+			else
+			{
+				GraphNeighbor spare = {d, id};
+
+				/* the loser of the two goes to the pool, for a later batch */
+				if (d < search->batch[0].distance)
+				{
+					spare = search_pop(search->batch, &batch_size, 1);
+					search_push(search, &search->batch, &batch_size,
+								&search->batch_capacity, 1, d, id);
+				}
+				search_push(search, &search->pool, &search->pool_size,
+							&search->pool_capacity, 0, spare.distance, spare.id);
+			}
+		}
+	}
+
+	/*
+	 * The farthest hold_back go back to the pool while there is more to
+	 * search: the next batch may find nearer elements, which then go first.
+	 */
+	if (expand && search->unexpanded_size > 0)
+	{
+		for (int i = 0; i < hold_back && batch_size > 1; i++)
+		{
+			GraphNeighbor farthest = search_pop(search->batch, &batch_size, 1);
+
+			search_push(search, &search->pool, &search->pool_size,
+						&search->pool_capacity, 0, farthest.distance, farthest.id);
+		}
+	}
+
+	found = batch_size;
+	for (int i = found - 1; i >= 0; i--)
+		out[i] = search_pop(search->batch, &batch_size, 1);
 	/* equal distances come out of the heap in arbitrary order */
 	qsort(out, found, sizeof(GraphNeighbor), graph_neighbor_compare);
 	return found;

@@ -4,6 +4,7 @@
  * Everything a user names in SQL lives here: the options m and
  * ef_construction (same names, defaults and ranges as pgvector, so schemas
  * move over unchanged) and build_device, the settings hnsw.ef_search,
+ * hnsw.iterative_scan, hnsw.max_scan_tuples, hnsw.scan_mem_multiplier,
  * hierindex.build_threads, hierindex.build_device and the hierindex.gpu_*
  * ones of the GPU build, and the support functions that tell an operator
  * class's metric to the graph engine.  The phases themselves are in the
@@ -36,6 +37,9 @@
 #include "hnsw/hnsw.h"
 
 int			hnsw_ef_search = HNSW_DEFAULT_EF_SEARCH;
+int			hnsw_iterative_scan = HNSW_ITERATIVE_SCAN_OFF;
+int			hnsw_max_scan_tuples = HNSW_DEFAULT_MAX_SCAN_TUPLES;
+double		hnsw_scan_mem_multiplier = 1.0;
 int			hierindex_build_threads = 0;
 int			hierindex_build_device = HNSW_BUILD_DEVICE_AUTO;
 int			hierindex_gpu_device = 0;
@@ -53,6 +57,14 @@ static const struct config_enum_entry build_device_values[] = {
 	{"auto", HNSW_BUILD_DEVICE_AUTO, false},
 	{"cpu", HNSW_BUILD_DEVICE_CPU, false},
 	{"gpu", HNSW_BUILD_DEVICE_GPU, false},
+	{NULL, 0, false}
+};
+
+/* pgvector's names, so settings move over unchanged */
+static const struct config_enum_entry iterative_scan_values[] = {
+	{"off", HNSW_ITERATIVE_SCAN_OFF, false},
+	{"relaxed_order", HNSW_ITERATIVE_SCAN_RELAXED, false},
+	{"strict_order", HNSW_ITERATIVE_SCAN_STRICT, false},
 	{NULL, 0, false}
 };
 
@@ -131,6 +143,21 @@ hnsw_init(void)
 							&hnsw_ef_search, HNSW_DEFAULT_EF_SEARCH,
 							HNSW_MIN_EF_SEARCH, HNSW_MAX_EF_SEARCH,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("hnsw.iterative_scan",
+							 "Whether an hnsw index scan goes on after its first ef_search rows.",
+							 "off: at most ef_search rows, as before; relaxed_order: more batches, each in distance order; strict_order: more batches, rows nearer than one already returned are skipped.",
+							 &hnsw_iterative_scan, HNSW_ITERATIVE_SCAN_OFF,
+							 iterative_scan_values, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("hnsw.max_scan_tuples",
+							"Heap TIDs an iterative hnsw scan visits before it stops searching.",
+							"Checked between batches: approximate, and the first ef_search batch always completes.",
+							&hnsw_max_scan_tuples, HNSW_DEFAULT_MAX_SCAN_TUPLES, 1, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("hnsw.scan_mem_multiplier",
+							 "Memory of an iterative hnsw scan's search, as a multiple of work_mem.",
+							 "The search stops when the state of the elements it has met would exceed it.",
+							 &hnsw_scan_mem_multiplier, 1.0, 1.0, HNSW_MAX_SCAN_MEM_MULTIPLIER,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("hnsw");
 
 	DefineCustomIntVariable("hierindex.build_threads",

@@ -259,8 +259,22 @@ typedef enum HnswBuildDevice
 #define HNSW_PHASE_GRAPH		3	/* linking the in-memory graph */
 #define HNSW_PHASE_WRITE		4	/* writing pages */
 
+/* hnsw.iterative_scan: whether and how a scan goes on after ef_search rows */
+typedef enum HnswIterativeScan
+{
+	HNSW_ITERATIVE_SCAN_OFF,
+	HNSW_ITERATIVE_SCAN_RELAXED,	/* relaxed_order: each batch in order */
+	HNSW_ITERATIVE_SCAN_STRICT	/* strict_order: drop out-of-order rows */
+} HnswIterativeScan;
+
+#define HNSW_DEFAULT_MAX_SCAN_TUPLES	20000
+#define HNSW_MAX_SCAN_MEM_MULTIPLIER	1000.0
+
 /* settings (GUCs), defined in hnsw.c */
 extern int	hnsw_ef_search;
+extern int	hnsw_iterative_scan;	/* HnswIterativeScan */
+extern int	hnsw_max_scan_tuples;
+extern double hnsw_scan_mem_multiplier;
 extern int	hierindex_build_threads;	/* 0: all cores */
 extern int	hierindex_build_device;	/* HnswBuildDevice */
 extern int	hierindex_gpu_device;	/* CUDA device number */
@@ -419,6 +433,13 @@ extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **ti
 extern bool hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid);
 /* elements whose tuple the walk has read since its reset (its work) */
 extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
+/*
+ * Inline heap TIDs of the live elements read since the reset (the tuples an
+ * iterative scan has visited, for hnsw.max_scan_tuples).
+ */
+extern uint64 hnsw_walk_live_heaptids(HnswWalk *walk);
+/* bytes of per-element state for the elements met since the reset */
+extern Size hnsw_walk_memory(HnswWalk *walk);
 /*
  * A walk keeps the last block it read pinned (never locked) between calls:
  * hnsw_walk_release drops that pin (before returning to the executor, or

@@ -2,24 +2,35 @@
  * hnsw_scan.c — the hnsw index scan (ORDER BY col <op> constant) and its cost
  * estimate.
  *
- * A scan does all its work on the first amgettuple after a rescan: it reads
- * the meta page, prepares the query as the index prepared its vectors
- * (normalised under cosine), descends greedily from the entry point through
- * layers max_level..1 and runs a beam search of hnsw.ef_search candidates on
- * layer 0, all through the page walk of hnsw_walk.c and the engine's own
- * search code.  The resulting elements' heap TIDs are collected in ascending
- * distance (every row that shares an element's vector, through its heap-TID
- * overflow chain, into a buffer that grows as needed; none for deleted
- * elements), every pin is dropped, and amgettuple then hands them out one at
- * a time.  The distances are exact for the returned rows, so neither the
- * rows nor the order need rechecking.  As in pgvector, a scan returns at most
- * ef_search elements: a query that needs more rows than that (e.g. a filter
- * above the scan discards many) gets fewer.
+ * The first amgettuple after a rescan reads the meta page, prepares the query
+ * as the index prepared its vectors (normalised under cosine) and descends
+ * greedily from the entry point through layers max_level..1, all through the
+ * page walk of hnsw_walk.c and the engine's own search code.  Layer 0 is then
+ * searched in batches by the engine's resumable search (GraphSearch, see
+ * src/graph/graph.h and README "Scans"): each batch yields up to ef_search
+ * live elements in ascending distance, whose heap TIDs (every row that
+ * shares an element's vector, through its heap-TID overflow chain; none for
+ * deleted elements) are collected into a buffer that grows as needed; every
+ * pin is dropped and amgettuple hands them out one at a time.  The distances
+ * are exact for the returned rows, so the rows need no recheck.
  *
- * Memory: the walk (sized by ef_search) lives for the whole scan and is
- * reused by every rescan; whatever one search allocates besides (the
- * detoasted query) goes into a context reset at each rescan, so a nested
- * loop that rescans thousands of times uses constant memory.
+ * hnsw.iterative_scan decides what happens when the executor wants more:
+ * off (the default) ends the scan after the first batch, as pgvector does,
+ * so a query that needs more rows than ef_search gets fewer.  relaxed_order
+ * and strict_order search the next batch, continuing from where the last
+ * stopped; relaxed_order returns rows in each batch's order; strict_order
+ * skips any row nearer than the last one returned, so rows come out in
+ * non-decreasing distance, and to skip few it returns a row only once the
+ * search has gone about as far again beyond it (a wider beam, of which only
+ * the nearest ef_search are returned).  Searching stops, between batches, when
+ * hnsw.max_scan_tuples heap TIDs have been visited or the search's state
+ * exceeds work_mem x hnsw.scan_mem_multiplier; the elements already met are
+ * still returned, without reading more, and then the scan ends.
+ *
+ * Memory: the walk (sized by ef_search) and the search's heaps live for the
+ * whole scan and are reused by every rescan; whatever one search allocates
+ * besides (the detoasted query) goes into a context reset at each rescan, so
+ * a nested loop that rescans thousands of times uses constant memory.
  *
  * The cost estimate makes any scan without an ORDER BY operator prohibitive
  * (a graph cannot answer WHERE filters), and otherwise charges the elements
@@ -32,8 +43,10 @@
 
 #include "access/genam.h"
 #include "access/relscan.h"
+#include "miscadmin.h"
 #include "optimizer/cost.h"
 #include "pgstat.h"
+#include "utils/float.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/selfuncs.h"
@@ -42,22 +55,46 @@
 
 typedef struct HnswScanOpaqueData
 {
-	MemoryContext scan_context; /* the walk, the results: whole scan */
+	MemoryContext scan_context; /* the walk, the search, the results: whole scan */
 	MemoryContext search_context;	/* one search's scratch: reset by rescan */
 
 	HnswWalk   *walk;			/* NULL until the first search */
 	int			walk_ef;		/* ef_search the walk was sized for */
 	float	   *query;			/* prepared query, shape.dimensions floats */
-	GraphNeighbor *found;		/* walk_ef entries */
-	ItemPointerData *heaptids;	/* results: heaptid_capacity entries, grown */
+	GraphSearch search;			/* layer 0, resumable; arrays in scan_context */
+	GraphNeighbor *found;		/* one batch: found_capacity entries, grown */
+	int			found_capacity;
+	ItemPointerData *heaptids;	/* one batch's rows: heaptid_capacity entries, grown */
 	int			heaptid_capacity;
 
-	bool		searched;		/* the search of this rescan has run */
-	int			count;			/* heap TIDs found */
+	/* settings, read when the search starts (SET LOCAL works per query) */
+	int			ef;
+	HnswIterativeScan mode;
+	int64		max_tuples;
+	double		max_memory;		/* bytes */
+
+	bool		searched;		/* the search of this rescan has started */
+	bool		done;			/* no batch is left */
+	bool		limited;		/* a limit was hit: no more reading, only the pool */
+	int			batches;
+	int64		extra_tuples;	/* overflow-chain heap TIDs returned */
+	float		last_distance;	/* strict_order: of the last row returned */
+	int64		dropped;		/* strict_order: rows skipped as out of order */
+	int64		returned;		/* elements of the batches so far */
+	int			count;			/* heap TIDs of the current batch */
 	int			next;			/* next one to return */
 } HnswScanOpaqueData;
 
 typedef HnswScanOpaqueData *HnswScanOpaque;
+
+/* GraphSearch.grow: the search's heaps live in the scan's context */
+static void *
+scan_search_grow(void *context, void *array, size_t bytes)
+{
+	if (array == NULL)
+		return MemoryContextAllocHuge((MemoryContext) context, bytes);
+	return repalloc_huge(array, bytes);
+}
 
 IndexScanDesc
 hnsw_begin_scan(Relation index, int nkeys, int norderbys)
@@ -71,6 +108,8 @@ hnsw_begin_scan(Relation index, int nkeys, int norderbys)
 	so->search_context = AllocSetContextCreate(so->scan_context,
 											   "hnsw scan search",
 											   ALLOCSET_SMALL_SIZES);
+	so->search.grow = scan_search_grow;
+	so->search.grow_context = so->scan_context;
 	scan->opaque = so;
 	return scan;
 }
@@ -95,6 +134,7 @@ hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 
 	MemoryContextReset(so->search_context);
 	so->searched = false;
+	so->done = true;
 	so->count = 0;
 	so->next = 0;
 }
@@ -117,6 +157,7 @@ hnsw_scan_prepare_walk(IndexScanDesc scan, const HnswShape *shape, int ef)
 	so->walk = NULL;
 	so->walk = hnsw_walk_begin(scan->indexRelation, shape, ef, false);
 	so->walk_ef = ef;
+	so->found_capacity = ef;
 	so->found = palloc(sizeof(GraphNeighbor) * ef);
 	so->heaptid_capacity = ef * 2;
 	so->heaptids = palloc(sizeof(ItemPointerData) * so->heaptid_capacity);
@@ -124,11 +165,13 @@ hnsw_scan_prepare_walk(IndexScanDesc scan, const HnswShape *shape, int ef)
 }
 
 /*
- * The search: from the entry point down to layer 0, then collect the heap
- * TIDs of what it found.  Leaves so->heaptids[0 .. so->count) and no pin.
+ * Start the search: from the entry point down to layer 0, where the
+ * resumable search is set up for the batches.  Leaves so->done set when
+ * there is nothing to return (no ORDER BY value, an empty index, a zero
+ * query under cosine).
  */
 static void
-hnsw_scan_search(IndexScanDesc scan)
+hnsw_scan_start(IndexScanDesc scan)
 {
 	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
 	Relation	index = scan->indexRelation;
@@ -136,12 +179,11 @@ hnsw_scan_search(IndexScanDesc scan)
 	HnswMetaPageData meta;
 	HnswShape	shape;
 	GraphAccess *access;
-	int			ef = hnsw_ef_search;
 	int32		entry;
 	float		entry_distance;
-	int			found;
 	MemoryContext old;
 
+	so->done = true;
 	if (scan->numberOfOrderBys == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -163,8 +205,12 @@ hnsw_scan_search(IndexScanDesc scan)
 	}
 	hnsw_shape_from_meta(&meta, &shape);
 
-	if (so->walk == NULL || so->walk_ef != ef)
-		hnsw_scan_prepare_walk(scan, &shape, ef);
+	so->ef = hnsw_ef_search;
+	so->mode = (HnswIterativeScan) hnsw_iterative_scan;
+	so->max_tuples = hnsw_max_scan_tuples;
+	so->max_memory = (double) work_mem * 1024.0 * hnsw_scan_mem_multiplier;
+	if (so->walk == NULL || so->walk_ef != so->ef)
+		hnsw_scan_prepare_walk(scan, &shape, so->ef);
 
 	/*
 	 * A zero query under cosine has no direction, so every cosine distance to
@@ -185,27 +231,119 @@ hnsw_scan_search(IndexScanDesc scan)
 	entry_distance = access->distance(access->context, entry);
 	for (int layer = Min(meta.max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
 		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
-	found = graph_walk_layer(access, hnsw_walk_scratch(so->walk), entry,
-							 entry_distance, ef, 0, so->found);
+	graph_search_start(&so->search, access, entry, entry_distance, 0);
+
+	so->done = false;
+	so->limited = false;
+	so->batches = 0;
+	so->extra_tuples = 0;
+	so->dropped = 0;
+	so->returned = 0;
+	so->last_distance = -get_float4_infinity();
+	MemoryContextSwitchTo(old);
+}
+
+/* Heap TIDs the scan has visited, in hnsw.max_scan_tuples' sense. */
+static int64
+hnsw_scan_tuples(HnswScanOpaque so)
+{
+	return (int64) hnsw_walk_live_heaptids(so->walk) + so->extra_tuples;
+}
+
+/* Bytes of search state, in hnsw.scan_mem_multiplier's sense. */
+static double
+hnsw_scan_memory(HnswScanOpaque so)
+{
+	return (double) hnsw_walk_memory(so->walk) +
+		(double) sizeof(GraphNeighbor) *
+		(so->search.unexpanded_size + so->search.pool_size + so->found_capacity);
+}
+
+/*
+ * Search the next batch and collect its heap TIDs into so->heaptids[0 ..
+ * so->count).  Sets so->done when no batch will follow.  Holds no pin after.
+ */
+static void
+hnsw_scan_next_batch(IndexScanDesc scan)
+{
+	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
+	Relation	index = scan->indexRelation;
+	GraphAccess *access = hnsw_walk_access(so->walk);
+	int64		hold_back;
+	int			beam;
+	int			found;
+
+	CHECK_FOR_INTERRUPTS();
+
+	/* the limits apply from the second batch on, between batches */
+	if (so->batches > 0 && !so->limited &&
+		(hnsw_scan_tuples(so) >= so->max_tuples ||
+		 hnsw_scan_memory(so) > so->max_memory))
+	{
+		so->limited = true;
+		elog(DEBUG1, "hnsw scan of \"%s\" stops searching after %d batches: %lld heap TIDs visited (hnsw.max_scan_tuples %lld), %.0f bytes of state (limit %.0f)",
+			 RelationGetRelationName(index), so->batches,
+			 (long long) hnsw_scan_tuples(so), (long long) so->max_tuples,
+			 hnsw_scan_memory(so), so->max_memory);
+	}
+
+	/*
+	 * strict_order: a batch searches a beam of ef_search plus the elements
+	 * returned so far and returns only its nearest ef_search; the rest wait
+	 * for a later batch, which puts nearer elements it finds before them
+	 * instead of dropping them (see README, Scans: the search finds some
+	 * near elements only late, the later the deeper it goes).
+	 */
+	hold_back = so->mode == HNSW_ITERATIVE_SCAN_STRICT ? so->returned : 0;
+	if (hold_back > INT_MAX / 2 - so->ef)
+		hold_back = INT_MAX / 2 - so->ef;
+	beam = so->ef + (int) hold_back;
+	if (beam > so->found_capacity)
+	{
+		so->found_capacity = Max(beam, so->found_capacity * 2);
+		so->found = repalloc_huge(so->found, sizeof(GraphNeighbor) * (Size) so->found_capacity);
+	}
+	found = graph_search_next(&so->search, access, beam, !so->limited,
+							  (int) hold_back, so->found);
+	so->batches++;
+	so->returned += found;
 
 	so->count = 0;
+	so->next = 0;
 	for (int i = 0; i < found; i++)
 	{
+		int			n;
+
+		/* strict_order: a row nearer than one already returned comes too late */
+		if (so->mode == HNSW_ITERATIVE_SCAN_STRICT &&
+			so->found[i].distance < so->last_distance)
+		{
+			so->dropped++;
+			continue;
+		}
+
 		/*
 		 * An element the walk could not read has no heap TIDs (its distance
 		 * is +inf, but so may be a real distance between huge vectors).
 		 */
-		so->count += hnsw_walk_heaptids(so->walk, so->found[i].id,
-										&so->heaptids, &so->heaptid_capacity,
-										so->count);
+		n = hnsw_walk_heaptids(so->walk, so->found[i].id,
+							   &so->heaptids, &so->heaptid_capacity, so->count);
+		if (n > HNSW_HEAPTIDS)
+			so->extra_tuples += n - HNSW_HEAPTIDS;
+		so->count += n;
+		if (n > 0)
+			so->last_distance = so->found[i].distance;
 	}
 	hnsw_walk_release(so->walk);
 
-	elog(DEBUG1, "hnsw scan of \"%s\": %d elements, %d heap TIDs, %llu element reads",
-		 RelationGetRelationName(index), found, so->count,
-		 (unsigned long long) hnsw_walk_distance_count(so->walk));
+	if (found == 0 || so->mode == HNSW_ITERATIVE_SCAN_OFF)
+		so->done = true;
 
-	MemoryContextSwitchTo(old);
+	elog(DEBUG1, "hnsw scan of \"%s\": batch %d, %d elements, %d heap TIDs, %llu element reads, %lld expanded, %lld dropped%s",
+		 RelationGetRelationName(index), so->batches, found, so->count,
+		 (unsigned long long) hnsw_walk_distance_count(so->walk),
+		 (long long) so->search.expanded, (long long) so->dropped,
+		 so->done ? ", done" : "");
 }
 
 bool
@@ -215,11 +353,15 @@ hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir)
 
 	if (!so->searched)
 	{
-		hnsw_scan_search(scan);
+		hnsw_scan_start(scan);
 		so->searched = true;
 	}
-	if (so->next >= so->count)
-		return false;
+	while (so->next >= so->count)
+	{
+		if (so->done)
+			return false;
+		hnsw_scan_next_batch(scan);
+	}
 
 	scan->xs_heaptid = so->heaptids[so->next++];
 	scan->xs_recheck = false;

@@ -147,6 +147,7 @@ struct HnswWalk
 	RecentBuffers *recent;		/* NULL: local buffers, no hints */
 
 	uint64		distance_count; /* elements read (for DEBUG output) */
+	uint64		live_heaptids;	/* inline heap TIDs of the live elements read */
 };
 
 static inline uint64
@@ -446,6 +447,8 @@ walk_read_element(HnswWalk *walk, int32 handle)
 		element->overflowtid = tuple->overflowtid;
 		element->neighbortid = tuple->neighbortid;
 		element->finetid = tuple->finetid;
+		if (!tuple->deleted)
+			walk->live_heaptids += element->heaptid_count;
 		if (walk->keep_vectors)
 			memcpy(walk->vectors + (Size) handle * dimensions, tuple->vector,
 				   sizeof(float) * dimensions);
@@ -600,6 +603,18 @@ walk_neighbors(void *context, int32_t id, int layer, int32_t *out)
 	return count;
 }
 
+/* an element a scan may return: read, and not deleted */
+static int
+walk_live(void *context, int32_t id)
+{
+	HnswWalk   *walk = context;
+	HnswWalkElement *element = &walk->elements[id];
+
+	if (element->state == WALK_UNREAD)
+		walk_read_element(walk, id);
+	return element->state == WALK_READ && !element->deleted;
+}
+
 static void
 walk_visited_reset(void *context)
 {
@@ -646,6 +661,7 @@ hnsw_walk_begin(Relation index, const HnswShape *shape, int ef, bool keep_vector
 	walk->access.neighbors = walk_neighbors;
 	walk->access.visited_reset = walk_visited_reset;
 	walk->access.visited_test_and_set = walk_visited_test_and_set;
+	walk->access.live = walk_live;
 
 	walk->scratch.ef = ef;
 	walk->scratch.candidate_capacity = graph_walk_candidate_capacity(ef, shape->m0);
@@ -719,6 +735,7 @@ hnsw_walk_reset(HnswWalk *walk, const float *query)
 	}
 	walk->count = 0;
 	walk->distance_count = 0;
+	walk->live_heaptids = 0;
 	memcpy(walk->query, query, sizeof(float) * walk->shape.dimensions);
 }
 
@@ -871,6 +888,24 @@ uint64
 hnsw_walk_distance_count(HnswWalk *walk)
 {
 	return walk->distance_count;
+}
+
+uint64
+hnsw_walk_live_heaptids(HnswWalk *walk)
+{
+	return walk->live_heaptids;
+}
+
+Size
+hnsw_walk_memory(HnswWalk *walk)
+{
+	/* per handle: its facts, its visited mark, two slots of the TID table */
+	Size		per_handle = sizeof(HnswWalkElement) + sizeof(uint32) +
+		2 * sizeof(HnswWalkSlot);
+
+	if (walk->keep_vectors)
+		per_handle += sizeof(float) * walk->shape.dimensions;
+	return (Size) walk->count * per_handle;
 }
 
 void

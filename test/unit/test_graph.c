@@ -422,6 +422,7 @@ typedef struct PermutedAccess
 	uint32_t	generation;
 	int64_t		distance_calls;
 	int64_t		batch_calls;
+	int			odd_only;		/* live(): only elements with an odd id */
 } PermutedAccess;
 
 static float
@@ -470,6 +471,80 @@ permuted_visited_test_and_set(void *context, int32_t handle)
 		return 1;
 	p->marks[handle] = p->generation;
 	return 0;
+}
+
+/* GraphAccess.live: with odd_only, the even ids play deleted elements */
+static int
+permuted_live(void *context, int32_t handle)
+{
+	PermutedAccess *p = context;
+
+	return !p->odd_only || (p->id_of[handle] % 2) == 1;
+}
+
+/* GraphSearch.grow over realloc */
+static void *
+realloc_grow(void *context, void *array, size_t bytes)
+{
+	(void) context;
+	return realloc(array, bytes);
+}
+
+/*
+ * The resumable search over the permuted access from the graph's entry
+ * (hold_back passed on): its batches in turn until one is empty.  Returns how many elements they
+ * held; counts into *repeats the elements returned twice and into
+ * *not_live those live() rejects; *first_match says whether the first batch
+ * equals `first` (found entries); *out_of_order counts batches not sorted.
+ */
+static int
+resumable_batches(PermutedAccess *p, int ef, int hold_back,
+				  const GraphNeighbor *first, int first_count,
+				  int *first_match, int *repeats, int *not_live, int *out_of_order)
+{
+	const Graph *graph = p->graph;
+	GraphSearch search = {0};
+	GraphNeighbor *batch = malloc(sizeof(GraphNeighbor) * ef);
+	char	   *returned = calloc(graph->count, 1);
+	int32_t		entry = p->handle_of[graph->entry_point];
+	float		entry_distance = permuted_distance(p, entry);
+	int			total = 0;
+	int			batches = 0;
+	int			found;
+
+	search.grow = realloc_grow;
+	for (int layer = graph->max_level; layer > 0; layer--)
+		entry = graph_walk_greedy(&p->access, entry, &entry_distance, layer);
+	graph_search_start(&search, &p->access, entry, entry_distance, 0);
+	*repeats = *not_live = *out_of_order = 0;
+	*first_match = 0;
+	while ((found = graph_search_next(&search, &p->access, ef, 1, hold_back, batch)) > 0)
+	{
+		if (batches++ == 0 && first != NULL)
+		{
+			*first_match = found == first_count;
+			for (int i = 0; *first_match && i < found; i++)
+				*first_match = batch[i].id == first[i].id &&
+					batch[i].distance == first[i].distance;
+		}
+		for (int i = 0; i < found; i++)
+		{
+			int32_t		id = p->id_of[batch[i].id];
+
+			*repeats += returned[id];
+			returned[id] = 1;
+			*not_live += !permuted_live(p, batch[i].id);
+			if (i > 0 && batch[i].distance < batch[i - 1].distance)
+				(*out_of_order)++;
+		}
+		total += found;
+	}
+	free(search.unexpanded);
+	free(search.pool);
+	free(search.batch);
+	free(returned);
+	free(batch);
+	return total;
 }
 
 static void
@@ -537,6 +612,57 @@ test_walk_through_callbacks(void)
 	UNIT_CHECK(same == 40, "walk through callbacks with permuted handles, with and without the batch distance callback, equals the in-memory search (%d of 40 queries)", same);
 	UNIT_CHECK(p.batch_calls > 0, "the walk asks for distances in batches when the access offers it (%lld batches)", (long long) p.batch_calls);
 	UNIT_CHECK(walked[0].distance <= walked[1].distance, "walk results come nearest first");
+
+	/*
+	 * The resumable search (iterative scans): its first batch is the beam
+	 * search's result; its batches together return every element reachable
+	 * from the entry exactly once, each batch in order; with a live()
+	 * callback, only live elements, and still a full first batch.
+	 */
+	{
+		const float *query = data + (int64_t) 17 * dim;
+		int32_t		entry = p.handle_of[graph->entry_point];
+		float		entry_distance;
+		int			found,
+					total,
+					first_match,
+					repeats,
+					not_live,
+					out_of_order,
+					reachable = (int) count_reachable(graph, graph->entry_point);
+
+		p.query = query;
+		p.access.distances = permuted_distances;
+		entry_distance = permuted_distance(&p, entry);
+		for (int layer = graph->max_level; layer > 0; layer--)
+			entry = graph_walk_greedy(&p.access, entry, &entry_distance, layer);
+		found = graph_walk_layer(&p.access, &scratch, entry, entry_distance, ef, 0, walked);
+		total = resumable_batches(&p, ef, 0, walked, found, &first_match, &repeats,
+								  &not_live, &out_of_order);
+		UNIT_CHECK(first_match, "the resumable search's first batch equals the beam search of ef");
+		UNIT_CHECK(total == reachable && repeats == 0,
+				   "its batches return each of the %d reachable elements once (%d returned, %d repeats)",
+				   reachable, total, repeats);
+		UNIT_CHECK(out_of_order == 0, "each batch comes nearest first");
+		UNIT_CHECK(reachable > n * 9 / 10, "most elements are reachable (%d of %d)", reachable, n);
+
+		p.access.live = permuted_live;
+		p.odd_only = 1;
+		total = resumable_batches(&p, 7, 0, NULL, 0, &first_match, &repeats,
+								  &not_live, &out_of_order);
+		UNIT_CHECK(not_live == 0 && repeats == 0 && total > 0 && total <= reachable / 2 + 1,
+				   "with live(), only live elements come back, once (%d, %d not live, %d repeats)",
+				   total, not_live, repeats);
+		p.access.live = NULL;
+		p.odd_only = 0;
+
+		/* holding back half of each batch still returns everything once */
+		total = resumable_batches(&p, ef, ef / 2, NULL, 0, &first_match, &repeats,
+								  &not_live, &out_of_order);
+		UNIT_CHECK(total == reachable && repeats == 0 && out_of_order == 0,
+				   "with hold_back, each reachable element once, batches in order (%d of %d, %d repeats)",
+				   total, reachable, repeats);
+	}
 
 	free(scratch.candidates);
 	free(scratch.results);
