@@ -31,6 +31,7 @@ OBJS = \
 	src/hnsw/hnsw_write.o \
 	src/hnsw/hnsw_build.o \
 	src/hnsw/hnsw_build_gpu.o \
+	src/hnsw/hnsw_build_parallel.o \
 	src/hnsw/hnsw_walk.o \
 	src/hnsw/hnsw_insert.o \
 	src/hnsw/hnsw_scan.o \

@@ -12,6 +12,7 @@
  *   hnsw_write.c    bulk page writer: an in-memory Graph to pages, one WAL pass
  *   hnsw_build.c    ambuild/ambuildempty: heap scan -> Graph -> bulk writer
  *   hnsw_build_gpu.c  the GPU phase of a build: builder choice, Graph -> GPU
+ *   hnsw_build_parallel.c  the load phase of a build on parallel workers
  *   hnsw_walk.c     GraphAccess over pages: the graph walk used by scan/insert
  *   hnsw_insert.c   aminsert: one element at a time, GenericXLog
  *   hnsw_scan.c     index scan and cost estimate

@@ -11,7 +11,15 @@
  *          beyond the element's own into overflow tuples), found through a
  *          small hash table of element ids keyed by a hash of the vector;
  *          so a column full of one value is one element, not a clique of
- *          zero-distance elements.
+ *          zero-distance elements.  When the server would give the build
+ *          parallel workers (max_parallel_maintenance_workers and the rest
+ *          of plan_create_index_workers' rules), hnsw_build_parallel.c
+ *          starts them: they scan and prepare rows beside the leader and
+ *          ship them to it, and the leader adds each with the same add_row.
+ *          The elements' order then depends on the workers' timing (so do
+ *          the links: such builds are not reproducible, like the
+ *          multi-thread linking); with no workers the load is serial and
+ *          its order the heap's.
  *   graph  hnsw_build_gpu.c decides whether the GPU links the elements
  *          (index option build_device, setting hierindex.build_device) and,
  *          if so, has it done.  Otherwise the OpenMP builder links them, in
@@ -67,6 +75,7 @@
 #include "utils/rel.h"
 
 #include "hnsw/hnsw.h"
+#include "hnsw/hnsw_build_parallel.h"
 #include "vector.h"
 
 /*
@@ -118,6 +127,7 @@ typedef struct BuildState
 	struct duplicates_hash *duplicates;
 	float	   *probe;			/* the prepared vector of the current row */
 	char	   *probe_payload;	/* and its payload (spec->payload_stride) */
+	HnswParallelLoad *parallel; /* workers of the load phase, or NULL */
 	char	   *payloads;		/* per element slot: payload_stride bytes */
 
 	/* memory: budget and the bytes each element slot costs */
@@ -147,17 +157,29 @@ duplicate_payload(BuildState *state, int32 key)
 	return state->payloads + (Size) key * state->spec->payload_stride;
 }
 
+/*
+ * The duplicate finder's hash of a prepared row.  Parallel workers compute
+ * it for the rows they ship, so the leader does not hash them again.
+ */
+uint32
+hnsw_build_row_hash(const HnswBuildSpec *spec, const float *vector,
+					const char *payload)
+{
+	uint32		hash = hash_bytes((const unsigned char *) vector,
+								  sizeof(float) * spec->shape.dimensions);
+
+	if (spec->payload_stride > 0)
+		hash = hash_combine(hash,
+							hash_bytes((const unsigned char *) payload,
+									   spec->payload_stride));
+	return hash;
+}
+
 static inline uint32
 duplicate_hash(BuildState *state, int32 key)
 {
-	uint32		hash = hash_bytes((const unsigned char *) duplicate_vector(state, key),
-								  sizeof(float) * state->shape.dimensions);
-
-	if (state->spec->payload_stride > 0)
-		hash = hash_combine(hash,
-							hash_bytes((const unsigned char *) duplicate_payload(state, key),
-									   state->spec->payload_stride));
-	return hash;
+	return hnsw_build_row_hash(state->spec, duplicate_vector(state, key),
+							   duplicate_payload(state, key));
 }
 
 static inline bool
@@ -349,9 +371,12 @@ spool_row(BuildState *state, ItemPointer tid)
 	state->spooled++;
 }
 
-/* Add the prepared row in state->probe with heap TID tid. */
+/*
+ * Add the prepared row in state->probe with heap TID tid; hash is its
+ * hnsw_build_row_hash.
+ */
 static void
-add_row(BuildState *state, ItemPointer tid)
+add_row(BuildState *state, ItemPointer tid, uint32 hash)
 {
 	Graph	   *graph = state->graph;
 	DuplicateEntry *entry;
@@ -365,7 +390,7 @@ add_row(BuildState *state, ItemPointer tid)
 		return;
 	}
 
-	entry = duplicates_lookup(state->duplicates, PROBE_KEY);
+	entry = duplicates_lookup_hash(state->duplicates, PROBE_KEY, hash);
 	if (entry != NULL)
 	{
 		if (!reserve_extra(state))
@@ -404,9 +429,40 @@ add_row(BuildState *state, ItemPointer tid)
 	state->tid_counts[id] = 1;
 	state->rows_in_memory++;
 
-	entry = duplicates_insert(state->duplicates, (int32) id, &found);
+	entry = duplicates_insert_hash(state->duplicates, (int32) id, hash, &found);
 	Assert(!found);
 	entry->element = (int32) id;
+}
+
+/* pg_stat_progress_create_index's tuples done, every 1024 rows */
+static inline void
+report_rows_done(BuildState *state)
+{
+	if (((state->rows_in_memory + state->spooled) & 1023) == 0)
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+									 state->rows_in_memory + state->spooled);
+}
+
+/*
+ * Prepare the indexed value of a row for the graph, in the same way in the
+ * backend and in parallel workers: false for a row that is not indexed (NULL,
+ * or what the spec's prepare refuses: a zero vector under cosine).  The
+ * detoasted value lives in tuple_context, which is reset.
+ */
+bool
+hnsw_build_prepare_row(const HnswBuildSpec *spec, MemoryContext tuple_context,
+					   Datum *values, bool *isnull, float *vector, char *payload)
+{
+	MemoryContext old_context;
+	bool		indexed;
+
+	if (isnull[0])
+		return false;
+	old_context = MemoryContextSwitchTo(tuple_context);
+	indexed = spec->prepare(spec->arg, values[0], vector, payload);
+	MemoryContextSwitchTo(old_context);
+	MemoryContextReset(tuple_context);
+	return indexed;
 }
 
 static void
@@ -414,24 +470,94 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 			   bool tuple_is_alive, void *arg)
 {
 	BuildState *state = (BuildState *) arg;
-	MemoryContext old_context;
-	bool		indexed;
 
-	if (isnull[0])
-		return;					/* NULLs are not indexed */
+	if (!hnsw_build_prepare_row(state->spec, state->tuple_context, values, isnull,
+								state->probe, state->probe_payload))
+		return;
 
-	old_context = MemoryContextSwitchTo(state->tuple_context);
-	indexed = state->spec->prepare(state->spec->arg, values[0], state->probe,
-								   state->probe_payload);
-	MemoryContextSwitchTo(old_context);
-	MemoryContextReset(state->tuple_context);
-	if (!indexed)
-		return;					/* zero vector under cosine */
+	add_row(state, tid, hnsw_build_row_hash(state->spec, state->probe,
+											state->probe_payload));
+	report_rows_done(state);
+}
 
-	add_row(state, tid);
-	if (((state->rows_in_memory + state->spooled) & 1023) == 0)
-		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
-									 state->rows_in_memory + state->spooled);
+/* A row a parallel worker prepared (hnsw_build_parallel.c calls this). */
+static void
+add_shipped_row(void *arg, ItemPointer tid, const float *vector,
+				const char *payload, uint32 hash)
+{
+	BuildState *state = (BuildState *) arg;
+
+	memcpy(state->probe, vector, sizeof(float) * state->shape.dimensions);
+	memcpy(state->probe_payload, payload, state->spec->payload_stride);
+	add_row(state, tid, hash);
+	report_rows_done(state);
+}
+
+/*
+ * The leader's own rows of a parallel load: the workers' waiting rows
+ * first, so that adding them (which only the leader can) goes before
+ * scanning (which any of them can).
+ */
+static void
+leader_build_callback(Relation index, ItemPointer tid, Datum *values,
+					  bool *isnull, bool tuple_is_alive, void *arg)
+{
+	BuildState *state = (BuildState *) arg;
+
+	hnsw_parallel_load_drain(state->parallel);
+	build_callback(index, tid, values, isnull, tuple_is_alive, arg);
+}
+
+/*
+ * The load phase: every row into the graph (or the spool), by this backend
+ * alone or with parallel workers (*workers says how many).  Returns the
+ * heap tuples scanned.
+ */
+static double
+load_rows(BuildState *state, IndexInfo *info, int *workers)
+{
+	double		reltuples;
+
+	*workers = 0;
+	state->parallel = hnsw_parallel_load_begin(state->heap, state->index, info,
+											   state->spec, add_shipped_row,
+											   state);
+	if (state->parallel == NULL)
+		return table_index_build_scan(state->heap, state->index, info, true, true,
+									  build_callback, state, NULL);
+
+	reltuples = table_index_build_scan(state->heap, state->index, info, true, true,
+									   leader_build_callback, state,
+									   hnsw_parallel_load_leader_scan(state->parallel));
+	reltuples += hnsw_parallel_load_end(state->parallel);
+	*workers = hnsw_parallel_load_workers(state->parallel);
+	state->parallel = NULL;
+	return reltuples;
+}
+
+/*
+ * Write to every page of the graph's vector array before the load, from the
+ * build's threads.  The array is fresh memory, so the first write to each
+ * page is a page fault; taken by the backend alone, a row at a time, those
+ * faults cost about a third of the serial load, and most of what the leader
+ * spends on each row a parallel worker ships.  Only plain memory is touched
+ * (the rows overwrite it), with every signal blocked as while linking.
+ */
+static void
+prefault_vectors(BuildState *state)
+{
+	char	   *vectors = (char *) state->graph->vectors;
+	int64		bytes = (int64) sizeof(float) * state->shape.dimensions *
+		state->graph->capacity;
+	sigset_t	all_signals;
+	sigset_t	saved_signals;
+
+	sigfillset(&all_signals);
+	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+#pragma omp parallel for num_threads(state->threads) schedule(static)
+	for (int64 offset = 0; offset < bytes; offset += 4096)
+		vectors[offset] = 0;
+	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
 }
 
 /*
@@ -616,6 +742,7 @@ typedef struct BuildPhases
 	double		connect;		/* graph_connect_unreachable */
 	double		write;
 	double		inserts;		/* spooled rows, one at a time */
+	int			workers;		/* parallel workers of the load phase */
 	bool		linked;			/* there were elements in memory to link */
 	bool		on_gpu;			/* the GPU linked them */
 	HnswGpuPhases gpu;			/* its phases, when on_gpu */
@@ -630,28 +757,36 @@ static void
 report_build(BuildState *state, HnswBuildDevice device, const BuildPhases *phases)
 {
 	StringInfoData message;
+	char		heap_scan[64];
 
 	if (!phases->on_gpu && device == HNSW_BUILD_DEVICE_AUTO)
 		return;
+
+	if (phases->workers > 0)
+		snprintf(heap_scan, sizeof(heap_scan), "%.2f s with %d parallel %s",
+				 phases->load, phases->workers,
+				 phases->workers == 1 ? "worker" : "workers");
+	else
+		snprintf(heap_scan, sizeof(heap_scan), "%.2f s", phases->load);
 
 	initStringInfo(&message);
 	appendStringInfo(&message, "%s index \"%s\" built ",
 					 state->spec->am_name, RelationGetRelationName(state->index));
 	if (phases->on_gpu)
 		appendStringInfo(&message,
-						 "on the GPU (%s): heap scan %.2f s, transfer %.2f s, kNN graph %.2f s, pruning %.2f s, upper layers %.2f s, connecting %.2f s",
-						 phases->gpu.device_name, phases->load, phases->gpu.transfer,
+						 "on the GPU (%s): heap scan %s, transfer %.2f s, kNN graph %.2f s, pruning %.2f s, upper layers %.2f s, connecting %.2f s",
+						 phases->gpu.device_name, heap_scan, phases->gpu.transfer,
 						 phases->gpu.knn, phases->gpu.prune, phases->gpu.upper,
 						 phases->connect);
 	else if (phases->linked)
 		appendStringInfo(&message,
-						 "on the CPU (%d %s): heap scan %.2f s, linking %.2f s",
+						 "on the CPU (%d %s): heap scan %s, linking %.2f s",
 						 state->threads, state->threads == 1 ? "thread" : "threads",
-						 phases->load, phases->link + phases->connect);
+						 heap_scan, phases->link + phases->connect);
 	else
 		appendStringInfo(&message,
-						 "with no elements in memory to link: heap scan %.2f s",
-						 phases->load);
+						 "with no elements in memory to link: heap scan %s",
+						 heap_scan);
 	appendStringInfo(&message, ", page writing %.2f s", phases->write);
 	if (state->spooled > 0)
 		appendStringInfo(&message, ", single inserts %.2f s", phases->inserts);
@@ -715,6 +850,13 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 	uint8		build_method;
 	int64		capacity;
 	int64		fit;
+
+	/* a parallel worker of the load phase came in through ambuild */
+	if (hnsw_parallel_load_in_worker())
+	{
+		hnsw_parallel_load_worker_scan(heap, index, info, spec);
+		return NULL;
+	}
 
 	INSTR_TIME_SET_CURRENT(started);
 	memset(&phases, 0, sizeof(phases));
@@ -783,12 +925,12 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		state->duplicates = duplicates_create(build_context,
 											  (uint32) Min(capacity, 1 << 20),
 											  state);
+		prefault_vectors(state);
 	}
 
 	/* load */
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_LOAD);
-	reltuples = table_index_build_scan(heap, index, info, true, true,
-									   build_callback, state, NULL);
+	reltuples = load_rows(state, info, &phases.workers);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
 								 state->rows_in_memory + state->spooled);
 	if (state->duplicates != NULL)
@@ -797,6 +939,11 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		state->duplicates = NULL;
 	}
 	phases.load = seconds_since(started);
+	elog(DEBUG1, "%s build of \"%s\": loaded " INT64_FORMAT " rows into " INT64_FORMAT " elements in %.2f s with %d parallel workers",
+		 spec->am_name, RelationGetRelationName(index),
+		 state->rows_in_memory + state->spooled,
+		 state->graph != NULL ? state->graph->count : 0,
+		 phases.load, phases.workers);
 
 	/* link (on the GPU or the CPU) and write what is in memory */
 	if (state->graph != NULL && state->graph->count > 0)
@@ -834,8 +981,9 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 					 spec->payload_size > 0 || spec->fill_meta ? &payloads : NULL,
 					 build_method, seconds_since(started));
 	phases.write = seconds_since(started) - phases.load - phases.link - phases.connect;
-	elog(DEBUG1, "%s build of \"%s\": load %.2f s, link %.2f s (%s), connect %.2f s, write %.2f s",
-		 spec->am_name, RelationGetRelationName(index), phases.load, phases.link,
+	elog(DEBUG1, "%s build of \"%s\": load %.2f s (%d parallel workers), link %.2f s (%s), connect %.2f s, write %.2f s",
+		 spec->am_name, RelationGetRelationName(index), phases.load,
+		 phases.workers, phases.link,
 		 phases.on_gpu ? "GPU" : psprintf("%d threads", state->threads),
 		 phases.connect, phases.write);
 
