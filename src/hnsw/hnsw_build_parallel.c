@@ -16,9 +16,10 @@
  * min_parallel_table_scan_size, at least 32 MB of maintenance_work_mem per
  * participant, none for temporary tables or parallel-unsafe index
  * expressions and predicates), and none outside normal processing or when
- * the backend is already in parallel mode.  Note that the planner counts
- * the heap's own pages only, not its TOAST table: a table of toasted
- * vectors looks small to it (set the table's parallel_workers to decide).
+ * the backend is already in parallel mode.  The planner counts the heap's
+ * own pages only, and a table of toasted vectors looks small to it, so for
+ * a plain index on a table without the parallel_workers option the count
+ * by size also takes the TOAST table's pages (planned_workers).
  *
  * Shape.  One parallel heap scan (table_parallelscan_initialize) is shared
  * by the leader and the workers, each running table_index_build_scan on it.
@@ -73,6 +74,7 @@
 #include "executor/instrument.h"
 #include "miscadmin.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/paths.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "storage/shm_mq.h"
@@ -183,13 +185,57 @@ row_message_bytes(const HnswBuildSpec *spec)
 	return ROW_PAYLOAD_OFFSET(spec->shape.dimensions) + spec->payload_stride;
 }
 
-/* Workers the server would give this build: 0 for the serial load. */
+/*
+ * Workers by size as the planner counts them for a scan (one from
+ * min_parallel_table_scan_size, one more for each tripling), but over the
+ * heap and its TOAST table together: the vectors are in the TOAST table.
+ */
+static int
+workers_by_size(Relation heap)
+{
+	BlockNumber pages = RelationGetNumberOfBlocks(heap);
+	BlockNumber threshold = Max(min_parallel_table_scan_size, 1);
+	int			workers = 0;
+
+	if (OidIsValid(heap->rd_rel->reltoastrelid))
+	{
+		Relation	toast = table_open(heap->rd_rel->reltoastrelid, AccessShareLock);
+
+		pages += RelationGetNumberOfBlocks(toast);
+		table_close(toast, AccessShareLock);
+	}
+	while (pages >= threshold && workers < max_parallel_maintenance_workers)
+	{
+		workers++;
+		if (threshold > MaxBlockNumber / 3)
+			break;
+		threshold *= 3;
+	}
+	return workers;
+}
+
+/*
+ * Workers for this build: 0 for the serial load.  The planner's answer
+ * (plan_create_index_workers), except that where it sees only a small heap
+ * the TOAST table's size counts too: when the table has no parallel_workers
+ * option (which the planner's answer already follows) and the index has no
+ * expression or predicate (whose parallel safety only the planner judges),
+ * for a permanent or unlogged table.
+ */
 static int
 planned_workers(Relation heap, Relation index)
 {
-	if (!IsNormalProcessingMode() || IsInParallelMode())
+	int			planned;
+
+	if (!IsNormalProcessingMode() || IsInParallelMode() || max_parallel_maintenance_workers == 0)
 		return 0;
-	return plan_create_index_workers(RelationGetRelid(heap), RelationGetRelid(index));
+	planned = plan_create_index_workers(RelationGetRelid(heap), RelationGetRelid(index));
+	if (RelationGetParallelWorkers(heap, -1) == -1 &&
+		heap->rd_rel->relpersistence != RELPERSISTENCE_TEMP &&
+		RelationGetIndexExpressions(index) == NIL &&
+		RelationGetIndexPredicate(index) == NIL)
+		planned = Max(planned, workers_by_size(heap));
+	return planned;
 }
 
 /*

@@ -18,6 +18,9 @@
 #                     "default" builds without the option
 #   --ef "40 100"     hnsw.ef_search values for recall
 #   --m M --ef-construction E
+#   --load-workers N  parallel workers for the build's heap scan (default 15:
+#                     the table's parallel_workers and
+#                     max_parallel_maintenance_workers; 0: the leader alone)
 #   --skip-build      use the hierindex_gpu.so already built (run-on-device.sh
 #                     on the same machine)
 #
@@ -40,6 +43,7 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../gpu/device_lib.sh"
 
 ROWS=1000000
+LOAD_WORKERS=15
 QUERIES=1000
 DIM=768
 DEVICES="gpu cpu"
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
 		--m) M=${2:?--m needs a number}; shift ;;
 		--ef-construction) EF_CONSTRUCTION=${2:?--ef-construction needs a number}; shift ;;
 		--skip-build) BUILD_MODULE=0 ;;
+		--load-workers) LOAD_WORKERS=${2:?--load-workers needs a number}; shift ;;
 		-h|--help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 		*) echo "gpu_bench.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
@@ -135,10 +140,15 @@ main()
 	fi
 
 	device_start_postgres shared_buffers=16GB maintenance_work_mem=32GB max_wal_size=32GB \
-		checkpoint_timeout=1h jit=off max_parallel_workers_per_gather=0 work_mem=64MB
+		checkpoint_timeout=1h jit=off max_parallel_workers_per_gather=0 work_mem=64MB \
+		max_worker_processes=24 max_parallel_workers=16 \
+		max_parallel_maintenance_workers="$LOAD_WORKERS"
 	device_new_database gpubench
 	device_load_vectors items "$DIM" "$base"
 	device_load_vectors queries "$DIM" "$queries"
+	# the heap scan of a build on LOAD_WORKERS parallel workers (by size alone
+	# the server would plan about 6 for these 3 GB of toasted vectors)
+	sql -c "ALTER TABLE items SET (parallel_workers = $LOAD_WORKERS)" || die "ALTER TABLE failed"
 	sql -c CHECKPOINT || die "CHECKPOINT failed"
 	say "loaded $(sql -c 'SELECT count(*) FROM items') rows ($(sql -c "SELECT pg_size_pretty(pg_total_relation_size('items'))"))"
 
