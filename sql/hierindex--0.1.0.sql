@@ -399,7 +399,9 @@ CREATE FUNCTION hierindex_index_info(index regclass,
 	OUT build_method text,
 	OUT build_seconds float8,
 	OUT format_version int4,
-	OUT granularities int4[])
+	OUT granularities int4[],
+	OUT free_elements int8,
+	OUT free_bytes int8)
 	RETURNS record
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 

@@ -202,7 +202,7 @@ SELECT reltuples FROM pg_class WHERE relname = 'inspect_vacuum_l2';
 SELECT elements, heap_tids, deleted_elements FROM hierindex_index_info('inspect_vacuum_l2');
 SELECT * FROM hierindex_check('inspect_vacuum_l2');
 
--- Everything deleted: every element is a deleted waypoint.
+-- Everything deleted: every element is free; the index has no entry point.
 DELETE FROM inspect_vacuum;
 VACUUM inspect_vacuum;
 SELECT elements, heap_tids, deleted_elements FROM hierindex_index_info('inspect_vacuum_l2');

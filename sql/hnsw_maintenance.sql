@@ -61,7 +61,8 @@ SELECT id FROM hnsw_grow ORDER BY v <-> '[2.9,0.2,-2.7]' LIMIT 3;
 DELETE FROM hnsw_grow WHERE id IN (7, 10);
 VACUUM hnsw_grow;
 -- 7, 10 and the old version of 12
-SELECT deleted_elements FROM hierindex_index_info('hnsw_grow_l2');
+SELECT deleted_elements, free_elements, free_bytes > 0 AS has_free_bytes
+FROM hierindex_index_info('hnsw_grow_l2');
 SELECT * FROM hierindex_check('hnsw_grow_l2');
 -- q1 without 7 and 10 (12 now sits next to q1): 12 8 11 1 ...
 SELECT qid, array(SELECT id FROM hnsw_grow ORDER BY v <-> q LIMIT 12)

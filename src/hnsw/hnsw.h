@@ -134,7 +134,7 @@ typedef HnswMetaPageData *HnswMetaPage;
  * In a matryoshka index, finetid is the first fine tuple of the element's
  * payload (the rest of its vector); invalid in hnsw.
  *
- * Layout (bytes): 0 type, 1 level, 2 deleted, 3 heaptid_count, 4 heaptids
+ * Layout (bytes): 0 type, 1 level, 2 state, 3 heaptid_count, 4 heaptids
  * (9 x 6), 58 overflowtid, 64 neighbortid, 70 finetid, 76 vector.
  */
 #define HNSW_ELEMENT_TUPLE		1
@@ -146,7 +146,7 @@ typedef struct HnswElementTupleData
 {
 	uint8		type;			/* HNSW_ELEMENT_TUPLE */
 	uint8		level;			/* top layer of this element */
-	uint8		deleted;		/* no live heap row; still a waypoint */
+	uint8		state;			/* HNSW_ELEMENT_* | generation (below) */
 	uint8		heaptid_count;	/* used entries of heaptids[] */
 	ItemPointerData heaptids[HNSW_HEAPTIDS];
 	ItemPointerData overflowtid;	/* first HnswHeapTidTupleData, or invalid */
@@ -156,6 +156,29 @@ typedef struct HnswElementTupleData
 } HnswElementTupleData;
 
 typedef HnswElementTupleData *HnswElementTuple;
+
+/*
+ * HnswElementTupleData.state: what the element is, in the low two bits, and
+ * how many times its slot has been reused, modulo 64, above them (README,
+ * VACUUM).  A live element has rows; a deleted one has none but may still be
+ * linked (a waypoint) until VACUUM has repaired every list that points at
+ * it; a free one is linked from nowhere and waits for an insert to take its
+ * slot (element, neighbour, heap-TID and fine tuples) in place.  A reader
+ * that read an element once and reads it again (its heap TIDs after its
+ * distance) compares the whole byte: a different generation is a different
+ * element.
+ */
+#define HNSW_ELEMENT_LIVE		0
+#define HNSW_ELEMENT_DELETED	1
+#define HNSW_ELEMENT_FREE		2
+#define HNSW_ELEMENT_STATE_MASK	0x03
+#define HNSW_ELEMENT_GENERATION_STEP	0x04
+#define HnswElementState(tuple) ((tuple)->state & HNSW_ELEMENT_STATE_MASK)
+#define HnswElementIsLive(tuple) (HnswElementState(tuple) == HNSW_ELEMENT_LIVE)
+/* the state byte of the next element to live in this slot */
+#define HnswElementReusedState(tuple) \
+	((uint8) (((tuple)->state & ~HNSW_ELEMENT_STATE_MASK) + \
+			  HNSW_ELEMENT_GENERATION_STEP) | HNSW_ELEMENT_LIVE)
 
 /*
  * Heap-TID overflow tuple: more heap TIDs of one element (the rows sharing
@@ -432,6 +455,9 @@ extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **ti
  * payload of a matryoshka element; invalid in hnsw).
  */
 extern bool hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid);
+/* the element's neighbour tuple (false: not an element) */
+extern bool hnsw_walk_element_neighbortid(HnswWalk *walk, int32 handle,
+										  ItemPointer neighbortid);
 /* elements whose tuple the walk has read since its reset (its work) */
 extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
 /*

@@ -85,6 +85,7 @@ typedef struct InsertState
 typedef struct ElementFacts
 {
 	int			level;
+	bool		live;			/* HNSW_ELEMENT_LIVE */
 	ItemPointerData neighbortid;
 } ElementFacts;
 
@@ -171,6 +172,7 @@ read_element(InsertState *state, ItemPointer tid, ElementFacts *facts, float *ve
 	if (element != NULL)
 	{
 		facts->level = element->level;
+		facts->live = HnswElementIsLive(element);
 		facts->neighbortid = element->neighbortid;
 		if (vector != NULL)
 			memcpy(vector, element->vector, sizeof(float) * state->shape.dimensions);
@@ -257,7 +259,7 @@ identical_element(InsertState *state, Page page, ItemPointer tid)
 	HnswElementTuple element = page_element(state, page,
 											ItemPointerGetOffsetNumber(tid));
 
-	if (element == NULL || element->deleted ||
+	if (element == NULL || !HnswElementIsLive(element) ||
 		memcmp(element->vector, state->vector,
 			   sizeof(float) * state->shape.dimensions) != 0)
 		return NULL;
@@ -835,7 +837,7 @@ write_element(InsertState *state, const HnswMetaPageData *old_meta,
 	}
 	element->type = HNSW_ELEMENT_TUPLE;
 	element->level = state->level;
-	element->deleted = 0;
+	element->state = HNSW_ELEMENT_LIVE;
 	element->heaptid_count = 1;
 	element->heaptids[0] = state->heap_tid;
 	for (int i = 1; i < HNSW_HEAPTIDS; i++)
@@ -1021,9 +1023,13 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 		}
 		else
 		{
+			ItemPointerData finetid;
+
 			vector = hnsw_walk_vector(state->walk, handles[i]);
 			if (vector == NULL)
 				continue;		/* a bad link: pruning drops it */
+			if (!hnsw_walk_element(state->walk, handles[i], &finetid))
+				continue;		/* deleted: VACUUM is unlinking it */
 			tids[pooled] = list[i];
 		}
 		vectors[pooled] = vector;
@@ -1056,7 +1062,9 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 	const float *base = NULL;
 	ElementFacts facts;
 
-	if (!read_element(state, target, &facts, NULL) || facts.level < layer)
+	/* no link to an element VACUUM is unlinking (README, VACUUM) */
+	if (!read_element(state, target, &facts, NULL) || facts.level < layer ||
+		!facts.live)
 		return;
 
 	for (;;)
@@ -1178,6 +1186,7 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 	GraphAccess *access;
 	GraphWalkScratch *scratch;
 	GraphNeighbor *found;
+	GraphNeighbor *live;
 	GraphNeighbor *selected;
 	int			ef = state->shape.ef_construction;
 	int			m = state->shape.m;
@@ -1190,6 +1199,7 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 	access = hnsw_walk_access(state->walk);
 	scratch = hnsw_walk_scratch(state->walk);
 	found = palloc(sizeof(GraphNeighbor) * (ef + 2));
+	live = palloc(sizeof(GraphNeighbor) * (ef + 2));
 	selected = palloc(sizeof(GraphNeighbor) * (m + 1));
 
 	entry = hnsw_walk_handle(state->walk, (ItemPointer) &meta->entry_point);
@@ -1202,6 +1212,7 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 	{
 		InsertLayer *chosen = &state->layers[layer];
 		int			count;
+		int			live_count;
 		int			kept;
 
 		count = graph_walk_layer(access, scratch, entry, entry_distance, ef,
@@ -1212,7 +1223,20 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 		if (layer == 0 && add_to_duplicate(state, found, count))
 			return true;
 
-		kept = graph_select_neighbors(found, count, m, hnsw_walk_pair_distance,
+		/*
+		 * Deleted elements led the walk on, but nobody links to them any
+		 * more: VACUUM is unlinking them (README, VACUUM).  found[0] stays
+		 * the next layer's entry whatever it is.
+		 */
+		live_count = 0;
+		for (int i = 0; i < count; i++)
+		{
+			ItemPointerData finetid;
+
+			if (hnsw_walk_element(state->walk, found[i].id, &finetid))
+				live[live_count++] = found[i];
+		}
+		kept = graph_select_neighbors(live, live_count, m, hnsw_walk_pair_distance,
 									  state->walk, selected);
 		chosen->count = kept;
 		for (int i = 0; i < kept; i++)

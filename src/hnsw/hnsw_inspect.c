@@ -339,10 +339,12 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	int64		elements = 0;
 	int64		heap_tids = 0;
 	int64		deleted = 0;
+	int64		free_elements = 0;
+	int64		free_bytes = 0;
 	int			top_level = -1;	/* highest level of any element found */
 	TupleDesc	tupdesc;
-	Datum		values[17];
-	bool		nulls[17] = {0};
+	Datum		values[19];
+	bool		nulls[19] = {0};
 	const char *name;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -413,8 +415,22 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 				level_elements[etup->level]++;
 				top_level = Max(top_level, (int) etup->level);
 				heap_tids += etup->heaptid_count;
-				if (etup->deleted)
+				if (!HnswElementIsLive(etup))
 					deleted++;
+
+				/*
+				 * A free slot: its element, neighbour and payload tuples
+				 * wait for an insert (its heap-TID tuples, if any, go along
+				 * with the slot and are not counted).
+				 */
+				if (HnswElementState(etup) == HNSW_ELEMENT_FREE)
+				{
+					free_elements++;
+					free_bytes += MAXALIGN(length) +
+						MAXALIGN(hnsw_neighbor_tuple_size(etup->level, meta.m)) +
+						(meta.payload_size > 0 ?
+						 hnsw_fine_tuple_size(meta.payload_size) : 0);
+				}
 			}
 			else if (item[0] == HNSW_NEIGHBOR_TUPLE)
 			{
@@ -499,6 +515,8 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	}
 	else
 		nulls[16] = true;
+	values[17] = Int64GetDatum(free_elements);
+	values[18] = Int64GetDatum(free_bytes);
 
 	inspect_close(&target);
 
@@ -558,7 +576,7 @@ typedef struct CheckElement
 	ItemPointerData finetid;
 	uint8		level;
 	uint8		inline_heaptids;
-	bool		deleted;
+	uint8		state;			/* HNSW_ELEMENT_* (without the generation) */
 	bool		linked;			/* its neighbour tuple exists and matches */
 	bool		reached;		/* by the layer-0 walk from the entry point */
 } CheckElement;
@@ -780,7 +798,9 @@ check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 		check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
 		return;
 	}
-	if (etup->level > cs->meta.max_level || etup->level > GRAPH_MAX_LEVEL)
+	/* a free slot keeps the level of its last element until reused */
+	if ((etup->level > cs->meta.max_level && HnswElementIsLive(etup)) ||
+		etup->level > GRAPH_MAX_LEVEL)
 		check_report(cs, "level out of range", blkno, offnum,
 					 psprintf("element level %u, meta page max_level %u, limit %d",
 							  etup->level, cs->meta.max_level, GRAPH_MAX_LEVEL));
@@ -797,7 +817,7 @@ check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 			check_report(cs, "bad tuple", blkno, offnum,
 						 psprintf("%d of its %u heap TIDs are invalid",
 								  bad_tids, etup->heaptid_count));
-		if (etup->heaptid_count == 0 && !etup->deleted &&
+		if (etup->heaptid_count == 0 && HnswElementIsLive(etup) &&
 			!ItemPointerIsValid(&etup->overflowtid))
 			check_report(cs, "bad tuple", blkno, offnum,
 						 "element has no heap TIDs but is not marked deleted");
@@ -816,7 +836,10 @@ check_element_tuple(CheckState *cs, BlockNumber blkno, OffsetNumber offnum,
 	element->overflowtid = etup->overflowtid;
 	element->finetid = etup->finetid;
 	element->inline_heaptids = etup->heaptid_count;
-	element->deleted = etup->deleted != 0;
+	element->state = HnswElementState(etup);
+	if (element->state > HNSW_ELEMENT_FREE)
+		check_report(cs, "bad tuple", blkno, offnum,
+					 psprintf("element state %u is unknown", element->state));
 	element->level = etup->level;
 	element->linked = false;
 	element->reached = false;
@@ -1106,8 +1129,15 @@ check_pages(CheckState *cs, bool links)
 				if (item == NULL || item[0] != HNSW_NEIGHBOR_TUPLE)
 					continue;
 				entry = checktid_lookup(cs->tids, tid_key(blkno, offnum));
+
+				/*
+				 * A free element's lists are what it had when it was
+				 * unlinked: nobody reads them, they may point anywhere.
+				 */
 				if (entry && entry->kind == CHECK_NEIGHBOR &&
-					cs->neighbors[entry->position].owner_matches)
+					cs->neighbors[entry->position].owner_matches &&
+					cs->elements[cs->neighbors[entry->position].owner].state !=
+					HNSW_ELEMENT_FREE)
 					check_links(cs, blkno, offnum, (HnswNeighborTuple) item);
 				continue;
 			}
@@ -1247,7 +1277,7 @@ check_overflow_chains(CheckState *cs)
 		}
 		if (!broken && ItemPointerIsValid(&element->overflowtid) &&
 			element->inline_heaptids == 0 && chain_heaptids == 0 &&
-			!element->deleted)
+			element->state == HNSW_ELEMENT_LIVE)
 			check_report(cs, "bad tuple", blkno, offnum,
 						 "element has no heap TIDs but is not marked deleted");
 	}
@@ -1318,6 +1348,12 @@ check_links(CheckState *cs, BlockNumber blkno, OffsetNumber offnum, HnswNeighbor
 									  layer, slot, owner_text));
 				continue;
 			}
+			if (cs->elements[entry->position].state != HNSW_ELEMENT_LIVE)
+				check_report(cs, "link to deleted element", blkno, offnum,
+							 psprintf("layer %d slot %d of element %s links to %s, which is %s",
+									  layer, slot, owner_text, tid_text(&slots[slot]),
+									  cs->elements[entry->position].state == HNSW_ELEMENT_FREE ?
+									  "free" : "deleted"));
 			if (cs->elements[entry->position].level < layer)
 				check_report(cs, "link above target level", blkno, offnum,
 							 psprintf("layer %d slot %d of element %s links to %s, whose level is %u",
@@ -1343,10 +1379,16 @@ check_entry_point(CheckState *cs)
 
 	if (!ItemPointerIsValid(&meta->entry_point))
 	{
-		if (cs->element_count > 0)
+		/* VACUUM leaves none when every element is free */
+		int64		linked = 0;
+
+		for (int64 i = 0; i < cs->element_count; i++)
+			if (cs->elements[i].state != HNSW_ELEMENT_FREE)
+				linked++;
+		if (linked > 0)
 			check_report(cs, "bad entry point", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
-						 psprintf("no entry point, but the index has " INT64_FORMAT " elements",
-								  cs->element_count));
+						 psprintf("no entry point, but the index has " INT64_FORMAT " elements that are not free",
+								  linked));
 		return -1;
 	}
 	entry = checktid_lookup(cs->tids, tid_key_of(&meta->entry_point));
@@ -1437,7 +1479,7 @@ check_reachability(CheckState *cs, int64 entry)
 		ItemId		itemid;
 		int			degree = 0;
 
-		if (!element->linked)
+		if (!element->linked || element->state == HNSW_ELEMENT_FREE)
 			continue;
 		if ((head & 1023) == 0)
 			CHECK_FOR_INTERRUPTS();

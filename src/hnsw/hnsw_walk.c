@@ -87,10 +87,14 @@ typedef struct HnswWalkElement
 	ItemPointerData finetid;	/* its payload (matryoshka; once read) */
 	uint8		state;			/* WALK_* */
 	uint8		level;
-	uint8		deleted;
+	uint8		element_state;	/* the tuple's state byte (HNSW_ELEMENT_*) */
 	uint8		heaptid_count;
 	float		distance;		/* to the query (once read) */
 } HnswWalkElement;
+
+/* a read element that has rows (its state byte says live) */
+#define WALK_ELEMENT_LIVE(element) \
+	(((element)->element_state & HNSW_ELEMENT_STATE_MASK) == HNSW_ELEMENT_LIVE)
 
 /* one slot of the TID -> handle table; handle -1 when empty */
 typedef struct HnswWalkSlot
@@ -427,7 +431,7 @@ walk_read_element(HnswWalk *walk, int32 handle)
 	element->state = WALK_UNREACHABLE;
 	element->distance = get_float4_infinity();
 	element->level = 0;
-	element->deleted = 1;
+	element->element_state = HNSW_ELEMENT_DELETED;
 	element->heaptid_count = 0;
 
 	page = walk_lock_block(walk, ItemPointerGetBlockNumberNoCheck(&element->tid));
@@ -436,18 +440,23 @@ walk_read_element(HnswWalk *walk, int32 handle)
 	tuple = (HnswElementTuple)
 		page_item(page, ItemPointerGetOffsetNumberNoCheck(&element->tid),
 				  offsetof(HnswElementTupleData, vector) + sizeof(float) * dimensions);
-	if (tuple != NULL && tuple->type == HNSW_ELEMENT_TUPLE)
+	/*
+	 * A free slot is linked from nowhere but a list copied before VACUUM
+	 * repaired it: it leads nowhere (README, VACUUM).
+	 */
+	if (tuple != NULL && tuple->type == HNSW_ELEMENT_TUPLE &&
+		HnswElementState(tuple) != HNSW_ELEMENT_FREE)
 	{
 		element->distance = graph_metric_distance(walk->shape.metric, walk->query,
 												  tuple->vector, dimensions);
 		element->level = tuple->level;
-		element->deleted = tuple->deleted;
+		element->element_state = tuple->state;
 		element->heaptid_count = Min(tuple->heaptid_count, HNSW_HEAPTIDS);
 		element->heaptid = tuple->heaptids[0];
 		element->overflowtid = tuple->overflowtid;
 		element->neighbortid = tuple->neighbortid;
 		element->finetid = tuple->finetid;
-		if (!tuple->deleted)
+		if (HnswElementIsLive(tuple))
 			walk->live_heaptids += element->heaptid_count;
 		if (walk->keep_vectors)
 			memcpy(walk->vectors + (Size) handle * dimensions, tuple->vector,
@@ -612,7 +621,7 @@ walk_live(void *context, int32_t id)
 
 	if (element->state == WALK_UNREAD)
 		walk_read_element(walk, id);
-	return element->state == WALK_READ && !element->deleted;
+	return element->state == WALK_READ && WALK_ELEMENT_LIVE(element);
 }
 
 static void
@@ -807,7 +816,7 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 	element = &walk->elements[handle];
 	if (element->state == WALK_UNREAD)
 		walk_read_element(walk, handle);
-	if (element->state != WALK_READ || element->deleted)
+	if (element->state != WALK_READ || !WALK_ELEMENT_LIVE(element))
 		return 0;
 	if (element->heaptid_count == 1 && !ItemPointerIsValid(&element->overflowtid))
 	{
@@ -823,7 +832,12 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 	tuple = (HnswElementTuple)
 		page_item(page, ItemPointerGetOffsetNumberNoCheck(&element->tid),
 				  offsetof(HnswElementTupleData, vector));
-	if (tuple == NULL || tuple->type != HNSW_ELEMENT_TUPLE || tuple->deleted)
+	/*
+	 * The same element as when its distance was computed: the state byte
+	 * holds the slot's generation, which changes when an insert reuses it.
+	 */
+	if (tuple == NULL || tuple->type != HNSW_ELEMENT_TUPLE ||
+		tuple->state != element->element_state)
 	{
 		walk_unlock(walk);
 		return 0;
@@ -878,9 +892,24 @@ hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid)
 	element = &walk->elements[handle];
 	if (element->state == WALK_UNREAD)
 		walk_read_element(walk, handle);
-	if (element->state != WALK_READ || element->deleted)
+	if (element->state != WALK_READ || !WALK_ELEMENT_LIVE(element))
 		return false;
 	*finetid = element->finetid;
+	return true;
+}
+
+bool
+hnsw_walk_element_neighbortid(HnswWalk *walk, int32 handle, ItemPointer neighbortid)
+{
+	HnswWalkElement *element;
+
+	Assert(handle >= 0 && handle < walk->count);
+	element = &walk->elements[handle];
+	if (element->state == WALK_UNREAD)
+		walk_read_element(walk, handle);
+	if (element->state != WALK_READ)
+		return false;
+	*neighbortid = element->neighbortid;
 	return true;
 }
 

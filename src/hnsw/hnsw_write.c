@@ -578,7 +578,7 @@ write_pages(WriteState *state)
 		memset(element, 0, element_size);
 		element->type = HNSW_ELEMENT_TUPLE;
 		element->level = (uint8) level;
-		element->deleted = 0;
+		element->state = HNSW_ELEMENT_LIVE;
 		element->heaptid_count = (uint8) Min(tid_count, HNSW_HEAPTIDS);
 		for (int i = 0; i < HNSW_HEAPTIDS; i++)
 		{
