@@ -335,6 +335,9 @@ extern Size hnsw_element_tuple_size(int dimensions);
 extern Size hnsw_neighbor_tuple_size(int level, int m);
 extern int	hnsw_neighbor_offset(int layer, int m);	/* first slot of a layer */
 extern int	hnsw_layer_width(int layer, int m);		/* 2m on 0, m above */
+/* the packed list of one layer: copied to out[] (width entries), its length returned */
+extern int	hnsw_neighbor_layer_list(const HnswNeighborTupleData *tuple, int layer, int m,
+									 ItemPointerData *out);
 extern void hnsw_init_page(Page page, uint16 flags);
 extern void hnsw_check_page(Relation index, Page page, BlockNumber blkno);
 

@@ -181,22 +181,6 @@ read_element(InsertState *state, ItemPointer tid, ElementFacts *facts, float *ve
 	return element != NULL;
 }
 
-/* The packed list of one layer: copies it to out[], returns its length. */
-static int
-copy_list(const HnswNeighborTuple tuple, int layer, int m, ItemPointerData *out)
-{
-	const ItemPointerData *slots = tuple->slots + hnsw_neighbor_offset(layer, m);
-	int			width = hnsw_layer_width(layer, m);
-	int			count = 0;
-
-	while (count < width && ItemPointerIsValid(&slots[count]))
-	{
-		out[count] = slots[count];
-		count++;
-	}
-	return count;
-}
-
 static bool
 list_contains(const ItemPointerData *list, int count, ItemPointer tid)
 {
@@ -224,7 +208,7 @@ read_list(InsertState *state, ItemPointer ntid, int layer, ItemPointerData *out)
 	hnsw_check_page(state->index, page, blkno);
 	tuple = page_neighbors(state, page, ItemPointerGetOffsetNumber(ntid), layer);
 	if (tuple != NULL)
-		count = copy_list(tuple, layer, state->shape.m, out);
+		count = hnsw_neighbor_layer_list(tuple, layer, state->shape.m, out);
 	UnlockReleaseBuffer(buffer);
 	return count;
 }
@@ -1119,7 +1103,7 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			return;
 		}
 		slots = tuple->slots + hnsw_neighbor_offset(layer, m);
-		current_count = copy_list(tuple, layer, m, current);
+		current_count = hnsw_neighbor_layer_list(tuple, layer, m, current);
 
 		if (list_contains(current, current_count, new_tid))
 		{

@@ -232,3 +232,20 @@ hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
 	if (ItemPointerIsValid(&next))
 		report_broken_chain(index, &next, "the chain goes on after the payload");
 }
+
+/* The packed list of one layer of a neighbour tuple: copied to out[], its length returned. */
+int
+hnsw_neighbor_layer_list(const HnswNeighborTupleData *tuple, int layer, int m,
+						 ItemPointerData *out)
+{
+	const ItemPointerData *slots = tuple->slots + hnsw_neighbor_offset(layer, m);
+	int			width = hnsw_layer_width(layer, m);
+	int			count = 0;
+
+	while (count < width && ItemPointerIsValid(&slots[count]))
+	{
+		out[count] = slots[count];
+		count++;
+	}
+	return count;
+}

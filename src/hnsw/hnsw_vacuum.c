@@ -570,22 +570,6 @@ repaired_list(RepairState *rs, int32 self, int layer,
 	return nkept;
 }
 
-/* the packed list of one layer of a neighbour tuple; returns its length */
-static int
-layer_list(HnswNeighborTuple tuple, int layer, int m, ItemPointerData *out)
-{
-	const ItemPointerData *slots = tuple->slots + hnsw_neighbor_offset(layer, m);
-	int			width = hnsw_layer_width(layer, m);
-	int			count = 0;
-
-	while (count < width && ItemPointerIsValid(&slots[count]))
-	{
-		out[count] = slots[count];
-		count++;
-	}
-	return count;
-}
-
 /*
  * The neighbour tuple at ntid on a locked page if it has `layer` and the
  * size its level needs; NULL otherwise (a damaged link: left alone).
@@ -608,6 +592,26 @@ repair_neighbors(RepairState *rs, Page page, ItemPointer ntid, int layer)
 		ItemIdGetLength(itemid) < hnsw_neighbor_tuple_size(tuple->level, rs->shape.m))
 		return NULL;
 	return tuple;
+}
+
+/*
+ * Block blkno share-locked for one of the repair's passes over the index
+ * (after the cost-based delay): its checked page, or NULL for a new page
+ * (the buffer is locked either way).
+ */
+static Page
+repair_read_page(RepairState *rs, BlockNumber blkno, Buffer *buffer)
+{
+	Page		page;
+
+	vacuum_delay_point();
+	*buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM, blkno, RBM_NORMAL, rs->strategy);
+	LockBuffer(*buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(*buffer);
+	if (PageIsNew(page))
+		return NULL;
+	hnsw_check_page(rs->index, page, blkno);
+	return page;
 }
 
 /*
@@ -653,7 +657,7 @@ repair_element(RepairState *rs, ItemPointer tid, int level, ItemPointer ntid,
 			hnsw_check_page(rs->index, page, nblkno);
 			tuple = repair_neighbors(rs, page, ntid, layer);
 			if (tuple != NULL)
-				seen_count = layer_list(tuple, layer, m, seen);
+				seen_count = hnsw_neighbor_layer_list(tuple, layer, m, seen);
 			UnlockReleaseBuffer(buffer);
 
 			for (int i = 0; i < seen_count && !dangling; i++)
@@ -674,7 +678,7 @@ repair_element(RepairState *rs, ItemPointer tid, int level, ItemPointer ntid,
 			xlog = GenericXLogStart(rs->index);
 			page = GenericXLogRegisterBuffer(xlog, buffer, 0);
 			tuple = repair_neighbors(rs, page, ntid, layer);
-			current_count = tuple ? layer_list(tuple, layer, m, current) : -1;
+			current_count = tuple ? hnsw_neighbor_layer_list(tuple, layer, m, current) : -1;
 			if (current_count == seen_count &&
 				memcmp(current, seen, sizeof(ItemPointerData) * seen_count) == 0)
 			{
@@ -721,14 +725,9 @@ repair_lists(RepairState *rs)
 		Page		page;
 		int			count = 0;
 
-		vacuum_delay_point();
-		buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM, blkno, RBM_NORMAL,
-									rs->strategy);
-		LockBuffer(buffer, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buffer);
-		if (!PageIsNew(page))
+		page = repair_read_page(rs, blkno, &buffer);
+		if (page != NULL)
 		{
-			hnsw_check_page(rs->index, page, blkno);
 			for (OffsetNumber offnum = FirstOffsetNumber;
 				 offnum <= PageGetMaxOffsetNumber(page) && count < capacity;
 				 offnum = OffsetNumberNext(offnum))
@@ -785,14 +784,9 @@ reconnect_orphans(RepairState *rs)
 		Buffer		buffer;
 		Page		page;
 
-		vacuum_delay_point();
-		buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM, blkno, RBM_NORMAL,
-									rs->strategy);
-		LockBuffer(buffer, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buffer);
-		if (!PageIsNew(page))
+		page = repair_read_page(rs, blkno, &buffer);
+		if (page != NULL)
 		{
-			hnsw_check_page(rs->index, page, blkno);
 			for (OffsetNumber offnum = FirstOffsetNumber;
 				 offnum <= PageGetMaxOffsetNumber(page);
 				 offnum = OffsetNumberNext(offnum))
@@ -811,7 +805,7 @@ reconnect_orphans(RepairState *rs)
 				if (ntup != NULL)
 				{
 					ItemPointerData list[2 * GRAPH_MAX_M];
-					int			count = layer_list(ntup, 0, m, list);
+					int			count = hnsw_neighbor_layer_list(ntup, 0, m, list);
 
 					for (int i = 0; i < count; i++)
 						if (ItemPointerGetBlockNumber(&list[i]) < nblocks &&
@@ -903,7 +897,7 @@ reconnect_orphans(RepairState *rs)
 
 			page = GenericXLogRegisterBuffer(xlog, buffer, 0);
 			ntup = repair_neighbors(rs, page, &ntid, 0);
-			count = ntup ? layer_list(ntup, 0, m, list) : 0;
+			count = ntup ? hnsw_neighbor_layer_list(ntup, 0, m, list) : 0;
 			for (int k = 0; k < count; k++)
 				present |= ItemPointerEquals(&list[k], tid);
 			if (ntup != NULL && !present)
