@@ -99,8 +99,9 @@ RESET enable_seqscan;
 SELECT * FROM mry_compare('<=>', 10);
 SELECT * FROM hierindex_check('mry_cos');
 SELECT m, ef_construction, granularities FROM hierindex_index_info('mry_cos');
--- a narrow funnel, set per transaction: a few rows that its first round
--- cut are found by a wider one, late (misordered)
+-- a narrow funnel, set per transaction: the first round hands out its 15
+-- and LIMIT 10 needs no other, so rows its funnel cut are not seen again
+-- (recall below 1, in exact order)
 BEGIN;
 SET LOCAL matryoshka.funnel = '30,20,15';
 SET LOCAL matryoshka.ef_search = 60;
@@ -117,9 +118,9 @@ DROP INDEX mry_l1;
 
 -- ---------------------------------------------------------------------------
 -- more rows than the shortlist: ef_search 10 and LIMIT 300 still returns 300
--- rows, nearly all of the exact 300 (a row an earlier, smaller search missed
--- is returned when a wider one finds it, in order as far as the executor can
--- still place it)
+-- rows, nearly all of the exact 300 (a row an earlier round missed is
+-- returned when a later, wider one finds it, in order as far as the executor
+-- can still place it: a few queries get a row late, misordered)
 -- ---------------------------------------------------------------------------
 CREATE INDEX mry_l2 ON mry USING matryoshka (v vector_l2_ops) WITH (granularities = '8,16');
 SET matryoshka.ef_search = 10;
@@ -243,8 +244,8 @@ RESET enable_seqscan;
 -- must never exceed the exact distance (else: "index returned tuples in
 -- wrong order"), and every query gets its 50 rows.  A 4-d coarse prefix
 -- says little about such vectors, so wider rounds find rows the first
--- missed: they are returned late, out of order (in_order, and for cosine and
--- L1 even among the first 10: first_in_order), never dropped
+-- missed: they are returned late, out of order (in_order; the first 10 come
+-- from the first round, in order: first_in_order), never dropped
 -- ---------------------------------------------------------------------------
 CREATE TABLE mry_wide (id int, v vector(16));
 INSERT INTO mry_wide

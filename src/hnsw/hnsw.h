@@ -355,6 +355,24 @@ extern void hnsw_read_payload(Relation index, ItemPointer finetid,
 							  Size payload_size, char *out);
 
 /*
+ * How hnsw_read_payload_from gets at pages: lock() pins (as it likes) and
+ * share-locks block blkno, checked with hnsw_check_page, and returns it;
+ * unlock() releases the lock (and the pin, as it likes).  hnsw_read_payload
+ * reads through ReadBuffer; a scan's walk through its own buffers
+ * (hnsw_walk_read_payloads).
+ */
+typedef struct HnswPageSource
+{
+	Page		(*lock) (void *arg, BlockNumber blkno);
+	void		(*unlock) (void *arg);
+	void	   *arg;
+} HnswPageSource;
+
+extern void hnsw_read_payload_from(Relation index, ItemPointer finetid,
+								   Size payload_size, char *out,
+								   const HnswPageSource *source);
+
+/*
  * Prepare a datum for the index: detoast, check dimensions, normalise under
  * cosine.  Writes `dimensions` floats to out; returns false for a vector that
  * is not indexed (zero under cosine).  ERRORs on a dimension mismatch.
@@ -429,11 +447,6 @@ typedef struct HnswWalk HnswWalk;
  */
 extern HnswWalk *hnsw_walk_begin(Relation index, const HnswShape *shape,
 								 int ef, bool keep_vectors);
-/*
- * Let the walk search with up to ef candidates (a scan that widens its
- * search: matryoshka's later rounds); never shrinks.
- */
-extern void hnsw_walk_widen(HnswWalk *walk, int ef);
 /* forget every handle and set a new prepared query vector */
 extern void hnsw_walk_reset(HnswWalk *walk, const float *query);
 extern GraphAccess *hnsw_walk_access(HnswWalk *walk);
@@ -461,6 +474,14 @@ extern bool hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid)
 /* the element's neighbour tuple (false: not an element) */
 extern bool hnsw_walk_element_neighbortid(HnswWalk *walk, int32 handle,
 										  ItemPointer neighbortid);
+/*
+ * Read n payloads (chains from finetids[i] into outs[i], payload_size bytes
+ * each; hnsw_read_payload's checks) through the walk's buffers: the pages of
+ * all first pieces are prefetched before the first is read, and the pin and
+ * the recent-buffer hints of the walk save buffer lookups.
+ */
+extern void hnsw_walk_read_payloads(HnswWalk *walk, int n, const ItemPointerData *finetids,
+									Size payload_size, char **outs);
 /* elements whose tuple the walk has read since its reset (its work) */
 extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
 /*

@@ -173,9 +173,47 @@ report_broken_chain(Relation index, ItemPointer tid, const char *why)
 			 errhint("Please REINDEX it.")));
 }
 
+/* HnswPageSource of hnsw_read_payload: a pin and a lock per piece */
+typedef struct BufferPageSource
+{
+	Relation	index;
+	Buffer		buffer;
+} BufferPageSource;
+
+static Page
+buffer_source_lock(void *arg, BlockNumber blkno)
+{
+	BufferPageSource *source = arg;
+	Page		page;
+
+	source->buffer = ReadBuffer(source->index, blkno);
+	LockBuffer(source->buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(source->buffer);
+	hnsw_check_page(source->index, page, blkno);
+	return page;
+}
+
+static void
+buffer_source_unlock(void *arg)
+{
+	BufferPageSource *source = arg;
+
+	UnlockReleaseBuffer(source->buffer);
+}
+
 void
 hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
 				  char *out)
+{
+	BufferPageSource buffers = {index, InvalidBuffer};
+	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers};
+
+	hnsw_read_payload_from(index, finetid, payload_size, out, &source);
+}
+
+void
+hnsw_read_payload_from(Relation index, ItemPointer finetid, Size payload_size,
+					   char *out, const HnswPageSource *source)
 {
 	ItemPointerData next = *finetid;
 	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
@@ -186,7 +224,6 @@ hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
 	{
 		BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(&next);
 		OffsetNumber offset = ItemPointerGetOffsetNumberNoCheck(&next);
-		Buffer		buffer;
 		Page		page;
 		ItemId		item;
 		HnswFineTuple piece;
@@ -198,10 +235,7 @@ hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
 		if (blkno == HNSW_METAPAGE_BLKNO || blkno >= nblocks ||
 			(previous != InvalidBlockNumber && blkno <= previous))
 			report_broken_chain(index, &next, "it leads to a wrong block");
-		buffer = ReadBuffer(index, blkno);
-		LockBuffer(buffer, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buffer);
-		hnsw_check_page(index, page, blkno);
+		page = source->lock(source->arg, blkno);
 		if ((HnswPageGetOpaque(page)->flags & HNSW_PAGE_FINE) == 0)
 			why = "it leads to a page that is not a fine page";
 		else if (offset < FirstOffsetNumber || offset > PageGetMaxOffsetNumber(page) ||
@@ -224,7 +258,7 @@ hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
 				next = piece->next;
 			}
 		}
-		UnlockReleaseBuffer(buffer);
+		source->unlock(source->arg);
 		if (why != NULL)
 			report_broken_chain(index, &next, why);
 		previous = blkno;

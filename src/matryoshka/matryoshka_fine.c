@@ -38,6 +38,9 @@
 /* the exponent of the largest fine value's scale: values land in [2^14, 2^15) */
 #define HALF_TOP_EXPONENT	15
 
+/* independent partial sums of matryoshka_fine_sum */
+#define FINE_SUM_LANES		8
+
 static float *half_table = NULL;
 
 /* half code -> its value (exact as float) */
@@ -185,21 +188,110 @@ matryoshka_encode(const MatryoshkaLayout *layout, const float *x, char *payload)
 	memcpy(payload + matryoshka_payload_hash_offset(layout), &hash, sizeof(hash));
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define FINE_SUM_SIMD 1
+#define F16C_TARGET __attribute__((target("avx2,f16c")))
+
+/*
+ * matryoshka_fine_sum's loop with the F16C conversion of eight halves at a
+ * time (exact, as the table is) instead of one table lookup per dimension,
+ * and AVX2 arithmetic in double: the same operations per dimension as the
+ * portable loop, only summed in another order (in double: the bounds'
+ * slack, which is for float sums, does not notice).  Dims [from, to) of the
+ * fine part (offset already subtracted); returns how far it got (a multiple
+ * of 8 from `from`); the caller finishes the rest.
+ */
+static F16C_TARGET int
+fine_sum_f16c(GraphMetric metric, const uint16 *halves, const float *query,
+			  int from, int to, double scale, double *sum)
+{
+	__m256d		acc0 = _mm256_setzero_pd();
+	__m256d		acc1 = _mm256_setzero_pd();
+	__m256d		scale4 = _mm256_set1_pd(scale);
+	__m256d		sign = _mm256_set1_pd(-0.0);
+	double		lanes[4];
+	int			i = from;
+
+	for (; i + 8 <= to; i += 8)
+	{
+		__m256		x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (halves + i)));
+		__m256		q = _mm256_loadu_ps(query + i);
+		__m256d		xlo = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+		__m256d		xhi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+		__m256d		qlo = _mm256_cvtps_pd(_mm256_castps256_ps128(q));
+		__m256d		qhi = _mm256_cvtps_pd(_mm256_extractf128_ps(q, 1));
+
+		if (metric == GRAPH_METRIC_L2 || metric == GRAPH_METRIC_L1)
+		{
+			/* differences, squared (L2) or without their sign (L1) */
+			xlo = _mm256_sub_pd(qlo, _mm256_mul_pd(xlo, scale4));
+			xhi = _mm256_sub_pd(qhi, _mm256_mul_pd(xhi, scale4));
+			qlo = metric == GRAPH_METRIC_L2 ? xlo : _mm256_set1_pd(1.0);
+			qhi = metric == GRAPH_METRIC_L2 ? xhi : _mm256_set1_pd(1.0);
+			if (metric == GRAPH_METRIC_L1)
+			{
+				xlo = _mm256_andnot_pd(sign, xlo);
+				xhi = _mm256_andnot_pd(sign, xhi);
+			}
+		}
+		/* products (inner product, cosine: the caller scales the sum) */
+		acc0 = _mm256_add_pd(acc0, _mm256_mul_pd(qlo, xlo));
+		acc1 = _mm256_add_pd(acc1, _mm256_mul_pd(qhi, xhi));
+	}
+	_mm256_storeu_pd(lanes, _mm256_add_pd(acc0, acc1));
+	*sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+	return i;
+}
+
+static bool
+fine_sum_has_f16c(void)
+{
+	static int	has = -1;
+
+	if (has < 0)
+	{
+		__builtin_cpu_init();
+		has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+	}
+	return has;
+}
+#endif
+
 double
 matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
 					const float *query, int from, int to)
 {
 	const MatryoshkaPayloadHeader *header = (const MatryoshkaPayloadHeader *) payload;
 	const uint16 *halves = matryoshka_payload_halves(layout, payload);
+	int			g1 = MatryoshkaCoarse(layout);
 	const float *table = half_values();
 	double		scale = ldexp(1.0, header->scale_exponent);
-	int			g1 = MatryoshkaCoarse(layout);
+	double		acc[FINE_SUM_LANES] = {0};
 	double		sum = 0;
+	int			i = from;
 
+#ifdef FINE_SUM_SIMD
+	if (fine_sum_has_f16c())
+		i = g1 + fine_sum_f16c(layout->metric, halves, query + g1, from - g1,
+							   to - g1, scale, &sum);
+#endif
+
+	/*
+	 * FINE_SUM_LANES independent partial sums: one sum would wait for each
+	 * addition's latency (a 700-dimension payload took about a microsecond).
+	 */
 	switch (layout->metric)
 	{
 		case GRAPH_METRIC_L2:
-			for (int i = from; i < to; i++)
+			for (; i + FINE_SUM_LANES <= to; i += FINE_SUM_LANES)
+				for (int j = 0; j < FINE_SUM_LANES; j++)
+				{
+					double		d = (double) query[i + j] - table[halves[i + j - g1]] * scale;
+
+					acc[j] += d * d;
+				}
+			for (; i < to; i++)
 			{
 				double		d = (double) query[i] - table[halves[i - g1]] * scale;
 
@@ -208,14 +300,23 @@ matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
 			break;
 		case GRAPH_METRIC_INNER_PRODUCT:
 		case GRAPH_METRIC_COSINE:
-			for (int i = from; i < to; i++)
+			for (; i + FINE_SUM_LANES <= to; i += FINE_SUM_LANES)
+				for (int j = 0; j < FINE_SUM_LANES; j++)
+					acc[j] += (double) query[i + j] * table[halves[i + j - g1]];
+			for (; i < to; i++)
 				sum += (double) query[i] * table[halves[i - g1]];
-			sum *= scale;
-			break;
+			for (int j = 0; j < FINE_SUM_LANES; j++)
+				sum += acc[j];
+			return sum * scale;
 		case GRAPH_METRIC_L1:
-			for (int i = from; i < to; i++)
+			for (; i + FINE_SUM_LANES <= to; i += FINE_SUM_LANES)
+				for (int j = 0; j < FINE_SUM_LANES; j++)
+					acc[j] += fabs((double) query[i + j] - table[halves[i + j - g1]] * scale);
+			for (; i < to; i++)
 				sum += fabs((double) query[i] - table[halves[i - g1]] * scale);
 			break;
 	}
+	for (int j = 0; j < FINE_SUM_LANES; j++)
+		sum += acc[j];
 	return sum;
 }

@@ -6,29 +6,41 @@
  * A round (README, Scan): hnsw's page walk (hnsw_walk.c) and the engine's
  * search find ef candidates on the coarse prefix; the funnel re-ranks them on
  * each longer prefix, reading each survivor's payload (matryoshka_fine.c)
- * once, when it first leaves the coarse stage, and adding only the new
- * dimensions at each stage; the final stage, at the full dimension, gives
- * each candidate a rigorous lower bound of its exact distance, and the round's
- * rows are handed out in ascending bound with xs_recheckorderby, so that the
+ * once, when it first leaves the coarse stage (all of them together,
+ * through the walk's buffers), and adding only the new dimensions at each
+ * stage; the final stage, at the full dimension, gives each candidate
+ * rigorous lower and upper bounds of its exact distance, and the round's rows
+ * are handed out in ascending lower bound with xs_recheckorderby, so that the
  * executor computes the exact distance from the heap row and re-orders
- * (IndexNextWithReorder).  The bound must never exceed what the operator
- * computes: see final_bound.
+ * (IndexNextWithReorder).  The lower bound must never exceed what the
+ * operator computes: see final_bounds.  A first-round row whose bounds
+ * separate it from every other row of the round is in its exact place
+ * already, and goes without the recheck (README, Scan 3): that saves the
+ * executor a detoast of the heap row, and after a proven tenth row, the
+ * eleventh row it would otherwise fetch to be sure of the tenth.
  *
- * More rows: when the executor wants a row after the round's last, the scan
- * runs another round with twice the ef (up to the element count), with the
- * funnel's sizes scaled alike, skipping elements it returned already (a hash
- * set of element TIDs).  A row that a narrower round missed can come out
- * with a bound below the last value returned: it is returned all the same,
- * and the executor's re-ordering places it as far as it still can (rows it
- * already emitted stay emitted: such a row is out of order, as rows of
- * hnsw's relaxed iterative scans may be).  No indexed row is ever dropped: a
- * query that reads the whole index gets every row the graph reaches.
+ * More rows: the first round hands out its whole final ranking (an ORDER BY
+ * ... LIMIT k with k below the shortlist needs no other round: the executor
+ * fetches rows until the k-th is proven or a fetched row's bound passes the
+ * k-th exact distance).  When the
+ * executor wants a row after the round's last, the next round continues the
+ * graph search where the last one stopped (the engine's resumable search,
+ * GraphSearch: nothing is walked twice), with a beam twice as wide each time,
+ * ranks the new candidates together with those the last round held back, and
+ * hands out the better half of its ranking; the rest (and every candidate a
+ * funnel stage cut) are held back for the next round, which ranks them among
+ * the closer elements it finds.  A row that an earlier round missed can come
+ * out with a bound below the last value returned: it is returned all the
+ * same, and the executor's re-ordering places it as far as it still can (rows
+ * it already emitted stay emitted: such a row is out of order, as rows of
+ * hnsw's relaxed iterative scans may be).  No indexed row is ever dropped:
+ * a query that reads the whole index gets every row the graph reaches.
  *
- * Memory: the scan's state and its one walk (reused, widened as ef grows,
- * by every round and rescan) live in scan_context; what belongs to one
- * rescan (the query, the set of returned elements) in search_context, reset
- * by rescan; one round's candidates, payloads and rows in round_context,
- * reset at the next round.
+ * Memory: the scan's state, its one walk and the search's heaps (reused by
+ * every round and rescan) live in scan_context; what belongs to one rescan
+ * (the query, the candidates held back) in search_context, reset by rescan;
+ * one round's candidates, payloads and rows in round_context, reset at the
+ * next round.
  */
 #include "postgres.h"
 
@@ -39,7 +51,6 @@
 #include "access/relscan.h"
 #include "pgstat.h"
 #include "utils/float.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -54,7 +65,7 @@
 #define FLOAT_SAFE_MAX	0x1p100
 #define FLOAT_SAFE_MIN	0x1p-100
 
-/* the largest ef a round uses (memory of the walk's arrays) */
+/* the widest beam a later round searches */
 #define MAX_ROUND_EF	(1 << 22)
 
 typedef struct Candidate
@@ -64,6 +75,7 @@ typedef struct Candidate
 	float		coarse;			/* the walk's distance */
 	double		sum;			/* metric's sum over dims [0, g_stage) */
 	double		distance;		/* at the current stage; final: lower bound */
+	double		upper;			/* final: upper bound */
 	const MatryoshkaPayloadHeader *payload; /* NULL until read */
 } Candidate;
 
@@ -71,7 +83,17 @@ typedef struct ScanRow
 {
 	ItemPointerData heaptid;
 	double		bound;
+	bool		exact_order;	/* its place is proven: no recheck */
 } ScanRow;
+
+/* GraphSearch.grow: the search's heaps live in the scan's context */
+static void *
+scan_search_grow(void *context, void *array, size_t bytes)
+{
+	if (array == NULL)
+		return MemoryContextAllocHuge((MemoryContext) context, bytes);
+	return repalloc_huge(array, bytes);
+}
 
 typedef struct MatryoshkaScanOpaqueData
 {
@@ -88,12 +110,19 @@ typedef struct MatryoshkaScanOpaqueData
 	float	   *coarse_query;	/* prepared as the elements' coarse vectors */
 	double		query_norms[HNSW_MAX_GRANULARITIES];	/* |q[0:g_i)| */
 	double		query_fine_norm;	/* |q[g1:D)| */
-	int			base_ef;		/* the first round's */
-	int			ef;				/* the last round's */
+	int			base_ef;		/* the first round's beam */
+	int			ef;				/* the last round's beam */
+	int			rounds;			/* of this rescan */
+	bool		exhausted;		/* the graph search has nothing left */
 	double		last_bound;		/* value of the last row returned */
-	HTAB	   *returned;		/* element TIDs handed out */
 	int64		late;			/* rows found below the last value returned */
 	HnswWalk   *walk;			/* every round's, in scan_context */
+	GraphSearch search;			/* layer 0, resumable; heaps in scan_context */
+
+	/* candidates held back by the last round (search_context) */
+	struct Candidate *held;
+	int			held_count;
+	int			held_capacity;
 
 	ScanRow    *rows;			/* the current round's, in bound order */
 	int			count;
@@ -117,6 +146,8 @@ matryoshka_begin_scan(Relation index, int nkeys, int norderbys)
 	so->round_context = AllocSetContextCreate(so->scan_context,
 											  "matryoshka scan round",
 											  ALLOCSET_DEFAULT_SIZES);
+	so->search.grow = scan_search_grow;
+	so->search.grow_context = so->scan_context;
 	if (norderbys > 0)
 	{
 		scan->xs_orderbyvals = palloc0(sizeof(Datum) * norderbys);
@@ -140,7 +171,11 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	MemoryContextReset(so->search_context);
 	so->searched = false;
 	so->done = false;
-	so->returned = NULL;
+	so->exhausted = false;
+	so->rounds = 0;
+	so->held = NULL;
+	so->held_count = 0;
+	so->held_capacity = 0;
 	so->rows = NULL;
 	so->count = 0;
 	so->next = 0;
@@ -163,7 +198,9 @@ prepare_search(IndexScanDesc scan)
 	int			full;
 	double		sum = 0;
 	int			stage = 0;
-	HASHCTL		hash;
+	GraphAccess *access;
+	int32		entry;
+	float		entry_distance;
 
 	if (scan->numberOfOrderBys == 0)
 		ereport(ERROR,
@@ -213,39 +250,42 @@ prepare_search(IndexScanDesc scan)
 	else
 		memcpy(so->coarse_query, so->query, sizeof(float) * g1);
 
-	memset(&hash, 0, sizeof(hash));
-	hash.keysize = sizeof(ItemPointerData);
-	hash.entrysize = sizeof(ItemPointerData);
-	hash.hcxt = so->search_context;
-	so->returned = hash_create("matryoshka scan returned elements", 256, &hash,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
 	so->base_ef = matryoshka_ef_search;
 	if (matryoshka_funnel_count > 0)
 		so->base_ef = Max(so->base_ef, matryoshka_funnel[0]);
 	so->ef = so->base_ef;
 
-	/* one walk for every round and rescan: it only grows */
+	/*
+	 * One walk for every round and rescan (the resumable search keeps its own
+	 * heaps, so the walk's beam scratch is never used: any ef will do).
+	 */
 	if (so->walk == NULL)
 	{
 		MemoryContext old = MemoryContextSwitchTo(so->scan_context);
 
-		so->walk = hnsw_walk_begin(index, &so->shape, so->ef, false);
+		so->walk = hnsw_walk_begin(index, &so->shape, 1, false);
 		MemoryContextSwitchTo(old);
 	}
+
+	/* from the entry point down to layer 0, where the rounds search */
+	hnsw_walk_reset(so->walk, so->coarse_query);
+	access = hnsw_walk_access(so->walk);
+	entry = hnsw_walk_handle(so->walk, &so->meta.entry_point);
+	entry_distance = access->distance(access->context, entry);
+	for (int layer = Min(so->meta.max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
+		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
+	graph_search_start(&so->search, access, entry, entry_distance, 0);
+	hnsw_walk_release(so->walk);
 	return true;
 }
 
-/* Read a candidate's payload and start its sum from the coarse distance. */
+/* Give a candidate its payload and start its sum from the coarse distance. */
 static void
-load_payload(IndexScanDesc scan, Candidate *candidate)
+start_sum(IndexScanDesc scan, Candidate *candidate,
+		  const MatryoshkaPayloadHeader *header)
 {
 	MatryoshkaScanOpaque so = (MatryoshkaScanOpaque) scan->opaque;
-	char	   *payload = palloc(so->meta.payload_size);
-	const MatryoshkaPayloadHeader *header = (const MatryoshkaPayloadHeader *) payload;
 
-	hnsw_read_payload(scan->indexRelation, &candidate->finetid,
-					  so->meta.payload_size, payload);
 	if (header->norm_count != so->layout.count)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
@@ -273,6 +313,43 @@ load_payload(IndexScanDesc scan, Candidate *candidate)
 	}
 }
 
+/*
+ * Read the payloads of candidates[0, n) that have none yet (all at once,
+ * through the walk's buffers: the page reads overlap) and start their sums
+ * from the coarse distance.
+ */
+static void
+load_payloads(IndexScanDesc scan, Candidate *candidates, int n)
+{
+	MatryoshkaScanOpaque so = (MatryoshkaScanOpaque) scan->opaque;
+	Size		size = so->meta.payload_size;
+	ItemPointerData *finetids = palloc(sizeof(ItemPointerData) * Max(n, 1));
+	char	  **payloads = palloc(sizeof(char *) * Max(n, 1));
+	char	   *space;
+	int			count = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (candidates[i].payload == NULL)
+			finetids[count++] = candidates[i].finetid;
+	}
+	if (count == 0)
+		return;
+	space = palloc(size * count);
+	for (int i = 0; i < count; i++)
+		payloads[i] = space + size * i;
+	hnsw_walk_read_payloads(so->walk, count, finetids, size, payloads);
+	hnsw_walk_release(so->walk);
+
+	count = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (candidates[i].payload == NULL)
+			start_sum(scan, &candidates[i],
+					  (const MatryoshkaPayloadHeader *) payloads[count++]);
+	}
+}
+
 /* The distance at granularity `stage` from the candidate's sum. */
 static double
 stage_distance(MatryoshkaScanOpaque so, const Candidate *candidate, int stage)
@@ -293,63 +370,76 @@ stage_distance(MatryoshkaScanOpaque so, const Candidate *candidate, int stage)
 }
 
 /*
- * A lower bound of the exact distance the operator computes for this
- * candidate (README, Scan 3).  sum is over the exact coarse prefix and the
- * decoded fine part x~; r >= |x[g1:D) - x~|.  The slack covers the rounding
- * of the float sums (ours over the coarse prefix, the operator's over all D
- * dimensions: at most about n epsilon of the sum of absolute terms) with a
- * factor of 4 to spare.
+ * Bounds of the exact distance the operator computes for this candidate
+ * (README, Scan 3): *lower never above it, *upper never below it.  sum is
+ * over the exact coarse prefix and the decoded fine part x~; r >= |x[g1:D) -
+ * x~|.  The slack covers the rounding of the float sums (ours over the
+ * coarse prefix, the operator's over all D dimensions: at most about n
+ * epsilon of the sum of absolute terms) with a factor of 4 to spare.  Where
+ * the operator's float sums could overflow or underflow into anything, the
+ * bound on that side is infinite.
  */
-static double
-final_bound(MatryoshkaScanOpaque so, const Candidate *candidate)
+static void
+final_bounds(MatryoshkaScanOpaque so, const Candidate *candidate,
+			 double *lower, double *upper)
 {
 	const MatryoshkaLayout *layout = &so->layout;
 	int			last = layout->count - 1;
 	int			full = MatryoshkaFull(layout);
 	int			g1 = MatryoshkaCoarse(layout);
-	double		slack = 4.0 * (full + g1 + 16) * FLT_EPSILON;
+	double		slack = 2.0 * (full + g1 + 16) * FLT_EPSILON;
 	double		r = candidate->payload->residual;
 	double		scale = so->query_norms[last] * candidate->payload->norms[last];
-	double		bound;
-
 	double		query_square = so->query_norms[last] * so->query_norms[last];
 	double		element_square = (double) candidate->payload->norms[last] *
 		candidate->payload->norms[last];
+	double		l1_residual = sqrt((double) (full - g1)) * r;
+	double		root;
 
+	*lower = -get_float8_infinity();
+	*upper = get_float8_infinity();
 	switch (layout->metric)
 	{
 		case GRAPH_METRIC_L2:
 
 			/*
-			 * The operator's float squares may also underflow: each term
-			 * loses at most 2^-150 (README).  Overflow only makes its value
-			 * larger.
+			 * The operator's float squares may underflow: each term loses at
+			 * most 2^-150 (README), which only lowers its value; overflow only
+			 * raises it, so the upper bound holds only where no float sum can
+			 * overflow.
 			 */
-			bound = sqrt(Max(candidate->sum * (1.0 - slack) - full * ldexp(1.0, -148), 0.0)) - r;
+			*lower = sqrt(Max(candidate->sum * (1.0 - slack) - full * ldexp(1.0, -148), 0.0)) - r;
+			root = sqrt(candidate->sum * (1.0 + slack)) + r;
+			if (root * root < FLOAT_SAFE_MAX)
+				*upper = root;
 			break;
 		case GRAPH_METRIC_INNER_PRODUCT:
 			/* a float sum that may overflow can come out as anything */
 			if (!(scale < FLOAT_SAFE_MAX))
-				return -get_float8_infinity();
-			bound = -candidate->sum - so->query_fine_norm * r - slack * scale;
+				return;
+			*lower = -candidate->sum - so->query_fine_norm * r - slack * scale;
+			*upper = -candidate->sum + so->query_fine_norm * r + slack * scale;
 			break;
 		case GRAPH_METRIC_COSINE:
 			/* norms whose float squares may underflow or overflow, likewise */
 			if (!(query_square >= FLOAT_SAFE_MIN && query_square < FLOAT_SAFE_MAX &&
 				  element_square >= FLOAT_SAFE_MIN && element_square < FLOAT_SAFE_MAX))
-				return -get_float8_infinity();
-			bound = 1.0 - (candidate->sum + so->query_fine_norm * r) / scale - slack;
+				return;
+			*lower = 1.0 - (candidate->sum + so->query_fine_norm * r) / scale - slack;
+			*upper = 1.0 - (candidate->sum - so->query_fine_norm * r) / scale + slack;
 			break;
 		case GRAPH_METRIC_L1:
-			bound = candidate->sum * (1.0 - slack) - sqrt((double) (full - g1)) * r;
+			*lower = candidate->sum * (1.0 - slack) - l1_residual;
+			if (candidate->sum * (1.0 + slack) + l1_residual < FLOAT_SAFE_MAX)
+				*upper = candidate->sum * (1.0 + slack) + l1_residual;
 			break;
-		default:
-			bound = -get_float8_infinity();
 	}
-	bound -= 1e-30;
-	if (isnan(bound))
-		bound = -get_float8_infinity();
-	return bound;
+	*lower -= 1e-30;
+	*upper += 1e-30;
+	if (isnan(*lower))
+		*lower = -get_float8_infinity();
+	if (isnan(*upper))
+		*upper = get_float8_infinity();
 }
 
 static int
@@ -365,7 +455,7 @@ compare_candidates(const void *a, const void *b)
 	return (ca->handle > cb->handle) - (ca->handle < cb->handle);
 }
 
-/* Funnel size of stage `stage` for a round of ef, or INT_MAX: keep all. */
+/* Funnel size of stage `stage` for a round of beam ef, or INT_MAX: keep all. */
 static int
 stage_keep(MatryoshkaScanOpaque so, int stage, int ef)
 {
@@ -377,7 +467,38 @@ stage_keep(MatryoshkaScanOpaque so, int stage, int ef)
 	return keep >= INT_MAX ? INT_MAX : Max((int) keep, 1);
 }
 
-/* One round with the current so->ef: fills so->rows. */
+/* Hold candidates[from, to) back for the next round (in search_context). */
+static void
+hold_back(MatryoshkaScanOpaque so, const Candidate *candidates, int from, int to)
+{
+	int			count = to - from;
+
+	if (count <= 0)
+		return;
+	if (so->held_count + count > so->held_capacity)
+	{
+		so->held_capacity = Max(so->held_capacity * 2, so->held_count + count);
+		if (so->held == NULL)
+			so->held = MemoryContextAllocHuge(so->search_context,
+											  sizeof(Candidate) * (Size) so->held_capacity);
+		else
+			so->held = repalloc_huge(so->held, sizeof(Candidate) * (Size) so->held_capacity);
+	}
+	for (int i = from; i < to; i++)
+	{
+		Candidate  *held = &so->held[so->held_count++];
+
+		*held = candidates[i];
+		held->payload = NULL;	/* it lives in the round's memory */
+		held->distance = held->coarse;
+	}
+}
+
+/*
+ * One round: the next batch of the graph search (beam so->ef) and the
+ * candidates the last round held back go through the funnel; fills
+ * so->rows with the rows handed out, holds the rest back.
+ */
 static void
 run_round(IndexScanDesc scan)
 {
@@ -387,49 +508,44 @@ run_round(IndexScanDesc scan)
 	int			ef = so->ef;
 	MemoryContext old;
 	HnswWalk   *walk = so->walk;
-	GraphAccess *access;
+	GraphAccess *access = hnsw_walk_access(walk);
 	GraphNeighbor *found;
 	Candidate  *candidates;
-	int			nfound;
+	int			nfound = 0;
 	int			n = 0;
-	int32		entry;
-	float		entry_distance;
+	int			held = so->held_count;
 	ItemPointerData *heaptids;
 	int			heaptid_capacity = 64;
 	int			row_capacity = 64;
-	bool		last_round = ef >= so->meta.element_count || ef >= MAX_ROUND_EF;
+	bool		last_round;
 	int			handed_out;
+	double		upper_before = 0;	/* the largest upper bound of the rows so far */
+	int			exact_rows = 0;
 
 	MemoryContextReset(so->round_context);
 	old = MemoryContextSwitchTo(so->round_context);
 	so->rows = palloc(sizeof(ScanRow) * row_capacity);
 	so->count = 0;
 	so->next = 0;
+	so->rounds++;
 
-	/* the coarse graph search */
-	hnsw_walk_widen(walk, ef);
-	hnsw_walk_reset(walk, so->coarse_query);
-	access = hnsw_walk_access(walk);
+	/* the next batch of the coarse graph search */
 	found = palloc(sizeof(GraphNeighbor) * ef);
-	entry = hnsw_walk_handle(walk, &so->meta.entry_point);
-	entry_distance = access->distance(access->context, entry);
-	for (int layer = Min(so->meta.max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
-		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
-	nfound = graph_walk_layer(access, hnsw_walk_scratch(walk), entry,
-							  entry_distance, ef, 0, found);
+	if (!so->exhausted)
+	{
+		nfound = graph_search_next(&so->search, access, ef, 1, 0, found);
+		if (nfound == 0)
+			so->exhausted = true;
+	}
+	last_round = so->exhausted;
 
-	/* live elements not returned before, in coarse order */
-	candidates = palloc(sizeof(Candidate) * Max(nfound, 1));
+	/* live elements, in coarse order, then those held back */
+	candidates = palloc(sizeof(Candidate) * Max(nfound + held, 1));
 	for (int i = 0; i < nfound; i++)
 	{
 		Candidate  *candidate = &candidates[n];
-		bool		seen;
 
 		if (!hnsw_walk_element(walk, found[i].id, &candidate->finetid))
-			continue;
-		(void) hash_search(so->returned, hnsw_walk_tid(walk, found[i].id),
-						   HASH_FIND, &seen);
-		if (seen)
 			continue;
 		candidate->handle = found[i].id;
 		candidate->coarse = found[i].distance;
@@ -438,61 +554,90 @@ run_round(IndexScanDesc scan)
 		n++;
 	}
 	hnsw_walk_release(walk);
-
-	/* the funnel: stage 0 is the coarse one, the last the full dimension */
-	n = Min(n, stage_keep(so, 0, ef));
-	for (int stage = 1; stage < layout->count; stage++)
+	if (held > 0)
 	{
-		for (int i = 0; i < n; i++)
-		{
-			Candidate  *candidate = &candidates[i];
+		memcpy(&candidates[n], so->held, sizeof(Candidate) * held);
+		n += held;
+		so->held_count = 0;
+		qsort(candidates, n, sizeof(Candidate), compare_candidates);
+	}
 
-			if (candidate->payload == NULL)
-				load_payload(scan, candidate);
-			candidate->sum += matryoshka_fine_sum(layout, (const char *) candidate->payload,
-												  so->query, layout->dims[stage - 1],
-												  layout->dims[stage]);
-			candidate->distance = stage_distance(so, candidate, stage);
-		}
-		if (stage < layout->count - 1)
+	/*
+	 * The funnel: stage 0 is the coarse one, the last the full dimension.
+	 * What a stage cuts is held back, never dropped (the last round, with
+	 * nothing left to search, cuts nothing).
+	 */
+	for (int stage = 0; stage < layout->count; stage++)
+	{
+		int			keep;
+
+		if (stage > 0)
 		{
-			qsort(candidates, n, sizeof(Candidate), compare_candidates);
-			n = Min(n, stage_keep(so, stage, ef));
+			load_payloads(scan, candidates, n);
+			for (int i = 0; i < n; i++)
+			{
+				Candidate  *candidate = &candidates[i];
+
+				candidate->sum += matryoshka_fine_sum(layout, (const char *) candidate->payload,
+													  so->query, layout->dims[stage - 1],
+													  layout->dims[stage]);
+				candidate->distance = stage_distance(so, candidate, stage);
+			}
+			CHECK_FOR_INTERRUPTS();
 		}
-		CHECK_FOR_INTERRUPTS();
+		if (stage == layout->count - 1)
+			break;
+		if (stage > 0)
+			qsort(candidates, n, sizeof(Candidate), compare_candidates);
+		keep = last_round ? n : Min(n, stage_keep(so, stage, ef));
+		hold_back(so, candidates, keep, n);
+		n = keep;
 	}
 
 	/* the final ranking, by lower bound */
+	load_payloads(scan, candidates, n);
 	for (int i = 0; i < n; i++)
 	{
-		if (candidates[i].payload == NULL)
-			load_payload(scan, &candidates[i]);
-		candidates[i].distance = final_bound(so, &candidates[i]);
+		final_bounds(so, &candidates[i], &candidates[i].distance, &candidates[i].upper);
 	}
 	qsort(candidates, n, sizeof(Candidate), compare_candidates);
 
 	/*
-	 * Their rows: only the better half, unless no wider round can follow.
-	 * The rest are found again by the next, wider round, which ranks them
-	 * among what it finds besides; handing them out now would leave every
-	 * closer element that this round missed to be found too late.
+	 * Their rows: the first round hands out all of them, so that a LIMIT
+	 * within the shortlist needs no other round.  A later round (the
+	 * executor wants more than the shortlist) hands out the better half and
+	 * holds the rest back, unless nothing is left to search: the next round
+	 * ranks them among the closer elements it finds, which keeps rows from
+	 * coming late.
 	 */
-	handed_out = last_round ? n : Max((n + 1) / 2, Min(n, 1));
+	handed_out = (last_round || so->rounds == 1) ? n : Max((n + 1) / 2, Min(n, 1));
+	hold_back(so, candidates, handed_out, n);
 	heaptids = palloc(sizeof(ItemPointerData) * heaptid_capacity);
 	for (int i = 0; i < handed_out; i++)
 	{
 		int			tids;
+		bool		exact_order;
 
 		/*
-		 * A row the earlier, narrower rounds missed may come below the last
-		 * value returned.  It is returned all the same (never dropped): the
+		 * A row of the first round whose bounds separate it from every
+		 * other row of the round (all before it certainly nearer, all after
+		 * it certainly not nearer) is in its exact place without the
+		 * executor's recheck (README, Scan 3); the round's last row is never
+		 * one: a later round may find nearer rows.
+		 */
+		exact_order = so->rounds == 1 && i + 1 < n &&
+			candidates[i].upper <= candidates[i + 1].distance &&
+			(i == 0 || upper_before < candidates[i].distance);
+		upper_before = i == 0 ? candidates[i].upper : Max(upper_before, candidates[i].upper);
+
+		/*
+		 * A row the earlier rounds missed may come below the last value
+		 * returned.  It is returned all the same (never dropped): the
 		 * executor's re-ordering places it as well as it still can, and
 		 * otherwise it comes out of order, as an approximate index may.
 		 */
 		if (candidates[i].distance < so->last_bound)
 			so->late++;
-		(void) hash_search(so->returned, hnsw_walk_tid(walk, candidates[i].handle),
-						   HASH_ENTER, NULL);
 		tids = hnsw_walk_heaptids(walk, candidates[i].handle, &heaptids,
 								  &heaptid_capacity, 0);
 		if (so->count + tids > row_capacity)
@@ -504,18 +649,20 @@ run_round(IndexScanDesc scan)
 		{
 			so->rows[so->count].heaptid = heaptids[t];
 			so->rows[so->count].bound = candidates[i].distance;
+			so->rows[so->count].exact_order = exact_order;
 			so->count++;
+			exact_rows += exact_order;
 		}
 	}
 
-	elog(DEBUG1, "matryoshka scan of \"%s\": ef %d, %d candidates, %d ranked on the full vector, %d heap TIDs, %llu element reads, " INT64_FORMAT " rows found late so far",
-		 RelationGetRelationName(index), ef, nfound, n, so->count,
-		 (unsigned long long) hnsw_walk_distance_count(walk), so->late);
+	elog(DEBUG1, "matryoshka scan of \"%s\": round %d, beam %d, %d found, %d held back before, %d ranked on the full vector, %d heap TIDs (%d in proven order), %d held back, %llu element reads, " INT64_FORMAT " rows found late so far",
+		 RelationGetRelationName(index), so->rounds, ef, nfound, held, n, so->count,
+		 exact_rows, so->held_count, (unsigned long long) hnsw_walk_distance_count(walk), so->late);
 	hnsw_walk_release(walk);
 	MemoryContextSwitchTo(old);
 
-	/* a search as wide as the index has seen everything it can reach */
-	if (last_round)
+	/* nothing left to search and nothing held back */
+	if (last_round && so->held_count == 0)
 		so->done = true;
 }
 
@@ -544,15 +691,14 @@ matryoshka_get_tuple(IndexScanDesc scan, ScanDirection dir)
 	{
 		if (so->done)
 			return false;
-		so->ef = (int) Min((int64) so->ef * 2,
-						   Min(so->meta.element_count, (int64) MAX_ROUND_EF));
+		so->ef = (int) Min((int64) so->ef * 2, (int64) MAX_ROUND_EF);
 		run_round(scan);
 	}
 
 	row = &so->rows[so->next++];
 	scan->xs_heaptid = row->heaptid;
 	scan->xs_recheck = false;
-	scan->xs_recheckorderby = true;
+	scan->xs_recheckorderby = !row->exact_order;
 	scan->xs_orderbyvals[0] = Float8GetDatum(row->bound);
 	scan->xs_orderbynulls[0] = false;
 	so->last_bound = row->bound;

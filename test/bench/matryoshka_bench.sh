@@ -12,7 +12,11 @@
 #                  (pca_rotate.c, fitted on the 60000 train images; largest
 #                  variance first, so prefixes go from coarse to fine): the
 #                  train images as base, the first 1000 test images as
-#                  queries, 784-d; granularities '32,128,784'
+#                  queries, 784-d; granularities '48,192,784' (48
+#                  components hold enough for the coarse walk, and the index
+#                  stays under half the hnsw index's size; '32,128,784' needs
+#                  twice the ef_search for the same recall, '64,256,784' is
+#                  faster at equal recall but just over half the size)
 #   gen768         hnsw_bench.sh's generated 768-d set (gen_clustered.c,
 #                  decaying spectrum), 100000 rows; granularities '64,256,768'
 #   gen3072        the same recipe at 3072 dimensions, 50000 rows;
@@ -23,8 +27,12 @@
 #   --rows N       the first N base vectors of every data set chosen (a quick
 #                  run; Fashion-MNIST has at most 60000)
 #   --queries N    only the first N queries (default 1000)
-#   --hnsw-ef "10 20 40 80 160"   the hnsw.ef_search values (default shown)
-#   --mry-ef "10 20 40 80 160 320"  the matryoshka.ef_search values (default shown)
+#   --hnsw-ef "10 14 20 28 40 56 80 160"   the hnsw.ef_search values
+#                  (default shown)
+#   --mry-ef "12 14 20 28 40 56 80 160 320"  the matryoshka.ef_search values
+#                  (default shown; it starts above LIMIT 10: at ef_search <=
+#                  10 the first round's shortlist is all the executor gets
+#                  before it asks for an 11th row, which takes a second round)
 #   --funnel LIST  matryoshka.funnel for every query (default unset: every
 #                  stage keeps all ef_search candidates)
 #   --granularities LIST   the matryoshka granularities for every data set
@@ -78,8 +86,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 DATASETS=(fmnist gen768 gen3072)
 ROWS=
 QUERIES=1000
-HNSW_EF_LIST="10 20 40 80 160"
-MRY_EF_LIST="10 20 40 80 160 320"
+HNSW_EF_LIST="10 14 20 28 40 56 80 160"
+MRY_EF_LIST="12 14 20 28 40 56 80 160 320"
 FUNNEL=
 GRANULARITIES=
 OPCLASS=l2
@@ -173,7 +181,7 @@ prepare_dataset()
 		fmnist)
 			DS_NAME="Fashion-MNIST PCA"
 			DS_DIM=784
-			DS_GRANULARITIES=32,128,784
+			DS_GRANULARITIES=48,192,784
 			full_rows=60000
 			DS_ROWS=${ROWS:-$full_rows}
 			[ "$DS_ROWS" -le "$full_rows" ] ||
