@@ -105,7 +105,7 @@ typedef struct HnswMetaPageData
 	ItemPointerData entry_point;	/* element tuple; invalid when empty */
 	uint16		unused;
 	BlockNumber insert_page;	/* where inserts look for free space first */
-	int64		element_count;	/* element tuples ever written */
+	int64		element_count;	/* element tuples (a reused slot is not new) */
 	int64		heaptid_count;	/* heap TIDs ever stored */
 	float8		build_seconds;	/* wall time of the CREATE INDEX */
 	uint64		seed;			/* level draws of the build */
@@ -339,6 +339,11 @@ extern int	hnsw_layer_width(int layer, int m);		/* 2m on 0, m above */
 extern int	hnsw_neighbor_layer_list(const HnswNeighborTupleData *tuple, int layer, int m,
 									 ItemPointerData *out);
 extern void hnsw_init_page(Page page, uint16 flags);
+/*
+ * The normal item at `offset` of a locked page if it is at least min_size
+ * bytes and its first byte (every tuple's type) is `type`, else NULL.
+ */
+extern void *hnsw_page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size);
 extern void hnsw_check_page(Relation index, Page page, BlockNumber blkno);
 
 /* hnsw_page.c: meta page */
@@ -371,6 +376,35 @@ typedef struct HnswPageSource
 extern void hnsw_read_payload_from(Relation index, ItemPointer finetid,
 								   Size payload_size, char *out,
 								   const HnswPageSource *source);
+
+/*
+ * hnsw_page.c: the pieces of an element's payload (as hnsw_read_payload
+ * follows them): their TIDs and payload bytes, at most max_pieces (else
+ * -1); returns how many.  An insert that reuses a free slot rewrites them.
+ */
+extern int	hnsw_payload_pieces(Relation index, ItemPointer finetid,
+								Size payload_size, ItemPointerData *tids,
+								Size *lengths, int max_pieces);
+
+/*
+ * hnsw_page.c: free slots (README, VACUUM and Inserts).  The free space map
+ * of an index holds, per element page, the highest level a free slot there
+ * can take, as hnsw_free_slot_space(level): one FSM category per level, so
+ * that asking for hnsw_free_slot_space(L) finds a page with a free slot of
+ * level L or above.
+ */
+extern Size hnsw_free_slot_space(int level);
+/* the highest level whose lists fit in a neighbour tuple of `length` bytes (-1: none) */
+extern int	hnsw_neighbor_tuple_capacity(Size length, int m);
+/*
+ * The level the free element at `offset` of a locked element page can take
+ * (its neighbour tuple's capacity when that is on the page, else its own
+ * level); -1 when the item is not a free element.
+ */
+extern int	hnsw_free_slot_capacity(Page page, BlockNumber blkno,
+									OffsetNumber offset, int m);
+/* what the free space map should say of a locked page: 0 when no free slot */
+extern Size hnsw_page_free_slot_space(Page page, BlockNumber blkno, int m);
 
 /*
  * Prepare a datum for the index: detoast, check dimensions, normalise under
@@ -462,7 +496,11 @@ extern float hnsw_walk_pair_distance(void *walk, int32 a, int32 b);
  * Append the element's heap TIDs (inline, then its overflow chain) to the
  * palloc'd array *tids of *capacity entries at position `used`, growing it
  * (repalloc) as needed.  Returns how many it appended: 0 when the element is
- * deleted or unreachable.
+ * deleted or unreachable, or when its slot has been freed or reused since
+ * the walk read it (its state byte differs).  For an element with a payload
+ * that last check is always made on the page, so a caller that read the
+ * payload after the distance and gets rows here read the element's own
+ * payload (README, VACUUM).
  */
 extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 							   int *capacity, int used);

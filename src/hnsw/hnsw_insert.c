@@ -15,8 +15,10 @@
  *   3. if layer 0 holds a live element with the identical vector (and the
  *      identical payload, where there are payloads), add the heap TID to it (inline, else to its heap-TID overflow chain) and stop:
  *      an element owns every row of its vector (README: duplicates);
- *   4. step a: write the element and neighbour tuples (insert page, else a
- *      new page) and the meta page counters in one GenericXLog record; in an
+ *   4. step a: write the element and neighbour tuples (a slot VACUUM freed,
+ *      rewritten in place, when the free space map names one of a level at
+ *      least the element's; else the insert page, else a new page) and the
+ *      meta page counters in one GenericXLog record; in an
  *      index with payloads (matryoshka), the element's payload as fine
  *      tuples too, in that record as far as its four pages allow (the rest
  *      of a very long payload in records before it: see FinePlan);
@@ -29,10 +31,10 @@
  * share locks before the list's page is locked exclusively, and the list is
  * then compared with the one the pruning was computed from; if another
  * backend changed it meanwhile, the work is redone.  The exception is a
- * record that covers several pages (step a, and a duplicate's heap TID): it
- * locks the element pages first (two existing ones only in block order),
- * then the meta page; nothing ever waits for another buffer while holding
- * the meta page, so there is no cycle.
+ * record that covers several pages (step a, in a free slot or not, and a
+ * duplicate's heap TID): it locks the existing pages in block order, then
+ * the meta page; nothing ever waits for another buffer while holding the
+ * meta page, so there is no cycle.
  *
  * Since identical vectors share one element, the neighbour heuristic never
  * sees two elements with the same vector, except when concurrent inserts of
@@ -51,6 +53,7 @@
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
+#include "storage/freespace.h"
 #include "storage/lmgr.h"
 #include "utils/float.h"
 #include "utils/memutils.h"
@@ -113,26 +116,10 @@ block_exists(InsertState *state, BlockNumber blkno)
 	return blkno < state->nblocks;
 }
 
-/* The tuple at `offset` if it is at least `min_size` bytes of type `type`. */
-static void *
-page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size)
-{
-	ItemId		item;
-	uint8	   *tuple;
-
-	if (offset < FirstOffsetNumber || offset > PageGetMaxOffsetNumber(page))
-		return NULL;
-	item = PageGetItemId(page, offset);
-	if (!ItemIdIsNormal(item) || ItemIdGetLength(item) < min_size)
-		return NULL;
-	tuple = (uint8 *) PageGetItem(page, item);
-	return *tuple == type ? tuple : NULL;
-}
-
 static HnswElementTuple
 page_element(const InsertState *state, Page page, OffsetNumber offset)
 {
-	return page_tuple(page, offset, HNSW_ELEMENT_TUPLE,
+	return hnsw_page_tuple(page, offset, HNSW_ELEMENT_TUPLE,
 					  hnsw_element_tuple_size(state->shape.dimensions));
 }
 
@@ -141,7 +128,7 @@ page_neighbors(const InsertState *state, Page page, OffsetNumber offset, int lay
 {
 	HnswNeighborTuple tuple;
 
-	tuple = page_tuple(page, offset, HNSW_NEIGHBOR_TUPLE,
+	tuple = hnsw_page_tuple(page, offset, HNSW_NEIGHBOR_TUPLE,
 					   offsetof(HnswNeighborTupleData, slots));
 	if (tuple == NULL || tuple->level < layer ||
 		ItemIdGetLength(PageGetItemId(page, offset)) <
@@ -254,7 +241,7 @@ identical_element(InsertState *state, Page page, ItemPointer tid)
 static HnswHeapTidTuple
 page_heaptids(Page page, ItemPointer tid)
 {
-	HnswHeapTidTuple tuple = page_tuple(page, ItemPointerGetOffsetNumber(tid),
+	HnswHeapTidTuple tuple = hnsw_page_tuple(page, ItemPointerGetOffsetNumber(tid),
 										HNSW_HEAPTID_TUPLE,
 										sizeof(HnswHeapTidTupleData));
 
@@ -496,10 +483,12 @@ add_heap_tid(InsertState *state, ItemPointer tid)
 /*
  * Try the layer-0 results that hold the identical vector, nearest first.
  * With a payload (matryoshka), the element's payload must be identical too:
- * equal coarse vectors with different payloads are different rows.  Payloads
- * never change once written and an element's finetid never changes, so the
- * payload is compared once here, with no lock held; add_heap_tid rechecks
- * the rest under the element page's lock.
+ * equal coarse vectors with different payloads are different rows.  An
+ * element's finetid never changes, and its payload only when its slot is
+ * reused, which cannot happen to an element this insert saw live before the
+ * insert ends (VACUUM frees a slot only after its barrier, which waits for
+ * us), so the payload is compared once here, with no lock held;
+ * add_heap_tid rechecks the rest under the element page's lock.
  */
 static bool
 add_to_duplicate(InsertState *state, const GraphNeighbor *found, int count)
@@ -953,6 +942,303 @@ write_element(InsertState *state, const HnswMetaPageData *old_meta,
 }
 
 /* ------------------------------------------------------------------------
+ * Step a in a free slot (README, Inserts: reuse)
+ * ------------------------------------------------------------------------ */
+
+/* pages named by the free space map that one insert tries before extending */
+#define REUSE_PAGE_TRIES		4
+
+/* pages a reuse record may change besides the meta page */
+#define REUSE_MAX_PAGES			(MAX_GENERIC_XLOG_PAGES - 1)
+
+/* a free slot chosen for the new element, and what its record changes */
+typedef struct ReuseSlot
+{
+	ItemPointerData tid;		/* its element tuple */
+	uint8		state;			/* the state byte it was chosen with (free) */
+	ItemPointerData neighbortid;
+	ItemPointerData finetid;
+	int			pieces;			/* fine tuples of its payload */
+	ItemPointerData piece_tids[REUSE_MAX_PAGES];
+	Size		piece_lengths[REUSE_MAX_PAGES];
+	int			nblocks;		/* the blocks it changes, ascending */
+	BlockNumber blocks[REUSE_MAX_PAGES];
+} ReuseSlot;
+
+/* add blkno to the slot's block set (kept ascending); false when full */
+static bool
+reuse_add_block(ReuseSlot *slot, BlockNumber blkno)
+{
+	int			i;
+
+	for (i = 0; i < slot->nblocks; i++)
+		if (slot->blocks[i] == blkno)
+			return true;
+	if (slot->nblocks == REUSE_MAX_PAGES)
+		return false;
+	for (i = slot->nblocks; i > 0 && slot->blocks[i - 1] > blkno; i--)
+		slot->blocks[i] = slot->blocks[i - 1];
+	slot->blocks[i] = blkno;
+	slot->nblocks++;
+	return true;
+}
+
+/*
+ * Under a share lock of the page the free space map named: the free slot
+ * whose lists fit the new element's level most tightly (the smallest level
+ * at least its own, so that slots of high levels stay for elements that
+ * need them).  *page_space gets what the map should say of the page.
+ * False when the page has no such slot.
+ */
+static bool
+choose_free_slot(InsertState *state, BlockNumber blkno, ReuseSlot *slot,
+				 Size *page_space)
+{
+	Buffer		buffer;
+	Page		page;
+	int			best = -1;
+	int			best_capacity = INT_MAX;
+
+	*page_space = 0;
+	if (!block_exists(state, blkno))
+		return false;
+	buffer = ReadBuffer(state->index, blkno);
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buffer);
+	if (PageIsNew(page))
+	{
+		UnlockReleaseBuffer(buffer);
+		return false;
+	}
+	hnsw_check_page(state->index, page, blkno);
+	*page_space = hnsw_page_free_slot_space(page, blkno, state->shape.m);
+	if (*page_space > 0)
+	{
+		for (OffsetNumber offset = FirstOffsetNumber;
+			 offset <= PageGetMaxOffsetNumber(page); offset++)
+		{
+			int			capacity = hnsw_free_slot_capacity(page, blkno, offset,
+														   state->shape.m);
+
+			if (capacity >= state->level && capacity < best_capacity &&
+				page_element(state, page, offset) != NULL)
+			{
+				best = offset;
+				best_capacity = capacity;
+			}
+		}
+	}
+	if (best >= 0)
+	{
+		HnswElementTuple element = page_element(state, page, best);
+
+		ItemPointerSet(&slot->tid, blkno, best);
+		slot->state = element->state;
+		slot->neighbortid = element->neighbortid;
+		slot->finetid = element->finetid;
+	}
+	UnlockReleaseBuffer(buffer);
+	return best >= 0;
+}
+
+/*
+ * The blocks the slot's record changes: its element's, its neighbour
+ * tuple's, its payload pieces' (read now, one share lock at a time: a
+ * chain's structure never changes, only the bytes it carries).  False when
+ * they are more than one record can take with the meta page (a payload of
+ * many pieces): the slot is left for REINDEX.
+ */
+static bool
+plan_reuse(InsertState *state, ReuseSlot *slot)
+{
+	slot->nblocks = 0;
+	slot->pieces = 0;
+	if (!ItemPointerIsValid(&slot->neighbortid) ||
+		!block_exists(state, ItemPointerGetBlockNumber(&slot->neighbortid)))
+		return false;
+	(void) reuse_add_block(slot, ItemPointerGetBlockNumber(&slot->tid));
+	(void) reuse_add_block(slot, ItemPointerGetBlockNumber(&slot->neighbortid));
+	if (state->payload_size == 0)
+		return true;
+	if (!ItemPointerIsValid(&slot->finetid))
+		return false;
+	slot->pieces = hnsw_payload_pieces(state->index, &slot->finetid,
+									   state->payload_size, slot->piece_tids,
+									   slot->piece_lengths, REUSE_MAX_PAGES);
+	if (slot->pieces < 0)
+		return false;
+	for (int i = 0; i < slot->pieces; i++)
+		if (!reuse_add_block(slot, ItemPointerGetBlockNumber(&slot->piece_tids[i])))
+			return false;
+	return true;
+}
+
+/*
+ * Write the new element into the slot in one GenericXLog record: its
+ * element tuple (the state byte one generation on, the slot's empty
+ * heap-TID chain kept), its lists in the slot's neighbour tuple, its payload
+ * in the slot's fine tuples, and the meta page's count (and the entry point
+ * when `becomes_entry`).  The pages are locked in block order, the meta page
+ * last (README, Locking), and everything is checked again under the locks:
+ * false, with nothing written, when another insert took the slot first or
+ * its tuples are not what the plan saw.  *page_space gets what the free
+ * space map should now say of the element's page.
+ */
+static bool
+write_reused_element(InsertState *state, const ReuseSlot *slot,
+					 bool becomes_entry, Size *page_space)
+{
+	Relation	index = state->index;
+	int			m = state->shape.m;
+	Buffer		buffers[REUSE_MAX_PAGES];
+	Page		pages[REUSE_MAX_PAGES];
+	GenericXLogState *xlog;
+	HnswElementTuple element = NULL;
+	HnswNeighborTuple neighbors = NULL;
+	HnswFineTuple pieces[REUSE_MAX_PAGES];
+	Buffer		meta_buffer;
+	HnswMetaPage meta;
+	int			element_page = -1;
+	int			neighbor_capacity = -1;
+	bool		valid = true;
+	Size		done = 0;
+
+	for (int i = 0; i < slot->nblocks; i++)
+	{
+		buffers[i] = ReadBuffer(index, slot->blocks[i]);
+		LockBuffer(buffers[i], BUFFER_LOCK_EXCLUSIVE);
+		hnsw_check_page(index, BufferGetPage(buffers[i]), slot->blocks[i]);
+	}
+	xlog = GenericXLogStart(index);
+	for (int i = 0; i < slot->nblocks; i++)
+		pages[i] = GenericXLogRegisterBuffer(xlog, buffers[i], 0);
+
+	for (int i = 0; i < slot->nblocks && valid; i++)
+	{
+		if (slot->blocks[i] == ItemPointerGetBlockNumber(&slot->tid))
+		{
+			element_page = i;
+			element = page_element(state, pages[i], ItemPointerGetOffsetNumber(&slot->tid));
+			valid = element != NULL && element->state == slot->state &&
+				HnswElementState(element) == HNSW_ELEMENT_FREE &&
+				ItemPointerEquals(&element->neighbortid, (ItemPointer) &slot->neighbortid) &&
+				(state->payload_size == 0 ||
+				 ItemPointerEquals(&element->finetid, (ItemPointer) &slot->finetid));
+		}
+		if (valid && slot->blocks[i] == ItemPointerGetBlockNumber(&slot->neighbortid))
+		{
+			OffsetNumber offset = ItemPointerGetOffsetNumber(&slot->neighbortid);
+
+			neighbors = page_neighbors(state, pages[i], offset, 0);
+			if (neighbors != NULL)
+				neighbor_capacity =
+					hnsw_neighbor_tuple_capacity(ItemIdGetLength(PageGetItemId(pages[i], offset)),
+												 m);
+			valid = neighbors != NULL && neighbor_capacity >= state->level;
+		}
+		for (int p = 0; p < slot->pieces && valid; p++)
+		{
+			if (slot->blocks[i] != ItemPointerGetBlockNumber(&slot->piece_tids[p]))
+				continue;
+			pieces[p] = hnsw_page_tuple(pages[i], ItemPointerGetOffsetNumber(&slot->piece_tids[p]),
+								   HNSW_FINE_TUPLE,
+								   offsetof(HnswFineTupleData, data) + slot->piece_lengths[p]);
+			valid = pieces[p] != NULL && pieces[p]->length == slot->piece_lengths[p];
+		}
+	}
+	if (!valid || element == NULL || neighbors == NULL)
+	{
+		GenericXLogAbort(xlog);
+		for (int i = slot->nblocks - 1; i >= 0; i--)
+			UnlockReleaseBuffer(buffers[i]);
+		*page_space = 0;
+		return false;
+	}
+
+	/* the element: a new generation of the slot; its chain stays (empty) */
+	element->level = state->level;
+	element->state = HnswElementReusedState(element);
+	element->heaptid_count = 1;
+	element->heaptids[0] = state->heap_tid;
+	for (int i = 1; i < HNSW_HEAPTIDS; i++)
+		ItemPointerSetInvalid(&element->heaptids[i]);
+	memcpy(element->vector, state->vector, sizeof(float) * state->shape.dimensions);
+
+	/*
+	 * Its lists; every slot the tuple has is cleared first (a slot of a
+	 * higher level keeps its size: the layers above ours stay empty).
+	 */
+	neighbors->level = state->level;
+	for (int i = 0; i < 2 * m + neighbor_capacity * m; i++)
+		ItemPointerSetInvalid(&neighbors->slots[i]);
+	for (int layer = 0; layer <= state->level; layer++)
+	{
+		ItemPointerData *slots = neighbors->slots + hnsw_neighbor_offset(layer, m);
+
+		for (int i = 0; i < state->layers[layer].count; i++)
+			slots[i] = state->layers[layer].tids[i];
+	}
+
+	/* its payload, piece by piece in the same chain */
+	for (int p = 0; p < slot->pieces; p++)
+	{
+		memcpy(pieces[p]->data, state->payload + done, slot->piece_lengths[p]);
+		done += slot->piece_lengths[p];
+	}
+
+	meta = register_meta(index, xlog, &meta_buffer);
+	meta->heaptid_count++;
+	if (becomes_entry)
+	{
+		meta->entry_point = slot->tid;
+		meta->max_level = state->level;
+	}
+	*page_space = hnsw_page_free_slot_space(pages[element_page],
+											slot->blocks[element_page], m);
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(meta_buffer);
+	for (int i = slot->nblocks - 1; i >= 0; i--)
+		UnlockReleaseBuffer(buffers[i]);
+	return true;
+}
+
+/*
+ * Step a in a free slot, when the free space map names a page with one of
+ * the new element's level or above and the slot's tuples fit one record.
+ * Returns true with the element's TID set; false: step a extends as usual.
+ */
+static bool
+reuse_free_slot(InsertState *state, bool becomes_entry, ItemPointer element_tid)
+{
+	Relation	index = state->index;
+	Size		needed = hnsw_free_slot_space(state->level);
+	BlockNumber blkno = GetPageWithFreeSpace(index, needed);
+
+	for (int tries = 0; blkno != InvalidBlockNumber && tries < REUSE_PAGE_TRIES; tries++)
+	{
+		ReuseSlot	slot;
+		Size		page_space;
+
+		CHECK_FOR_INTERRUPTS();
+		if (choose_free_slot(state, blkno, &slot, &page_space))
+		{
+			if (!plan_reuse(state, &slot))
+				page_space = 0; /* not reusable by one record: leave the page */
+			else if (write_reused_element(state, &slot, becomes_entry, &page_space))
+			{
+				RecordPageWithFreeSpace(index, blkno, page_space);
+				*element_tid = slot.tid;
+				return true;
+			}
+			else
+				continue;		/* taken meanwhile: look at the page again */
+		}
+		blkno = RecordAndGetPageWithFreeSpace(index, blkno, page_space, needed);
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------------
  * Step b: back links
  * ------------------------------------------------------------------------ */
 
@@ -1288,9 +1574,15 @@ insert_vector_in_context(Relation index, const float *vector, const char *payloa
 		return;
 	}
 
-	/* step a; an empty index gets its entry point in the same record */
-	write_element(state, &meta, !ItemPointerIsValid(&meta.entry_point),
-				  &element_tid);
+	/*
+	 * step a, in a slot VACUUM freed if there is one, else on the insert
+	 * page or a new one; an empty index gets its entry point in the same
+	 * record
+	 */
+	if (!reuse_free_slot(state, !ItemPointerIsValid(&meta.entry_point),
+						 &element_tid))
+		write_element(state, &meta, !ItemPointerIsValid(&meta.entry_point),
+					  &element_tid);
 
 	/* step b */
 	for (int layer = 0; layer <= state->level; layer++)

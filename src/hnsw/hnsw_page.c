@@ -173,7 +173,7 @@ report_broken_chain(Relation index, ItemPointer tid, const char *why)
 			 errhint("Please REINDEX it.")));
 }
 
-/* HnswPageSource of hnsw_read_payload: a pin and a lock per piece */
+/* HnswPageSource of hnsw_read_payload and hnsw_payload_pieces: a pin and a lock per piece */
 typedef struct BufferPageSource
 {
 	Relation	index;
@@ -201,24 +201,22 @@ buffer_source_unlock(void *arg)
 	UnlockReleaseBuffer(source->buffer);
 }
 
-void
-hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
-				  char *out)
-{
-	BufferPageSource buffers = {index, InvalidBuffer};
-	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers};
-
-	hnsw_read_payload_from(index, finetid, payload_size, out, &source);
-}
-
-void
-hnsw_read_payload_from(Relation index, ItemPointer finetid, Size payload_size,
-					   char *out, const HnswPageSource *source)
+/*
+ * Follow the chain of fine tuples from finetid over payload_size bytes,
+ * reading pages through source: copy the payload to out (when not NULL) and
+ * note each piece's TID and length in tids[] and lengths[] (when not NULL;
+ * at most max_pieces, else -1 is returned).  Returns the number of pieces.
+ */
+static int
+follow_payload_chain(Relation index, ItemPointer finetid, Size payload_size,
+					 char *out, ItemPointerData *tids, Size *lengths,
+					 int max_pieces, const HnswPageSource *source)
 {
 	ItemPointerData next = *finetid;
 	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
 	BlockNumber previous = InvalidBlockNumber;
 	Size		done = 0;
+	int			pieces = 0;
 
 	while (done < payload_size)
 	{
@@ -235,6 +233,8 @@ hnsw_read_payload_from(Relation index, ItemPointer finetid, Size payload_size,
 		if (blkno == HNSW_METAPAGE_BLKNO || blkno >= nblocks ||
 			(previous != InvalidBlockNumber && blkno <= previous))
 			report_broken_chain(index, &next, "it leads to a wrong block");
+		if (tids != NULL && pieces == max_pieces)
+			return -1;
 		page = source->lock(source->arg, blkno);
 		if ((HnswPageGetOpaque(page)->flags & HNSW_PAGE_FINE) == 0)
 			why = "it leads to a page that is not a fine page";
@@ -253,7 +253,14 @@ hnsw_read_payload_from(Relation index, ItemPointer finetid, Size payload_size,
 				why = "a piece has a wrong length";
 			else
 			{
-				memcpy(out + done, piece->data, piece->length);
+				if (out != NULL)
+					memcpy(out + done, piece->data, piece->length);
+				if (tids != NULL)
+				{
+					tids[pieces] = next;
+					lengths[pieces] = piece->length;
+				}
+				pieces++;
 				done += piece->length;
 				next = piece->next;
 			}
@@ -265,6 +272,107 @@ hnsw_read_payload_from(Relation index, ItemPointer finetid, Size payload_size,
 	}
 	if (ItemPointerIsValid(&next))
 		report_broken_chain(index, &next, "the chain goes on after the payload");
+	return pieces;
+}
+
+void
+hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
+				  char *out)
+{
+	BufferPageSource buffers = {index, InvalidBuffer};
+	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers};
+
+	(void) follow_payload_chain(index, finetid, payload_size, out, NULL, NULL, 0, &source);
+}
+
+void
+hnsw_read_payload_from(Relation index, ItemPointer finetid, Size payload_size,
+					   char *out, const HnswPageSource *source)
+{
+	(void) follow_payload_chain(index, finetid, payload_size, out, NULL, NULL, 0, source);
+}
+
+int
+hnsw_payload_pieces(Relation index, ItemPointer finetid, Size payload_size,
+					ItemPointerData *tids, Size *lengths, int max_pieces)
+{
+	BufferPageSource buffers = {index, InvalidBuffer};
+	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers};
+
+	return follow_payload_chain(index, finetid, payload_size, NULL, tids,
+								lengths, max_pieces, &source);
+}
+
+/* ------------------------------------------------------------------------
+ * Free slots and the free space map (README, VACUUM and Inserts)
+ * ------------------------------------------------------------------------ */
+
+Size
+hnsw_free_slot_space(int level)
+{
+	return (Size) (level + 1) * (BLCKSZ / 256);
+}
+
+int
+hnsw_neighbor_tuple_capacity(Size length, int m)
+{
+	int			level = -1;
+
+	while (level < GRAPH_MAX_LEVEL &&
+		   offsetof(HnswNeighborTupleData, slots) +
+		   sizeof(ItemPointerData) * (2 * m + (level + 1) * m) <= length)
+		level++;
+	return level;
+}
+
+void *
+hnsw_page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size)
+{
+	ItemId		item;
+	uint8	   *tuple;
+
+	if (offset < FirstOffsetNumber || offset > PageGetMaxOffsetNumber(page))
+		return NULL;
+	item = PageGetItemId(page, offset);
+	if (!ItemIdIsNormal(item) || ItemIdGetLength(item) < min_size)
+		return NULL;
+	tuple = (uint8 *) PageGetItem(page, item);
+	return *tuple == type ? tuple : NULL;
+}
+
+int
+hnsw_free_slot_capacity(Page page, BlockNumber blkno, OffsetNumber offset, int m)
+{
+	HnswElementTuple element;
+	OffsetNumber neighbor_offset;
+
+	element = hnsw_page_tuple(page, offset, HNSW_ELEMENT_TUPLE,
+							  offsetof(HnswElementTupleData, vector));
+	if (element == NULL || HnswElementState(element) != HNSW_ELEMENT_FREE ||
+		element->level > GRAPH_MAX_LEVEL)
+		return -1;
+	if (!ItemPointerIsValid(&element->neighbortid) ||
+		ItemPointerGetBlockNumber(&element->neighbortid) != blkno)
+		return element->level;	/* its tuple was made for at least that */
+	neighbor_offset = ItemPointerGetOffsetNumber(&element->neighbortid);
+	if (hnsw_page_tuple(page, neighbor_offset, HNSW_NEIGHBOR_TUPLE,
+						offsetof(HnswNeighborTupleData, slots)) == NULL)
+		return -1;
+	return hnsw_neighbor_tuple_capacity(ItemIdGetLength(PageGetItemId(page, neighbor_offset)),
+										m);
+}
+
+Size
+hnsw_page_free_slot_space(Page page, BlockNumber blkno, int m)
+{
+	int			top = -1;
+
+	if ((HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENT) == 0)
+		return 0;
+	for (OffsetNumber offset = FirstOffsetNumber;
+		 offset <= PageGetMaxOffsetNumber(page); offset++)
+		top = Max(top, hnsw_free_slot_capacity(page, blkno, offset, m));
+	return top < 0 ? 0 : hnsw_free_slot_space(top);
 }
 
 /* The packed list of one layer of a neighbour tuple: copied to out[], its length returned. */

@@ -24,8 +24,9 @@
  *               engine's neighbour heuristic; a list is written only if it
  *               is still the one the candidates came from (else redone);
  *   4. free     each deleted element is marked free (no list points at it
- *               any more), and its page goes into the free space map, where
- *               an insert looks for a slot before it extends the index.
+ *               any more), and its page goes into the free space map with
+ *               the highest level of a free slot on it, where an insert
+ *               looks for a slot before it extends the index.
  *
  * Phase 1 needs dead heap TIDs (ambulkdelete); phases 2-4 run for every
  * element found deleted, also from amvacuumcleanup when no bulk delete ran
@@ -272,12 +273,15 @@ remove_dead_tids(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	Relation	index = info->index;
 	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
 	TidList		chained = {0};	/* pass 2: no inline TID, a chain */
+	HnswMetaPageData meta;
 
+	hnsw_read_meta(index, &meta);
 	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
 	{
 		Buffer		buffer;
 		Page		page;
 		GenericXLogState *xlog = NULL;
+		Size		free_space;
 
 		vacuum_delay_point();
 
@@ -382,9 +386,17 @@ remove_dead_tids(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			}
 		}
 
+		/*
+		 * Free slots of earlier VACUUMs go (back) into the free space map:
+		 * it is not WAL-logged, so after a crash or on a promoted standby it
+		 * may have lost them.
+		 */
+		free_space = hnsw_page_free_slot_space(page, blkno, meta.m);
 		if (xlog)
 			GenericXLogFinish(xlog);
 		UnlockReleaseBuffer(buffer);
+		if (free_space > 0)
+			RecordPageWithFreeSpace(index, blkno, free_space);
 	}
 
 	/* pass 2, inserts held off: elements whose rows all went */
@@ -924,13 +936,13 @@ reconnect_orphans(RepairState *rs)
 
 /*
  * Mark every deleted element free, one record per page, and tell the free
- * space map which pages have a free slot (it holds nothing else: an hnsw
- * page never gets room back otherwise).
+ * space map which pages have a free slot and of what level (it holds
+ * nothing else: hnsw_free_slot_space), for inserts to reuse.
  */
 static void
-free_deleted(Relation index, const TidList *deleted, BufferAccessStrategy strategy)
+free_deleted(Relation index, const TidList *deleted, int m,
+			 BufferAccessStrategy strategy)
 {
-	Size		element_size = 0;
 	int			i = 0;
 
 	while (i < deleted->count)
@@ -940,6 +952,7 @@ free_deleted(Relation index, const TidList *deleted, BufferAccessStrategy strate
 		Page		page;
 		GenericXLogState *xlog;
 		int			freed = 0;
+		Size		free_space = 0;
 
 		vacuum_delay_point();
 		buffer = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
@@ -956,17 +969,18 @@ free_deleted(Relation index, const TidList *deleted, BufferAccessStrategy strate
 			if (etup == NULL || HnswElementState(etup) != HNSW_ELEMENT_DELETED)
 				continue;
 			etup->state = (etup->state & ~HNSW_ELEMENT_STATE_MASK) | HNSW_ELEMENT_FREE;
-			element_size = ItemIdGetLength(PageGetItemId(page, offnum));
 			freed++;
 		}
 		if (freed > 0)
+		{
+			free_space = hnsw_page_free_slot_space(page, blkno, m);
 			GenericXLogFinish(xlog);
+		}
 		else
 			GenericXLogAbort(xlog);
 		UnlockReleaseBuffer(buffer);
 		if (freed > 0)
-			RecordPageWithFreeSpace(index, blkno,
-									Min((Size) freed * element_size, BLCKSZ - 1));
+			RecordPageWithFreeSpace(index, blkno, free_space);
 	}
 }
 
@@ -1000,8 +1014,7 @@ unlink_deleted(IndexVacuumInfo *info, TidList *deleted,
 	reconnect_orphans(&rs);
 	hnsw_walk_end(rs.walk);
 
-	free_deleted(info->index, deleted, info->strategy);
-	FreeSpaceMapVacuum(info->index);
+	free_deleted(info->index, deleted, rs.shape.m, info->strategy);
 	elog(DEBUG1, "index \"%s\": %d elements unlinked, " INT64_FORMAT " lists repaired",
 		 RelationGetRelationName(info->index), deleted->count, rs.lists_repaired);
 }
@@ -1030,6 +1043,7 @@ vacuum_index(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			sure = chained;
 	}
 	unlink_deleted(info, &deleted, &sure);
+	FreeSpaceMapVacuum(info->index);	/* the map's upper levels, for inserts */
 	stats->estimated_count = false;
 	if (deleted.tids)
 		pfree(deleted.tids);

@@ -816,7 +816,16 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 		walk_read_element(walk, handle);
 	if (element->state != WALK_READ || !WALK_ELEMENT_LIVE(element))
 		return 0;
-	if (element->heaptid_count == 1 && !ItemPointerIsValid(&element->overflowtid))
+	/*
+	 * One row and no payload: the heap TID read with the distance is the row
+	 * that distance belongs to, whatever the slot holds now.  With a payload
+	 * (matryoshka) the caller has read it since the distance, from the slot
+	 * as it is now: the state byte below tells whether that was still the
+	 * same element (its payload is rewritten only after the slot was freed,
+	 * which changes the byte).
+	 */
+	if (element->heaptid_count == 1 && !ItemPointerIsValid(&element->overflowtid) &&
+		!ItemPointerIsValid(&element->finetid))
 	{
 		reserve_heaptids(tids, capacity, used, 1);
 		(*tids)[used] = element->heaptid;

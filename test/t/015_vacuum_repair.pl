@@ -10,15 +10,23 @@
 #      that links only among itself, seen in 1 of 4 CI runs), the entry point is
 #      live, and recall@10 at ef_search 100 over 100 queries against a
 #      sequential scan of the remaining rows is at least 0.95;
-#   2. 2000 new rows inserted after that: the check is still clean (no
-#      insert linked to a free element) and recall is at least 0.95 (the
-#      reuse of free slots by inserts, and the size bound it gives, are not
-#      done yet: src/hnsw/README, VACUUM);
+#   2. 2000 new rows inserted after that: they take the free slots (README,
+#      Inserts: reuse), so the index is at most 1.05 times its size before
+#      the delete (pg_relation_size), the check is still clean (no insert
+#      linked to a free element, every reused slot whole) and recall is at
+#      least 0.95;
 #   3. concurrency: pgbench, 4 clients for 30 s, each transaction an INSERT
 #      of a new row, a DELETE of a random row or an index scan query (one
 #      script each), while another session runs VACUUM in a loop; pgbench
 #      reports no failed transaction, no VACUUM fails, and afterwards (one
-#      last VACUUM) the check is clean and recall@10 is at least 0.95.
+#      last VACUUM) the check is clean and recall@10 is at least 0.95;
+#   4. churn: pgbench, 4 clients for $CHURN_SECONDS s, each transaction
+#      inserts a new row and deletes one of the oldest (the table keeps its
+#      size), another runs index queries, while VACUUM runs in a loop; the
+#      index, which without reuse would grow by one element per inserted
+#      row, grows by less than half of that (in bytes, at its bytes per
+#      element before the churn, and in elements); the check is clean and
+#      recall@10 is at least 0.95 afterwards.
 #
 # Run as tools/test.sh does (prove test/t/*.pl, PostgreSQL's TAP modules).
 
@@ -40,6 +48,30 @@ my $EF_SEARCH = 100;
 my $MIN_RECALL = 0.95;
 my $SOAK_SECONDS = $ENV{HIERINDEX_SOAK_SECONDS} // 30;
 my $CLIENTS = 4;
+my $CHURN_SECONDS = $ENV{HIERINDEX_CHURN_SECONDS} // 20;
+my $MAX_REUSE_GROWTH = 1.05;
+
+sub index_size
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres', "SELECT pg_relation_size('items_l2')");
+}
+
+# VACUUM items in a loop for $seconds s in the background (IPC::Run handle)
+sub start_vacuum_loop
+{
+	my ($node, $seconds, $out, $err) = @_;
+	return IPC::Run::start(
+		[
+			'bash', '-c',
+			'end=$((SECONDS + ' . $seconds . ')); n=0; '
+			  . 'while [ $SECONDS -lt $end ]; do '
+			  . 'psql -X -q -v ON_ERROR_STOP=1 -d "$0" -c "VACUUM items" || exit 1; '
+			  . 'n=$((n + 1)); sleep 0.2; done; echo "vacuums $n"',
+			$node->connstr('postgres')
+		],
+		'>', $out, '2>', $err);
+}
 
 # recall@K of the index against a sequential scan of the rows there are now
 sub recall_now
@@ -59,6 +91,7 @@ for my $am (access_methods())
 		  . items_and_queries_sql(dim => $DIM, rows => $ROWS, queries => 100, inserted_ids_from => 1000001)
 		  . "CREATE INDEX items_l2 ON items USING $am (v vector_l2_ops) "
 		  . index_options_sql($am, $DIM, '') . ";\nANALYZE items;");
+	my $built_size = index_size($node);
 
 	# 1. half the rows go; VACUUM unlinks and frees their elements
 	$node->safe_psql('postgres', 'DELETE FROM items WHERE id % 2 = 0; VACUUM items;');
@@ -78,22 +111,21 @@ for my $am (access_methods())
 			id => "nextval('inserted_ids')::int"));
 	is($node->safe_psql('postgres', "SELECT heap_tids FROM hierindex_index_info('items_l2')"),
 		$ROWS, "$am: the index holds $ROWS heap TIDs again");
+	my $reinserted_size = index_size($node);
+	my ($elements, $free) = split /\|/, $node->safe_psql('postgres',
+		"SELECT elements, free_elements FROM hierindex_index_info('items_l2')");
+	diag(sprintf("%s: index %d bytes after the build, %d after delete half + VACUUM + re-insert "
+		  . "(%.3fx), %d elements, %d still free",
+		$am, $built_size, $reinserted_size, $reinserted_size / $built_size, $elements, $free));
+	cmp_ok($reinserted_size, '<=', $MAX_REUSE_GROWTH * $built_size,
+		"$am: re-inserted rows reuse the freed slots: size at most ${MAX_REUSE_GROWTH}x the original");
 	hierindex_check_after_inserts($node, 'items_l2', "$am: hierindex_check after re-insert");
 	recall_at_least(recall_now($node, 'exact_reinserted'), $MIN_RECALL,
 		"$am: recall\@$K at ef_search $EF_SEARCH after re-insert");
 
 	# 3. inserts, deletes and queries by pgbench while VACUUM runs in a loop
 	my ($vacuum_out, $vacuum_err) = ('', '');
-	my $vacuum_loop = IPC::Run::start(
-		[
-			'bash', '-c',
-			'end=$((SECONDS + ' . $SOAK_SECONDS . ')); n=0; '
-			  . 'while [ $SECONDS -lt $end ]; do '
-			  . 'psql -X -q -v ON_ERROR_STOP=1 -d "$0" -c "VACUUM items" || exit 1; '
-			  . 'n=$((n + 1)); sleep 0.2; done; echo "vacuums $n"',
-			$node->connstr('postgres')
-		],
-		'>', \$vacuum_out, '2>', \$vacuum_err);
+	my $vacuum_loop = start_vacuum_loop($node, $SOAK_SECONDS, \$vacuum_out, \$vacuum_err);
 	$node->pgbench(
 		"--no-vacuum --client=$CLIENTS --jobs=$CLIENTS --time=$SOAK_SECONDS",
 		0,
@@ -116,6 +148,50 @@ for my $am (access_methods())
 	hierindex_check_after_inserts($node, 'items_l2', "$am: hierindex_check after the soak");
 	recall_at_least(recall_now($node, 'exact_soak'), $MIN_RECALL,
 		"$am: recall\@$K at ef_search $EF_SEARCH after the soak");
+
+	# 4. churn: every insert comes with a delete; VACUUM frees, inserts reuse
+	$node->safe_psql('postgres', 'CREATE INDEX items_id ON items (id); VACUUM items;');
+	my $churn_start_size = index_size($node);
+	my $churn_start_elements = $node->safe_psql('postgres',
+		"SELECT elements FROM hierindex_index_info('items_l2')");
+	my $churn_start_id = $node->safe_psql('postgres', "SELECT last_value FROM inserted_ids");
+	($vacuum_out, $vacuum_err) = ('', '');
+	$vacuum_loop = start_vacuum_loop($node, $CHURN_SECONDS, \$vacuum_out, \$vacuum_err);
+	$node->pgbench(
+		"--no-vacuum --client=$CLIENTS --jobs=$CLIENTS --time=$CHURN_SECONDS",
+		0,
+		[ qr{number of failed transactions: 0}, qr{processed: [1-9]} ],
+		[qr{^$}],
+		"$am: pgbench churn: $CLIENTS clients insert and delete a row per transaction, and query, for $CHURN_SECONDS s",
+		{
+			"015_${am}_churn\@3" => pgbench_insert_script($DIM, "nextval('inserted_ids')")
+			  . "\\set skip random(0, 20)\n"
+			  . "DELETE FROM items WHERE id = (SELECT id FROM items ORDER BY id OFFSET :skip LIMIT 1);\n",
+			"015_${am}_churn_query\@1" => "\\set qid random(1, 100)\nSET enable_seqscan = off;\n"
+			  . "SELECT id FROM items ORDER BY v <-> (SELECT q FROM queries WHERE qid = :qid) LIMIT $K;\n"
+		});
+	$vacuum_loop->finish;
+	is($vacuum_err, '', "$am: no VACUUM of the churn's loop failed");
+	$node->safe_psql('postgres', 'VACUUM items');
+	my $churned = $node->safe_psql('postgres', "SELECT last_value FROM inserted_ids") - $churn_start_id;
+	my $churn_end_size = index_size($node);
+	my ($churn_elements, $churn_free, $churn_rows) = split /\|/, $node->safe_psql('postgres',
+		"SELECT elements, free_elements, (SELECT count(*) FROM items) FROM hierindex_index_info('items_l2')");
+	diag(sprintf("%s: churn of %d s: %d rows inserted and about as many deleted (%d rows now), "
+		  . "%s; index %d -> %d bytes (%.3fx), %d -> %d elements (%d free)",
+		$am, $CHURN_SECONDS, $churned, $churn_rows, $vacuum_out =~ s/\s+$//r,
+		$churn_start_size, $churn_end_size, $churn_end_size / $churn_start_size,
+		$churn_start_elements, $churn_elements, $churn_free));
+	cmp_ok($churned, '>', 0, "$am: the churn inserted rows");
+	my $unbounded_growth = $churned * $churn_start_size / $churn_start_elements;
+	cmp_ok($churn_end_size - $churn_start_size, '<', $unbounded_growth / 2,
+		"$am: under churn the index grows by less than half the "
+		  . int($unbounded_growth) . " bytes its $churned new rows would take without reuse");
+	cmp_ok($churn_elements, '<', $churn_start_elements + $churned / 2,
+		"$am: most of the $churned churned rows went into reused slots");
+	hierindex_check_after_inserts($node, 'items_l2', "$am: hierindex_check after the churn");
+	recall_at_least(recall_now($node, 'exact_churn'), $MIN_RECALL,
+		"$am: recall\@$K at ef_search $EF_SEARCH after the churn");
 
 	$node->stop;
 }
