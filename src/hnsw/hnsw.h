@@ -632,6 +632,8 @@ extern void hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 extern bool hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir);
 /* amrescan's part shared by both access methods: take the new keys */
 extern void hnsw_rescan_keys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys);
+/* GraphSearch.grow for a scan: context is the MemoryContext the search's heaps live in */
+extern void *hnsw_scan_search_grow(void *context, void *array, size_t bytes);
 extern void hnsw_end_scan(IndexScanDesc scan);
 extern void hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 							   double loop_count, Cost *startup_cost,

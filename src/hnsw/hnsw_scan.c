@@ -88,8 +88,8 @@ typedef struct HnswScanOpaqueData
 typedef HnswScanOpaqueData *HnswScanOpaque;
 
 /* GraphSearch.grow: the search's heaps live in the scan's context */
-static void *
-scan_search_grow(void *context, void *array, size_t bytes)
+void *
+hnsw_scan_search_grow(void *context, void *array, size_t bytes)
 {
 	if (array == NULL)
 		return MemoryContextAllocHuge((MemoryContext) context, bytes);
@@ -108,7 +108,7 @@ hnsw_begin_scan(Relation index, int nkeys, int norderbys)
 	so->search_context = AllocSetContextCreate(so->scan_context,
 											   "hnsw scan search",
 											   ALLOCSET_SMALL_SIZES);
-	so->search.grow = scan_search_grow;
+	so->search.grow = hnsw_scan_search_grow;
 	so->search.grow_context = so->scan_context;
 	scan->opaque = so;
 	return scan;

@@ -484,6 +484,19 @@ walk_read_element(HnswWalk *walk, int32 handle)
 	walk_unlock(walk);
 }
 
+/* The handle's element, read if it was not yet; NULL when it is not an element. */
+static HnswWalkElement *
+walk_element_read(HnswWalk *walk, int32 handle)
+{
+	HnswWalkElement *element;
+
+	Assert(handle >= 0 && handle < walk->count);
+	element = &walk->elements[handle];
+	if (element->state == WALK_UNREAD)
+		walk_read_element(walk, handle);
+	return element->state == WALK_READ ? element : NULL;
+}
+
 /* ------------------------------------------------------------------------
  * GraphAccess callbacks
  * ------------------------------------------------------------------------ */
@@ -598,9 +611,7 @@ walk_neighbors(void *context, int32_t id, int layer, int32_t *out)
 	HnswNeighborTuple tuple;
 
 	Assert(width <= 2 * GRAPH_MAX_M);
-	if (element->state == WALK_UNREAD)
-		walk_read_element(walk, id);
-	if (element->state != WALK_READ || layer > element->level)
+	if (walk_element_read(walk, id) == NULL || layer > element->level)
 		return 0;
 
 	page = walk_lock_block(walk, ItemPointerGetBlockNumberNoCheck(&element->neighbortid));
@@ -633,12 +644,9 @@ walk_neighbors(void *context, int32_t id, int layer, int32_t *out)
 static int
 walk_live(void *context, int32_t id)
 {
-	HnswWalk   *walk = context;
-	HnswWalkElement *element = &walk->elements[id];
+	HnswWalkElement *element = walk_element_read((HnswWalk *) context, id);
 
-	if (element->state == WALK_UNREAD)
-		walk_read_element(walk, id);
-	return element->state == WALK_READ && WALK_ELEMENT_LIVE(element);
+	return element != NULL && WALK_ELEMENT_LIVE(element);
 }
 
 static void
@@ -762,10 +770,7 @@ const float *
 hnsw_walk_vector(HnswWalk *walk, int32 handle)
 {
 	Assert(walk->keep_vectors);
-	Assert(handle >= 0 && handle < walk->count);
-	if (walk->elements[handle].state == WALK_UNREAD)
-		walk_read_element(walk, handle);
-	if (walk->elements[handle].state != WALK_READ)
+	if (walk_element_read(walk, handle) == NULL)
 		return NULL;
 	return walk->vectors + (Size) handle * walk->shape.dimensions;
 }
@@ -810,11 +815,8 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 	int64		steps = 0;
 	int64		max_steps;
 
-	Assert(handle >= 0 && handle < walk->count);
-	element = &walk->elements[handle];
-	if (element->state == WALK_UNREAD)
-		walk_read_element(walk, handle);
-	if (element->state != WALK_READ || !WALK_ELEMENT_LIVE(element))
+	element = walk_element_read(walk, handle);
+	if (element == NULL || !WALK_ELEMENT_LIVE(element))
 		return 0;
 	/*
 	 * One row and no payload: the heap TID read with the distance is the row
@@ -893,13 +895,9 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 bool
 hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid)
 {
-	HnswWalkElement *element;
+	HnswWalkElement *element = walk_element_read(walk, handle);
 
-	Assert(handle >= 0 && handle < walk->count);
-	element = &walk->elements[handle];
-	if (element->state == WALK_UNREAD)
-		walk_read_element(walk, handle);
-	if (element->state != WALK_READ || !WALK_ELEMENT_LIVE(element))
+	if (element == NULL || !WALK_ELEMENT_LIVE(element))
 		return false;
 	*finetid = element->finetid;
 	return true;
@@ -908,13 +906,9 @@ hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid)
 bool
 hnsw_walk_element_neighbortid(HnswWalk *walk, int32 handle, ItemPointer neighbortid)
 {
-	HnswWalkElement *element;
+	HnswWalkElement *element = walk_element_read(walk, handle);
 
-	Assert(handle >= 0 && handle < walk->count);
-	element = &walk->elements[handle];
-	if (element->state == WALK_UNREAD)
-		walk_read_element(walk, handle);
-	if (element->state != WALK_READ)
+	if (element == NULL)
 		return false;
 	*neighbortid = element->neighbortid;
 	return true;

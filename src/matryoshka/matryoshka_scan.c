@@ -86,15 +86,6 @@ typedef struct ScanRow
 	bool		exact_order;	/* its place is proven: no recheck */
 } ScanRow;
 
-/* GraphSearch.grow: the search's heaps live in the scan's context */
-static void *
-scan_search_grow(void *context, void *array, size_t bytes)
-{
-	if (array == NULL)
-		return MemoryContextAllocHuge((MemoryContext) context, bytes);
-	return repalloc_huge(array, bytes);
-}
-
 typedef struct MatryoshkaScanOpaqueData
 {
 	MemoryContext scan_context;
@@ -146,7 +137,7 @@ matryoshka_begin_scan(Relation index, int nkeys, int norderbys)
 	so->round_context = AllocSetContextCreate(so->scan_context,
 											  "matryoshka scan round",
 											  ALLOCSET_DEFAULT_SIZES);
-	so->search.grow = scan_search_grow;
+	so->search.grow = hnsw_scan_search_grow;
 	so->search.grow_context = so->scan_context;
 	if (norderbys > 0)
 	{
