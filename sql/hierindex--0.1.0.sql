@@ -24,13 +24,18 @@ CREATE FUNCTION vector_recv(internal, oid, integer) RETURNS vector
 CREATE FUNCTION vector_send(vector) RETURNS bytea
 	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- STORAGE main: a vector stays in its heap row whenever the row fits a page
+-- (up to about 2000 dimensions), so that reading it (the executor computing
+-- ORDER BY distances, a heap scan) takes no TOAST lookup; larger ones still
+-- go out of line.  pgvector's type is external; a column can be given that
+-- with ALTER TABLE ... SET STORAGE external (README, Compatibility).
 CREATE TYPE vector (
 	INPUT     = vector_in,
 	OUTPUT    = vector_out,
 	TYPMOD_IN = vector_typmod_in,
 	RECEIVE   = vector_recv,
 	SEND      = vector_send,
-	STORAGE   = external
+	STORAGE   = main
 );
 
 -- ---------------------------------------------------------------------------

@@ -204,13 +204,27 @@ RESET enable_seqscan;
 RESET enable_bitmapscan;
 DROP TABLE vector_ops_t;
 
--- Distances between vectors stored out of line (TOAST): a k-NN join calls
--- the same function with one operand repeated, whose detoasted copy is kept
--- between calls.  Every pair must equal the distance of in-memory copies.
-CREATE TABLE ops_toasted (id int, v vector(1000));
+-- Distances between stored vectors: a k-NN join calls the same function with
+-- one operand repeated, whose detoasted copy is kept between calls, keyed by
+-- how the value is stored.  The type's storage is main, so a dense 1500-d
+-- vector (row 1) stays in its row as it is and a mostly-zero one (row 2)
+-- stays in its row compressed; after SET STORAGE external, rows 3 and 4 go
+-- out of line (TOAST).  Every pair must equal the distance of in-memory
+-- copies.
+CREATE TABLE ops_toasted (id int, v vector(1500));
+SELECT attstorage FROM pg_attribute
+WHERE attrelid = 'ops_toasted'::regclass AND attname = 'v';
 INSERT INTO ops_toasted
-SELECT i, array_agg(sin(i * 1000 + d)::real ORDER BY d)::vector(1000)
-FROM generate_series(1, 3) i, generate_series(1, 1000) d GROUP BY i;
+SELECT i, array_agg(CASE WHEN i = 2 AND d % 50 <> 0 THEN 0 ELSE sin(i * 1000 + d) END::real
+					ORDER BY d)::vector(1500)
+FROM generate_series(1, 2) i, generate_series(1, 1500) d GROUP BY i;
+SELECT pg_relation_size(reltoastrelid) = 0 AS all_in_line
+FROM pg_class WHERE relname = 'ops_toasted';
+SELECT id, pg_column_size(v) < 1000 AS compressed FROM ops_toasted ORDER BY id;
+ALTER TABLE ops_toasted ALTER COLUMN v SET STORAGE external;
+INSERT INTO ops_toasted
+SELECT i, array_agg(sin(i * 1000 + d)::real ORDER BY d)::vector(1500)
+FROM generate_series(3, 4) i, generate_series(1, 1500) d GROUP BY i;
 SELECT pg_relation_size(reltoastrelid) > 0 AS stored_out_of_line
 FROM pg_class WHERE relname = 'ops_toasted';
 SELECT a.id, b.id,

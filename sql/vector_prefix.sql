@@ -37,7 +37,7 @@ SELECT mrl_truncate(NULL, 2) IS NULL AS v_null,
        mrl_truncate('[1,2]', NULL) IS NULL AS dims_null,
        mrl_truncate('[1,2]', 1, NULL) IS NULL AS normalize_null;
 
--- Long vectors stored out of line (the type's storage is external) and,
+-- Long vectors stored out of line (12 KB does not fit a page) and,
 -- after SET STORAGE extended, compressed: only the prefix is fetched, and it
 -- must be the right one.  Row 1: element i = i; row 2: 3000 times 0.5
 -- (compresses well).

@@ -60,17 +60,25 @@
  * ---------------------------------------------------------------------- */
 
 /*
- * Operand `argno` of a distance function, detoasted.  An operand stored out
- * of line (a TOAST pointer into a table) is identified by its TOAST relation
- * and value id, which name one immutable value; its detoasted copy is kept in
- * fn_extra so the next call with the same pointer skips the TOAST fetch.
- * Everything else (inline or in-memory values, parameters) is detoasted as
- * usual.
+ * Operand `argno` of a distance function, detoasted.  A query's own vector is
+ * the same operand on every call of a scan or a join, and detoasting it each
+ * time can cost more than the distance, so a detoasted copy is kept in
+ * fn_extra together with what identifies the stored value:
+ *
+ * - out of line (a TOAST pointer into a table): its TOAST relation and value
+ *   id, which name one immutable value; a hit skips the TOAST fetch;
+ * - compressed in line (storage main keeps vectors in the heap row, and
+ *   compresses those that compress, such as mostly-zero ones): a copy of the
+ *   compressed bytes; equal bytes decompress to the same vector, so a hit
+ *   skips the decompression.
+ *
+ * Everything else (plain in-line values, parameters) is used as it is.
  */
 typedef struct DetoastedOperand
 {
-	Oid			toastrelid;
+	Oid			toastrelid;		/* out of line: the value's identity */
 	Oid			valueid;
+	struct varlena *compressed; /* compressed in line: its bytes, in fn_mcxt */
 	Vector	   *value;			/* in fn_mcxt; NULL while empty */
 } DetoastedOperand;
 
@@ -79,11 +87,12 @@ distance_operand(FunctionCallInfo fcinfo, int argno)
 {
 	Datum		datum = PG_GETARG_DATUM(argno);
 	struct varlena *raw = (struct varlena *) DatumGetPointer(datum);
-	struct varatt_external pointer;
+	bool		external = VARATT_IS_EXTERNAL_ONDISK(raw);
+	struct varatt_external pointer = {0};
 	DetoastedOperand *cache;
 	MemoryContext old;
 
-	if (!VARATT_IS_EXTERNAL_ONDISK(raw) || fcinfo->flinfo == NULL)
+	if ((!external && !VARATT_IS_COMPRESSED(raw)) || fcinfo->flinfo == NULL)
 		return DatumGetVector(datum);
 
 	cache = (DetoastedOperand *) fcinfo->flinfo->fn_extra;
@@ -93,21 +102,37 @@ distance_operand(FunctionCallInfo fcinfo, int argno)
 									   2 * sizeof(DetoastedOperand));
 		fcinfo->flinfo->fn_extra = cache;
 	}
-	VARATT_EXTERNAL_GET_POINTER(pointer, raw);
-	if (cache[argno].value != NULL &&
-		cache[argno].toastrelid == pointer.va_toastrelid &&
-		cache[argno].valueid == pointer.va_valueid)
-		return cache[argno].value;
+	cache += argno;
+	if (external)
+	{
+		VARATT_EXTERNAL_GET_POINTER(pointer, raw);
+		if (cache->value != NULL && cache->compressed == NULL &&
+			cache->toastrelid == pointer.va_toastrelid &&
+			cache->valueid == pointer.va_valueid)
+			return cache->value;
+	}
+	else if (cache->value != NULL && cache->compressed != NULL &&
+			 VARSIZE(cache->compressed) == VARSIZE(raw) &&
+			 memcmp(cache->compressed, raw, VARSIZE(raw)) == 0)
+		return cache->value;
 
+	if (cache->value != NULL)
+		pfree(cache->value);
+	if (cache->compressed != NULL)
+		pfree(cache->compressed);
+	cache->value = NULL;
+	cache->compressed = NULL;
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	if (cache[argno].value != NULL)
-		pfree(cache[argno].value);
-	cache[argno].value = NULL;
-	cache[argno].value = (Vector *) PG_DETOAST_DATUM_COPY(datum);
+	cache->value = (Vector *) PG_DETOAST_DATUM_COPY(datum);
+	if (!external)
+	{
+		cache->compressed = palloc(VARSIZE(raw));
+		memcpy(cache->compressed, raw, VARSIZE(raw));
+	}
 	MemoryContextSwitchTo(old);
-	cache[argno].toastrelid = pointer.va_toastrelid;
-	cache[argno].valueid = pointer.va_valueid;
-	return cache[argno].value;
+	cache->toastrelid = pointer.va_toastrelid;
+	cache->valueid = pointer.va_valueid;
+	return cache->value;
 }
 
 /*
