@@ -5,11 +5,15 @@
 # any index exists, so everything the standby has of the index comes
 # through WAL).  On the primary: bulk builds (l2 and cosine, on 3000
 # clustered 64-d vectors: the log_newpage_range path), 1000 single-row
-# inserts (GenericXLog), then DELETE + VACUUM (deleted elements).  Once the
-# standby has replayed it all:
+# inserts (GenericXLog), then DELETE + VACUUM (deleted elements, their
+# slots freed), then 100 inserts, which take freed slots (README, Inserts:
+# reuse: an in-place rewrite of the slot; on the primary, each index gains
+# fewer than 100 elements and has fewer free ones).  Once the standby has
+# replayed it all:
 #   * the same 50 k-NN queries return identical id lists on both nodes;
 #   * hierindex_check on the standby finds no problem;
-#   * hierindex_index_info agrees on both nodes.
+#   * hierindex_index_info agrees on both nodes, free elements and their
+#     bytes included.
 # The standby's answers are also checked against an exact sequential scan
 # there (recall), so that "identical" cannot mean "identically empty".
 #
@@ -69,7 +73,12 @@ for my $am (access_methods())
 	# Deleted elements: a VACUUM after a DELETE marks some elements deleted.
 	$primary->safe_psql('postgres', 'DELETE FROM items WHERE id % 37 = 5');
 	$primary->safe_psql('postgres', 'VACUUM items');
-	# and a few inserts after the VACUUM
+	# and a few inserts after the VACUUM, into freed slots
+	my $slots_sql = sub {
+		"SELECT elements, free_elements FROM hierindex_index_info('$_[0]')";
+	};
+	my %slots_after_vacuum =
+	  map { $_ => $primary->safe_psql('postgres', $slots_sql->($_)) } ('items_l2', 'items_cosine');
 	$primary->safe_psql('postgres',
 		'SELECT setseed(0.59); INSERT INTO items SELECT * FROM points(4001, 100)');
 
@@ -85,6 +94,17 @@ for my $am (access_methods())
 		my ($metric, $op, $index) = @$case;
 		my $name = "$am $metric";
 		my $knn = knn_sql($op, $K, order => 1);
+
+		# Each of the 100 inserts took a free slot or a new one.
+		my ($elements_before, $free_before) = split /\|/, $slots_after_vacuum{$index};
+		my ($elements_after, $free_after) = split /\|/,
+		  $primary->safe_psql('postgres', $slots_sql->($index));
+		note("$name: after VACUUM $elements_before elements ($free_before free), "
+			  . "after 100 inserts $elements_after ($free_after free)");
+		is($free_before, 108, "$name: VACUUM freed the slots of the 108 deleted rows");
+		cmp_ok($free_after, '<', $free_before, "$name: inserts after the VACUUM reused freed slots");
+		is(($elements_after - $elements_before) + ($free_before - $free_after),
+			100, "$name: each of the 100 inserts took a new slot or a freed one");
 
 		for my $node ($primary, $standby)
 		{
@@ -125,10 +145,13 @@ for my $am (access_methods())
 
 		hierindex_check_after_inserts($standby, $index,
 			"$name: hierindex_check on the standby");
+		is($standby->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
+			$primary->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
+			"$name: hierindex_check reports the same on both nodes");
 		my $info =
 		  "SELECT metric, dimensions, m, ef_construction, elements, heap_tids, "
-		  . "deleted_elements, pages, max_level, level_elements, entry_point "
-		  . "FROM hierindex_index_info('$index')";
+		  . "deleted_elements, pages, max_level, level_elements, entry_point, "
+		  . "free_elements, free_bytes FROM hierindex_index_info('$index')";
 		is($standby->safe_psql('postgres', $info),
 			$primary->safe_psql('postgres', $info),
 			"$name: hierindex_index_info agrees on both nodes");

@@ -15,18 +15,16 @@
 #      the delete (pg_relation_size), the check is still clean (no insert
 #      linked to a free element, every reused slot whole) and recall is at
 #      least 0.95;
-#   3. concurrency: pgbench, 4 clients for 30 s, each transaction an INSERT
-#      of a new row, a DELETE of a random row or an index scan query (one
-#      script each), while another session runs VACUUM in a loop; pgbench
-#      reports no failed transaction, no VACUUM fails, and afterwards (one
-#      last VACUUM) the check is clean and recall@10 is at least 0.95;
-#   4. churn: pgbench, 4 clients for $CHURN_SECONDS s, each transaction
+#   3. churn: pgbench, 4 clients for $CHURN_SECONDS s, each transaction
 #      inserts a new row and deletes one of the oldest (the table keeps its
 #      size), another runs index queries, while VACUUM runs in a loop; the
 #      index, which without reuse would grow by one element per inserted
 #      row, grows by less than half of that (in bytes, at its bytes per
 #      element before the churn, and in elements); the check is clean and
 #      recall@10 is at least 0.95 afterwards.
+#
+# (Inserts, deletes, updates and queries by pgbench beside a VACUUM loop,
+# the soak, are 016_soak.pl.)
 #
 # Run as tools/test.sh does (prove test/t/*.pl, PostgreSQL's TAP modules).
 
@@ -36,7 +34,6 @@ use warnings;
 use FindBin;
 use lib $FindBin::RealBin;
 use HierindexTest;
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -46,7 +43,6 @@ my $DIM = 32;
 my $K = 10;
 my $EF_SEARCH = 100;
 my $MIN_RECALL = 0.95;
-my $SOAK_SECONDS = $ENV{HIERINDEX_SOAK_SECONDS} // 30;
 my $CLIENTS = 4;
 my $CHURN_SECONDS = $ENV{HIERINDEX_CHURN_SECONDS} // 20;
 my $MAX_REUSE_GROWTH = 1.05;
@@ -55,22 +51,6 @@ sub index_size
 {
 	my ($node) = @_;
 	return $node->safe_psql('postgres', "SELECT pg_relation_size('items_l2')");
-}
-
-# VACUUM items in a loop for $seconds s in the background (IPC::Run handle)
-sub start_vacuum_loop
-{
-	my ($node, $seconds, $out, $err) = @_;
-	return IPC::Run::start(
-		[
-			'bash', '-c',
-			'end=$((SECONDS + ' . $seconds . ')); n=0; '
-			  . 'while [ $SECONDS -lt $end ]; do '
-			  . 'psql -X -q -v ON_ERROR_STOP=1 -d "$0" -c "VACUUM items" || exit 1; '
-			  . 'n=$((n + 1)); sleep 0.2; done; echo "vacuums $n"',
-			$node->connstr('postgres')
-		],
-		'>', $out, '2>', $err);
 }
 
 # recall@K of the index against a sequential scan of the rows there are now
@@ -123,40 +103,14 @@ for my $am (access_methods())
 	recall_at_least(recall_now($node, 'exact_reinserted'), $MIN_RECALL,
 		"$am: recall\@$K at ef_search $EF_SEARCH after re-insert");
 
-	# 3. inserts, deletes and queries by pgbench while VACUUM runs in a loop
-	my ($vacuum_out, $vacuum_err) = ('', '');
-	my $vacuum_loop = start_vacuum_loop($node, $SOAK_SECONDS, \$vacuum_out, \$vacuum_err);
-	$node->pgbench(
-		"--no-vacuum --client=$CLIENTS --jobs=$CLIENTS --time=$SOAK_SECONDS",
-		0,
-		[ qr{number of failed transactions: 0}, qr{processed: [1-9]} ],
-		[qr{^$}],
-		"$am: pgbench: $CLIENTS clients insert, delete and query for $SOAK_SECONDS s",
-		{
-			"015_${am}_insert" => pgbench_insert_script($DIM, "nextval('inserted_ids')"),
-			"015_${am}_delete" => "\\set id random(1, $ROWS)\nDELETE FROM items WHERE id = :id;\n",
-			"015_${am}_query" => "\\set qid random(1, 100)\nSET enable_seqscan = off;\n"
-			  . "SELECT id FROM items ORDER BY v <-> (SELECT q FROM queries WHERE qid = :qid) LIMIT $K;\n"
-		});
-	$vacuum_loop->finish;
-	is($vacuum_err, '', "$am: no VACUUM of the loop failed");
-	like($vacuum_out, qr/vacuums [1-9]/, "$am: the VACUUM loop ran ($vacuum_out)");
-	$node->safe_psql('postgres', 'VACUUM items');
-	is( $node->safe_psql('postgres',
-			"SELECT i.heap_tids = (SELECT count(*) FROM items) FROM hierindex_index_info('items_l2') i"),
-		't', "$am: the index holds one heap TID per row after the soak");
-	hierindex_check_after_inserts($node, 'items_l2', "$am: hierindex_check after the soak");
-	recall_at_least(recall_now($node, 'exact_soak'), $MIN_RECALL,
-		"$am: recall\@$K at ef_search $EF_SEARCH after the soak");
-
-	# 4. churn: every insert comes with a delete; VACUUM frees, inserts reuse
+	# 3. churn: every insert comes with a delete; VACUUM frees, inserts reuse
 	$node->safe_psql('postgres', 'CREATE INDEX items_id ON items (id); VACUUM items;');
 	my $churn_start_size = index_size($node);
 	my $churn_start_elements = $node->safe_psql('postgres',
 		"SELECT elements FROM hierindex_index_info('items_l2')");
 	my $churn_start_id = $node->safe_psql('postgres', "SELECT last_value FROM inserted_ids");
-	($vacuum_out, $vacuum_err) = ('', '');
-	$vacuum_loop = start_vacuum_loop($node, $CHURN_SECONDS, \$vacuum_out, \$vacuum_err);
+	my ($vacuum_out, $vacuum_err) = ('', '');
+	my $vacuum_loop = start_vacuum_loop($node, $CHURN_SECONDS, \$vacuum_out, \$vacuum_err);
 	$node->pgbench(
 		"--no-vacuum --client=$CLIENTS --jobs=$CLIENTS --time=$CHURN_SECONDS",
 		0,

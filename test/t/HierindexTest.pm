@@ -14,7 +14,11 @@
 #     every run                              clustered_centres_sql,
 #                                            clustered_points_sql,
 #                                            items_and_queries_sql,
-#                                            pgbench_insert_script
+#                                            pgbench_insert_script,
+#                                            pgbench_update_script
+#   * pgbench's index queries, and VACUUM in a loop beside a pgbench run
+#                                            pgbench_query_script,
+#                                            start_vacuum_loop
 #   * recall@k against the exact answers of a sequential scan
 #                                            knn_sql, exact_answers_sql,
 #                                            measure_recall, recall_of_lists,
@@ -22,7 +26,8 @@
 #   * a row queried with its own vector comes back first      self_found
 #   * hierindex_check finds nothing                     hierindex_check_is_clean
 #   * the same after single inserts, with a bounded
-#     number of unreachable elements                    hierindex_check_after_inserts
+#     number of unreachable elements (and, after a
+#     crash in VACUUM, links to deleted elements)      hierindex_check_after_inserts
 #
 # Every SQL builder returns text only; the functions that take a node run it.
 # The tables the tests use are always: centres (c, x real[]), items (id, v),
@@ -44,6 +49,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use Test::More;
 
@@ -56,6 +62,9 @@ our @EXPORT = qw(
   clustered_points_sql
   items_and_queries_sql
   pgbench_insert_script
+  pgbench_update_script
+  pgbench_query_script
+  start_vacuum_loop
   knn_sql
   exact_answers_sql
   measure_recall
@@ -219,6 +228,19 @@ CREATE TABLE queries AS
 };
 }
 
+# A pgbench script's line that draws a random centre into :c, and a scalar
+# subquery: a random point (as clustered_points_sql draws them) around
+# centre :c, a vector($dim).
+sub pgbench_random_point_sql
+{
+	my ($dim) = @_;
+	return (
+		"\\set c random(0, @{[ CENTRES - 1 ]})\n",
+		qq{(SELECT array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($dim)
+		FROM centres, generate_series(1, $dim) d
+		WHERE c = :c)});
+}
+
 =head2 pgbench_insert_script($dim, $id_sql)
 
 A pgbench script that inserts one row into items per transaction: id
@@ -230,14 +252,72 @@ centre.
 sub pgbench_insert_script
 {
 	my ($dim, $id_sql) = @_;
-	return qq{
-\\set c random(0, @{[ CENTRES - 1 ]})
-INSERT INTO items
-	SELECT $id_sql,
-		array_agg((x[d] + 1.5 * (random() - 0.5))::real ORDER BY d)::vector($dim)
-	FROM centres, generate_series(1, $dim) d
-	WHERE c = :c;
-};
+	my ($draw, $point) = pgbench_random_point_sql($dim);
+	return "${draw}INSERT INTO items VALUES ($id_sql,\n\t$point);\n";
+}
+
+=head2 pgbench_update_script($dim, $draw_id, log_table => $table)
+
+A pgbench script that gives one row of items a new vector per transaction
+(an UPDATE of the indexed column: a new index entry, the old one dead for
+VACUUM): the row whose id the pgbench lines $draw_id set into :id (e.g.
+the line \set id random(1, 4000); no row when that id is gone), the vector
+a random point of a random centre.  With log_table, the id of the row
+updated is also inserted into $table (id int), so that a test can find
+updated rows by their new vectors.
+
+=cut
+
+sub pgbench_update_script
+{
+	my ($dim, $draw_id, %opt) = @_;
+	my ($draw, $point) = pgbench_random_point_sql($dim);
+	my $update = "UPDATE items SET v = $point\n\tWHERE id = :id";
+	$update = "WITH updated_row AS (\n\t$update\n\tRETURNING id)\n"
+	  . "INSERT INTO $opt{log_table} SELECT id FROM updated_row"
+	  if defined $opt{log_table};
+	return "$draw_id$draw$update;\n";
+}
+
+=head2 pgbench_query_script($k, $queries)
+
+A pgbench script that runs one k-NN query per transaction through the
+index (sequential scans off; JIT off too: the cost that enable_seqscan =
+off charges the scan of queries puts the plan above jit_above_cost, and
+compiling it would take a hundred times longer than the query): the $k ids
+of items nearest by L2 to the query of a random qid in 1..$queries.
+
+=cut
+
+sub pgbench_query_script
+{
+	my ($k, $queries) = @_;
+	return "\\set qid random(1, $queries)\nSET enable_seqscan = off;\nSET jit = off;\n"
+	  . "SELECT id FROM items ORDER BY v <-> (SELECT q FROM queries WHERE qid = :qid) LIMIT $k;\n";
+}
+
+=head2 start_vacuum_loop($node, $seconds, \$out, \$err)
+
+Starts, in the background, VACUUM items on $node again and again (0.2 s
+apart) for $seconds s; returns the IPC::Run handle (->finish waits for
+it).  The first VACUUM that fails ends the loop with its error in $err;
+otherwise $out ends with "vacuums N", N the number that ran.
+
+=cut
+
+sub start_vacuum_loop
+{
+	my ($node, $seconds, $out, $err) = @_;
+	return IPC::Run::start(
+		[
+			'bash', '-c',
+			'end=$((SECONDS + ' . $seconds . ')); n=0; '
+			  . 'while [ $SECONDS -lt $end ]; do '
+			  . 'psql -X -q -v ON_ERROR_STOP=1 -d "$0" -c "VACUUM items" || exit 1; '
+			  . 'n=$((n + 1)); sleep 0.2; done; echo "vacuums $n"',
+			$node->connstr('postgres')
+		],
+		'>', $out, '2>', $err);
 }
 
 =pod
@@ -382,11 +462,11 @@ sub hierindex_check_is_clean
 		'', $name);
 }
 
-=head2 hierindex_check_after_inserts($node, $index, $name)
+=head2 hierindex_check_after_inserts($node, $index, $name, also_allowed => $problem)
 
 Two tests for an index that single inserts have changed: hierindex_check
-reports no problem other than "unreachable element", and at most 0.2% of
-the elements are unreachable.
+reports no problem other than "unreachable element" (and $problem, when
+also_allowed is given), and at most 0.2% of the elements are unreachable.
 
 Why the allowance: an insert prunes full neighbour lists with the
 heuristic, and now and then that removes the last link into some older
@@ -398,13 +478,14 @@ of hiding it.  Every other problem still fails the test.
 
 sub hierindex_check_after_inserts
 {
-	my ($node, $index, $name) = @_;
+	my ($node, $index, $name, %opt) = @_;
+	my $allowed = join(', ', map { "'$_'" } 'unreachable element', $opt{also_allowed} // ());
 	my $other = $node->safe_psql('postgres',
-		"SELECT * FROM hierindex_check('$index') WHERE problem <> 'unreachable element'");
+		"SELECT * FROM hierindex_check('$index') WHERE problem NOT IN ($allowed)");
 	is($other, '', "$name: no structural problem");
 	my ($unreachable, $elements) = split /\|/, $node->safe_psql('postgres',
-		"SELECT (SELECT count(*) FROM hierindex_check('$index')), elements\n"
-		  . "FROM hierindex_index_info('$index')");
+		"SELECT (SELECT count(*) FROM hierindex_check('$index') WHERE problem = 'unreachable element'),\n"
+		  . "\telements FROM hierindex_index_info('$index')");
 	return ok($unreachable <= 0.002 * $elements,
 		"$name: $unreachable of $elements elements unreachable (at most 0.2%)");
 }
