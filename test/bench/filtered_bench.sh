@@ -69,10 +69,10 @@
 #
 # Everything but the filter and truth is bench_lib.sh's (data, server with
 # shared_buffers 2GB and no parallel query, binary COPY load, CREATE INDEX,
-# measuring).  A full gen768 run takes about 10 minutes on 2 cores, the
-# first of it computing the truth.  The timings are only as quiet as the
-# machine: the load average is printed at the start, per data set and at the
-# end.
+# measuring).  A full gen768 run took 7 minutes on the shared 2-core
+# machine, and 2 more the first time (the truth at 10% is 10 million
+# distances).  The timings are only as quiet as the machine: the load
+# average is printed at the start, per data set and at the end.
 
 set -u -o pipefail
 

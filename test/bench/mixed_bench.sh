@@ -18,7 +18,7 @@
 #   both           the two, one after the other
 #   --am hnsw|matryoshka|both   the indexes to measure (default both)
 #   --clients "1 2"  numbers of inserting clients (default shown)
-#   --pool N       new vectors to insert from, gen768 (default 120000); a run
+#   --pool N       new vectors to insert from, gen768 (default 200000); a run
 #                  that uses them all stops with an error saying so
 #   --ef E         hnsw.ef_search and matryoshka.ef_search of the queries
 #                  (default 40, the settings' default)
@@ -77,7 +77,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 DATASETS=(gen768)
 AMS="hnsw matryoshka"
 CLIENTS="1 2"
-POOL=120000
+POOL=200000
 EF_SEARCH=40
 SECONDS_PER_EF=10
 REPEAT=1
