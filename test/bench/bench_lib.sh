@@ -1,18 +1,25 @@
 # shellcheck shell=bash
 # test/bench/bench_lib.sh — what the index benchmarks share (sourced by
-# hnsw_bench.sh and matryoshka_bench.sh): the data sets as cached fvecs
-# files with their exact ground truth, the throwaway server with fixed
-# settings, the binary COPY load, a timed CREATE INDEX, and the two ways of
-# measuring queries (all queries in one statement, and pgbench with one query
-# per statement).  Keeping one copy means both benchmarks measure the same
+# hnsw_bench.sh, matryoshka_bench.sh, filtered_bench.sh and mixed_bench.sh):
+# the command line, the data sets as cached fvecs files with their exact
+# ground truth, the throwaway server with fixed settings, the binary COPY
+# load, a timed CREATE INDEX, the two ways of measuring queries (all queries
+# in one statement, and pgbench with one query per statement) and the text
+# table of results.  Keeping one copy means the benchmarks measure the same
 # way, so their numbers can be compared.
 #
 # The sourcing script sets, before calling anything here:
 #   BENCH_NAME       prefix of error messages ("hnsw_bench")
 #   WORK             a scratch directory (bench_make_work_dir makes one)
-#   DATA_DIR ROWS QUERIES OPCLASS OPERATOR NO_BUILD THREADS REPEAT
-#   SECONDS_PER_EF   as its options describe them
+#   REPEAT SECONDS_PER_EF  as its options describe them, and any other of
+#   DATA_DIR ROWS QUERIES OPCLASS M EF_CONSTRUCTION NO_BUILD THREADS
+#                    (defaults below) that its options set
+#   OPERATOR         (bench_check_opclass sets it)
 # and per data set DB and the DS_* variables (see prepare_truth).
+# filtered_bench.sh and mixed_bench.sh also run both access methods on the
+# prefix data sets (prepare_prefix_dataset, bench_prefix_option,
+# measure_each_am) and use the statement settings QUERY_FILTER and
+# TRUTH_TABLE and ITEMS_EXTRA_COLUMNS.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/../.." && pwd)
@@ -23,6 +30,18 @@ PG_CONFIG=$CLUSTER_PG_BIN/pg_config
 PGBENCH=$CLUSTER_PG_BIN/pgbench
 FMNIST_DIR=/usr/share/datasets/fashion-mnist
 K=10
+
+# Defaults of the common options (bench_common_option; GRANULARITIES is
+# matryoshka's); each script sets its own SECONDS_PER_EF and REPEAT.
+ROWS=
+QUERIES=1000
+OPCLASS=l2
+M=16
+EF_CONSTRUCTION=64
+GRANULARITIES=
+THREADS=0
+NO_BUILD=0
+DATA_DIR=${TMPDIR:-/tmp}/hierindex-bench
 
 # The generated sets (gen_clustered.c, issue 4's recipe); seeds fixed so
 # every run has the same data, whatever the dimension.
@@ -65,6 +84,60 @@ bench_make_tools()
 {
 	make -C "$BENCH_DIR" "$@" >"$WORK/tools.log" 2>&1 ||
 		{ cat "$WORK/tools.log" >&2; die "building the data tools failed"; }
+}
+
+# The usage text: the running script's first comment block.
+usage()
+{
+	sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+# a comma-separated list of positive integers, as the option checks of the
+# access methods want it (they give the precise error; this catches typos
+# early)
+need_list()
+{
+	[[ $2 =~ ^[0-9]+(,[0-9]+)*$ ]] || die "$1 needs a comma-separated list of integers, not '$2'"
+}
+
+# bench_parse_args ARG...: the command line.  The sourcing script defines
+# script_option ARG VALUE for its own options and data set names (as
+# bench_common_option does it: BENCH_SHIFT, or return 1 when ARG is not
+# one of them); the common options and -h/--help are handled here.
+bench_parse_args()
+{
+	while [ $# -gt 0 ]; do
+		case $1 in
+			-h|--help) usage; exit 0 ;;
+		esac
+		script_option "$@" || bench_common_option "$@" ||
+			{ echo "$BENCH_NAME: unknown argument '$1'" >&2; usage >&2; exit 2; }
+		[ $# -ge "$BENCH_SHIFT" ] || die "$1 needs a value"
+		shift "$BENCH_SHIFT"
+	done
+}
+
+# bench_prefix_option ARG VALUE: the options of the benchmarks that run both
+# access methods on the prefix data sets (filtered_bench.sh, mixed_bench.sh):
+# the data set (DATASETS), --am (AMS), --ef (EF_SEARCH, of both access
+# methods) and --granularities; as bench_common_option.
+bench_prefix_option()
+{
+	BENCH_SHIFT=2
+	case $1 in
+		gen768|fmnist) DATASETS=("$1"); BENCH_SHIFT=1 ;;
+		both) DATASETS=(gen768 fmnist); BENCH_SHIFT=1 ;;
+		--am)
+			case ${2-} in
+				hnsw|matryoshka) AMS=$2 ;;
+				both) AMS="hnsw matryoshka" ;;
+				*) die "--am takes hnsw, matryoshka or both, not '${2-}'" ;;
+			esac
+			;;
+		--ef) EF_SEARCH=${2-}; need_count --ef "$EF_SEARCH" 1 ;;
+		--granularities) GRANULARITIES=${2-}; need_list --granularities "$GRANULARITIES" ;;
+		*) return 1 ;;
+	esac
 }
 
 # bench_common_option ARG VALUE: the options both benchmarks take; sets
@@ -134,6 +207,56 @@ bench_main()
 		run_dataset "$ds" || { print_summary; die "$ds: failed"; }
 	done
 	print_summary
+}
+
+# measure_each_am DATASET: the sourcing script's measure_index DATASET AM
+# for each of AMS, then the data set's database is dropped.
+measure_each_am()
+{
+	local am
+
+	for am in $AMS; do
+		measure_index "$1" "$am" || return 1
+	done
+	psql -X -q -c "DROP DATABASE $DB" || true
+}
+
+# print_results_table WIDTHS HEADING...: RESULTS as a text table.  Its
+# lines are fields separated by |: data set, its name, rows, dimensions,
+# index, build seconds, size MB, then one field a WIDTHS entry (a printf
+# width: 8, or -14 for left-aligned) under its HEADING; further fields are
+# not shown.  The data set's and the index's columns are printed once a
+# group; a shown field "forced" (a planner choice) adds a note.
+print_results_table()
+{
+	local widths=$1
+	shift
+	awk -F'|' -v widths="$widths" -v headings="$(IFS='|'; echo "$*")" '
+		BEGIN {
+			nw = split(widths, w, " ")
+			split(headings, h, "|")
+			printf "%-8s %8s %5s %-10s %8s %8s", "data", "rows", "dim", "index", "build s", "size MB"
+			for (i = 1; i <= nw; i++) printf " %" w[i] "s", h[i]
+			printf "\n"
+		}
+		{
+			key = $1 "|" $5
+			if ($1 != lastds) printf "%-8s %8s %5s", $1, $3, $4
+			else printf "%-8s %8s %5s", "", "", ""
+			if (key != lastkey) printf " %-10s %8s %8s", $5, $6, $7
+			else printf " %-10s %8s %8s", "", "", ""
+			for (i = 1; i <= nw; i++) {
+				printf " %" w[i] "s", $(7 + i)
+				if ($(7 + i) == "forced") forced = 1
+			}
+			printf "\n"
+			lastds = $1; lastkey = key
+		}
+		END {
+			if (forced)
+				print "planner \"forced\": the planner did not choose the index by itself (its cost estimate);" \
+					  " measured with enable_seqscan = off (marked † below)"
+		}' "$RESULTS"
 }
 
 # ---------------------------------------------------------------------------
@@ -221,6 +344,78 @@ prepare_generated_files()
 	echo "vectors: $DS_BASE, $DS_QUERIES"
 }
 
+# Fashion-MNIST rotated onto its principal components (fitted once on all
+# train images, so a --rows run sees a prefix of the same data): sets
+# DS_BASE and DS_QUERIES.
+prepare_fmnist_pca_files()
+{
+	local raw_base raw_queries log=$WORK/pca.log start=$SECONDS
+
+	prepare_fmnist_files >/dev/null || return 1
+	raw_base=$DS_BASE
+	raw_queries=$DS_QUERIES
+	DS_BASE=$DATA_DIR/fmnist-pca-base.fvecs
+	DS_QUERIES=$DATA_DIR/fmnist-pca-queries.fvecs
+	if [ ! -s "$DS_BASE" ] || [ ! -s "$DS_QUERIES" ]; then
+		echo "principal components of Fashion-MNIST (pca_rotate, under a minute) ..."
+		if ! "$BENCH_DIR/pca_rotate" "$raw_base" "$raw_queries" \
+				"$DS_BASE.tmp" "$DS_QUERIES.tmp" 2>"$log"; then
+			cat "$log" >&2
+			rm -f "$DS_BASE.tmp" "$DS_QUERIES.tmp"
+			return 1
+		fi
+		mv "$DS_BASE.tmp" "$DS_BASE" && mv "$DS_QUERIES.tmp" "$DS_QUERIES" || return 1
+		cat "$log"
+		echo "rotation: $((SECONDS - start)) s"
+	fi
+	echo "vectors: $DS_BASE, $DS_QUERIES"
+}
+
+# prepare_prefix_dataset fmnist|gen768|gen3072: the data sets whose leading
+# dimensions carry the most information, so that both access methods can
+# index them (matryoshka_bench.sh, filtered_bench.sh, mixed_bench.sh):
+# Fashion-MNIST rotated onto its principal components (distances are those
+# of the raw pixels: the rotation is orthogonal) and the generated sets.
+# Sets DS_NAME DS_DIM DS_ROWS DS_KEY (names the data in cache files)
+# DS_GRANULARITIES (GRANULARITIES when set, else the set's default)
+# DS_BASE DS_QUERIES DS_TRUTH, making whatever files are missing.
+prepare_prefix_dataset()
+{
+	local ds=$1 full_rows
+
+	case $ds in
+		fmnist)
+			DS_NAME="Fashion-MNIST PCA"
+			DS_KEY=fmnist-pca
+			DS_DIM=784
+			DS_GRANULARITIES=48,192,784
+			full_rows=60000
+			DS_ROWS=${ROWS:-$full_rows}
+			[ "$DS_ROWS" -le "$full_rows" ] ||
+				die "Fashion-MNIST has $full_rows train images; --rows $DS_ROWS is too many"
+			prepare_fmnist_pca_files || return 1
+			;;
+		gen768|gen3072)
+			DS_DIM=${ds#gen}
+			DS_NAME="generated $DS_DIM-d"
+			DS_KEY=$ds
+			if [ "$ds" = gen768 ]; then
+				DS_GRANULARITIES=64,256,768
+				full_rows=100000
+			else
+				DS_GRANULARITIES=64,256,1024,3072
+				full_rows=50000
+			fi
+			DS_ROWS=${ROWS:-$full_rows}
+			prepare_generated_files "$DS_DIM" "$full_rows" || return 1
+			;;
+		*) die "unknown data set '$ds'" ;;
+	esac
+	DS_GRANULARITIES=${GRANULARITIES:-$DS_GRANULARITIES}
+	# the key names the rotated set: its truth file is not the raw pixels'
+	prepare_truth "$DS_KEY"
+}
+
 # The first $2 vectors of fvecs file $1 (each is 4 + 4 * DS_DIM bytes).
 fvecs_head()
 {
@@ -295,13 +490,17 @@ sql()
 	psql -X -q -A -t -v ON_ERROR_STOP=1 -P pager=off -d "$DB" "$@"
 }
 
+# Columns of items beyond (id, embedding), as ", name type ..." (the sourcing
+# script sets it; they must be GENERATED columns, which COPY leaves out).
+ITEMS_EXTRA_COLUMNS=
+
 load_dataset()
 {
 	local start=$SECONDS
 
 	psql -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB" || return 1
 	sql <<SQL || return 1
-CREATE TABLE items (id int4 NOT NULL, embedding vector($DS_DIM) NOT NULL);
+CREATE TABLE items (id int4 NOT NULL, embedding vector($DS_DIM) NOT NULL$ITEMS_EXTRA_COLUMNS);
 CREATE TABLE queries (id int4 PRIMARY KEY, embedding vector($DS_DIM) NOT NULL);
 CREATE TABLE truth (query_id int4 PRIMARY KEY, ids int4[] NOT NULL, distances float8[] NOT NULL);
 SQL
@@ -354,10 +553,61 @@ SQL
 	sql -c 'CHECKPOINT' || return 1
 }
 
+# The index options of access method $1 (hnsw or matryoshka) from M,
+# EF_CONSTRUCTION and, for matryoshka, DS_GRANULARITIES.
+am_index_options()
+{
+	if [ "$1" = matryoshka ]; then
+		echo "granularities = '$DS_GRANULARITIES', m = $M, ef_construction = $EF_CONSTRUCTION"
+	else
+		echo "m = $M, ef_construction = $EF_CONSTRUCTION"
+	fi
+}
+
+# iterative_scan_setting AM: the name of AM's iterative scan setting
+# (AM.iterative_scan) when the server has one, else nothing.  The library
+# defines its settings when a session first loads it: the vector input
+# function does that.
+iterative_scan_setting()
+{
+	local name=$1.iterative_scan count
+
+	count=$(sql <<SQL
+SELECT '[1]'::vector \g /dev/null
+SELECT count(*) FROM pg_settings WHERE name = '$name';
+SQL
+	) || return 1
+	[ "$count" -eq 0 ] || echo "$name"
+}
+
+# What the statements below ask, set by the sourcing script when it wants
+# more than the plain top K (filtered_bench.sh):
+#   QUERY_FILTER  a WHERE condition on items, where the text :qid stands for
+#                 the query's id (empty: no filter)
+#   TRUTH_TABLE   the table of the exact answers (query_id, ids, distances)
+QUERY_FILTER=
+TRUTH_TABLE=truth
+
+# knn_statement VECTOR QID: the top-K statement for the query vector VECTOR
+# (an SQL expression) whose id is the expression QID.
+knn_statement()
+{
+	local where=
+
+	[ -z "$QUERY_FILTER" ] || where="WHERE ${QUERY_FILTER//:qid/$2} "
+	echo "SELECT id FROM items ${where}ORDER BY embedding $OPERATOR $1 LIMIT $K"
+}
+
 # The statement of mode (b): all queries at once.
 all_queries_statement()
 {
-	echo "SELECT q.id, array(SELECT id FROM items ORDER BY embedding $OPERATOR q.embedding LIMIT $K) AS ids FROM queries q"
+	echo "SELECT q.id, array($(knn_statement q.embedding q.id)) AS ids FROM queries q"
+}
+
+# The statement of mode (a), one query (pgbench's variable :qid).
+one_query_statement()
+{
+	knn_statement "(SELECT embedding FROM queries WHERE id = :qid)" :qid
 }
 
 # Check that both benchmark statements' plans use the index at the current
@@ -372,7 +622,7 @@ check_plans()
 	PLANNER_CHOICE=yes
 	for attempt in default forced; do
 		plan_all=$(sql -c "EXPLAIN $(all_queries_statement)") || return 1
-		plan_one=$(sql -c "EXPLAIN SELECT id FROM items ORDER BY embedding $OPERATOR (SELECT embedding FROM queries WHERE id = 1) LIMIT $K") || return 1
+		plan_one=$(sql -c "EXPLAIN $(knn_statement "(SELECT embedding FROM queries WHERE id = 1)" 1)") || return 1
 		if grep -q 'Index Scan using items_embedding_idx' <<<"$plan_all" &&
 			grep -q 'Index Scan using items_embedding_idx' <<<"$plan_one"; then
 			return 0
@@ -390,8 +640,11 @@ check_plans()
 	return 1
 }
 
-# recall@K and the best time of REPEAT runs of the all-queries statement
-# (settings from PGOPTIONS); prints "recall seconds".
+# recall@K against TRUTH_TABLE, the average number of rows a query returned
+# and the best time of REPEAT runs of the all-queries statement (settings
+# from PGOPTIONS); prints "recall seconds rows".  Recall is the true
+# neighbours found over the true neighbours there are (K a query, unless a
+# filter keeps fewer rows than K).
 measure_all_queries()
 {
 	local script=$WORK/all_queries.sql
@@ -400,9 +653,11 @@ measure_all_queries()
 		# recall first: the same searches as the timed statement (an index
 		# scan is deterministic), and it warms the caches
 		cat <<SQL
-SELECT round(avg(cardinality(array(SELECT unnest(r.ids) INTERSECT SELECT unnest(t.ids))))::numeric / $K, 4) AS recall
+SELECT round(sum(cardinality(array(SELECT unnest(r.ids) INTERSECT SELECT unnest(t.ids))))::numeric
+			 / greatest(sum(cardinality(t.ids)), 1), 4) AS recall,
+	   round(avg(cardinality(r.ids)), 2) AS rows
 FROM ($(all_queries_statement)) AS r
-	JOIN truth AS t ON t.query_id = r.id \gset
+	JOIN $TRUTH_TABLE AS t ON t.query_id = r.id \gset
 SQL
 		echo "\\set best 1e9"
 		for ((run = 1; run <= REPEAT; run++)); do
@@ -410,32 +665,53 @@ SQL
 			echo "$(all_queries_statement) \\g /dev/null"
 			echo "SELECT least(:best, extract(epoch FROM clock_timestamp() - :'t0')) AS best \\gset"
 		done
-		echo "\\echo :recall :best"
+		echo "\\echo :recall :best :rows"
 	} >"$script"
 	sql -f "$script"
+}
+
+# run_pgbench NAME CLIENTS SECONDS SCRIPT: pgbench -M prepared with CLIENTS
+# clients (one thread each) for SECONDS on SCRIPT, its output in
+# $WORK/NAME.log; prints "transactions-per-second transactions" (the
+# client-observed rate without the connection time, and the count).
+# Several may run at once (in the background) under different names.
+run_pgbench()
+{
+	local log=$WORK/$1.log
+
+	if ! "$PGBENCH" -n -M prepared -c "$2" -j "$2" -T "$3" -f "$4" "$DB" >"$log" 2>&1; then
+		cat "$log" >&2
+		return 1
+	fi
+	awk '/^tps = / && tps == "" { tps = $3 }
+		 /^number of transactions actually processed:/ { n = $NF; sub(/\/.*/, "", n) }
+		 END { if (tps == "" || n == "") exit 1; print tps, n }' "$log" ||
+		{ cat "$log" >&2; echo "no rate in pgbench's output above" >&2; return 1; }
+}
+
+# The pgbench script of mode (a): a random query per transaction.
+write_one_query_script()
+{
+	cat >"$1" <<SQL
+\\set qid random(1, $QUERIES)
+$(one_query_statement);
+SQL
 }
 
 # Client-observed queries per second of single-query statements (pgbench,
 # one client, prepared statements; settings from PGOPTIONS).
 measure_one_query()
 {
-	local script=$WORK/one_query.sql log=$WORK/pgbench.log
+	local script=$WORK/one_query.sql line
 
-	cat >"$script" <<SQL
-\\set qid random(1, $QUERIES)
-SELECT id FROM items ORDER BY embedding $OPERATOR (SELECT embedding FROM queries WHERE id = :qid) LIMIT $K;
-SQL
-	if ! "$PGBENCH" -n -M prepared -c 1 -j 1 \
-			-T "$SECONDS_PER_EF" -f "$script" "$DB" >"$log" 2>&1; then
-		cat "$log" >&2
-		return 1
-	fi
-	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$log" | head -n 1
+	write_one_query_script "$script"
+	line=$(run_pgbench one_query 1 "$SECONDS_PER_EF" "$script") || return 1
+	echo "${line%% *}"
 }
 
 # measure_setting: both modes at the settings in PGOPTIONS (plans checked
-# first unless $1 is "no-index"); sets RECALL, QPS_ONE and QPS_ALL (whole
-# numbers) and PLANNER_CHOICE.
+# first unless $1 is "no-index"); sets RECALL, ROWS_AVG (rows a query
+# returned), QPS_ONE and QPS_ALL (whole numbers) and PLANNER_CHOICE.
 measure_setting()
 {
 	local line seconds
@@ -446,7 +722,7 @@ measure_setting()
 		check_plans || return 1
 	fi
 	line=$(measure_all_queries) || return 1
-	read -r RECALL seconds <<<"$line"
+	read -r RECALL seconds ROWS_AVG <<<"$line"
 	QPS_ALL=$(awk -v n="$QUERIES" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
 	QPS_ONE=$(measure_one_query) || return 1
 	QPS_ONE=$(awk -v q="$QPS_ONE" 'BEGIN { printf "%.0f", q }')

@@ -81,38 +81,24 @@ GEN_DIM=768
 GEN_ROWS=100000
 
 DATASETS=(fmnist gen768)
-ROWS=
-QUERIES=1000
 EF_LIST="10 20 40 80"
-OPCLASS=l2
-M=16
-EF_CONSTRUCTION=64
-THREADS=0
 SECONDS_PER_EF=10
 REPEAT=3
 NO_INDEX=0
-NO_BUILD=0
-DATA_DIR=${TMPDIR:-/tmp}/hierindex-bench
 
-usage()
+script_option()
 {
-	sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
-
-while [ $# -gt 0 ]; do
+	BENCH_SHIFT=1
 	case $1 in
 		fmnist|gen768) DATASETS=("$1") ;;
 		both) DATASETS=(fmnist gen768) ;;
-		--ef) EF_LIST=${2-}; EF_LIST=${EF_LIST//,/ }; shift ;;
+		--ef) EF_LIST=${2-}; EF_LIST=${EF_LIST//,/ }; BENCH_SHIFT=2 ;;
 		--no-index) NO_INDEX=1 ;;
-		-h|--help) usage; exit 0 ;;
-		*)
-			bench_common_option "$@" || { echo "hnsw_bench: unknown argument '$1'" >&2; usage >&2; exit 2; }
-			shift $((BENCH_SHIFT - 1))
-			;;
+		*) return 1 ;;
 	esac
-	shift
-done
+}
+
+bench_parse_args "$@"
 [ -n "$EF_LIST" ] || die "--ef needs at least one value"
 for ef in $EF_LIST; do
 	need_count "--ef value" "$ef" 1
@@ -167,7 +153,7 @@ build_index()
 		echo "no index (--no-index): exact sequential scans"
 		return 0
 	fi
-	create_index hnsw "m = $M, ef_construction = $EF_CONSTRUCTION"
+	create_index hnsw "$(am_index_options hnsw)"
 }
 
 # record_result DATASET EF RECALL QPS_ONE QPS_ALL

@@ -84,51 +84,29 @@ BENCH_NAME=matryoshka_bench
 source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 DATASETS=(fmnist gen768 gen3072)
-ROWS=
-QUERIES=1000
 HNSW_EF_LIST="10 14 20 28 40 56 80 160"
 MRY_EF_LIST="12 14 20 28 40 56 80 160 320"
 FUNNEL=
-GRANULARITIES=
-OPCLASS=l2
-M=16
-EF_CONSTRUCTION=64
-THREADS=0
 SECONDS_PER_EF=5
 REPEAT=3
-NO_BUILD=0
-DATA_DIR=${TMPDIR:-/tmp}/hierindex-bench
 HNSW_MAX_DIM=2000			# an hnsw element (one whole vector) must fit on a page
 TARGET_RECALLS="0.95 0.99"
 
-usage()
+script_option()
 {
-	sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-}
-
-# a comma-separated list of positive integers, as the option check of the
-# access method wants it (it gives the precise error; this catches typos early)
-need_list()
-{
-	[[ $2 =~ ^[0-9]+(,[0-9]+)*$ ]] || die "$1 needs a comma-separated list of integers, not '$2'"
-}
-
-while [ $# -gt 0 ]; do
+	BENCH_SHIFT=2
 	case $1 in
-		fmnist|gen768|gen3072) DATASETS=("$1") ;;
-		all) DATASETS=(fmnist gen768 gen3072) ;;
-		--hnsw-ef) HNSW_EF_LIST=${2-}; HNSW_EF_LIST=${HNSW_EF_LIST//,/ }; shift ;;
-		--mry-ef) MRY_EF_LIST=${2-}; MRY_EF_LIST=${MRY_EF_LIST//,/ }; shift ;;
-		--funnel) FUNNEL=${2-}; need_list --funnel "$FUNNEL"; shift ;;
-		--granularities) GRANULARITIES=${2-}; need_list --granularities "$GRANULARITIES"; shift ;;
-		-h|--help) usage; exit 0 ;;
-		*)
-			bench_common_option "$@" || { echo "matryoshka_bench: unknown argument '$1'" >&2; usage >&2; exit 2; }
-			shift $((BENCH_SHIFT - 1))
-			;;
+		fmnist|gen768|gen3072) DATASETS=("$1"); BENCH_SHIFT=1 ;;
+		all) DATASETS=(fmnist gen768 gen3072); BENCH_SHIFT=1 ;;
+		--hnsw-ef) HNSW_EF_LIST=${2-}; HNSW_EF_LIST=${HNSW_EF_LIST//,/ } ;;
+		--mry-ef) MRY_EF_LIST=${2-}; MRY_EF_LIST=${MRY_EF_LIST//,/ } ;;
+		--funnel) FUNNEL=${2-}; need_list --funnel "$FUNNEL" ;;
+		--granularities) GRANULARITIES=${2-}; need_list --granularities "$GRANULARITIES" ;;
+		*) return 1 ;;
 	esac
-	shift
-done
+}
+
+bench_parse_args "$@"
 for list in "$HNSW_EF_LIST" "$MRY_EF_LIST"; do
 	[ -n "$list" ] || die "--hnsw-ef and --mry-ef need at least one value"
 	for ef in $list; do
@@ -144,68 +122,13 @@ RESULTS=$WORK/results		# one line per (data set, index, ef): see record_result
 # Data
 # ---------------------------------------------------------------------------
 
-# Fashion-MNIST rotated onto its principal components (fitted once on all
-# train images, so a --rows run sees a prefix of the same data): sets
-# DS_BASE and DS_QUERIES.
-prepare_fmnist_pca_files()
-{
-	local raw_base raw_queries log=$WORK/pca.log start=$SECONDS
-
-	prepare_fmnist_files >/dev/null || return 1
-	raw_base=$DS_BASE
-	raw_queries=$DS_QUERIES
-	DS_BASE=$DATA_DIR/fmnist-pca-base.fvecs
-	DS_QUERIES=$DATA_DIR/fmnist-pca-queries.fvecs
-	if [ ! -s "$DS_BASE" ] || [ ! -s "$DS_QUERIES" ]; then
-		echo "principal components of Fashion-MNIST (pca_rotate, under a minute) ..."
-		if ! "$BENCH_DIR/pca_rotate" "$raw_base" "$raw_queries" \
-				"$DS_BASE.tmp" "$DS_QUERIES.tmp" 2>"$log"; then
-			cat "$log" >&2
-			rm -f "$DS_BASE.tmp" "$DS_QUERIES.tmp"
-			return 1
-		fi
-		mv "$DS_BASE.tmp" "$DS_BASE" && mv "$DS_QUERIES.tmp" "$DS_QUERIES" || return 1
-		cat "$log"
-		echo "rotation: $((SECONDS - start)) s"
-	fi
-	echo "vectors: $DS_BASE, $DS_QUERIES"
-}
-
 # Sets DS_NAME DS_DIM DS_ROWS DS_GRANULARITIES DS_BASE DS_QUERIES DS_TRUTH
-# for data set $1, making whatever files are missing.
+# for data set $1 (bench_lib.sh's prefix data sets), and notes the
+# granularities for the summary.
 prepare_dataset()
 {
-	local ds=$1 full_rows
-
-	case $ds in
-		fmnist)
-			DS_NAME="Fashion-MNIST PCA"
-			DS_DIM=784
-			DS_GRANULARITIES=48,192,784
-			full_rows=60000
-			DS_ROWS=${ROWS:-$full_rows}
-			[ "$DS_ROWS" -le "$full_rows" ] ||
-				die "Fashion-MNIST has $full_rows train images; --rows $DS_ROWS is too many"
-			prepare_fmnist_pca_files || return 1
-			;;
-		gen768|gen3072)
-			DS_DIM=${ds#gen}
-			DS_NAME="generated $DS_DIM-d"
-			if [ "$ds" = gen768 ]; then
-				DS_GRANULARITIES=64,256,768
-				full_rows=100000
-			else
-				DS_GRANULARITIES=64,256,1024,3072
-				full_rows=50000
-			fi
-			DS_ROWS=${ROWS:-$full_rows}
-			prepare_generated_files "$DS_DIM" "$full_rows" || return 1
-			;;
-	esac
-	DS_GRANULARITIES=${GRANULARITIES:-$DS_GRANULARITIES}
-	echo "$ds $DS_GRANULARITIES" >>"$WORK/granularities"
-	# the key names the rotated set: its truth file is not the raw pixels'
-	prepare_truth "${ds/fmnist/fmnist-pca}"
+	prepare_prefix_dataset "$1" || return 1
+	echo "$1 $DS_GRANULARITIES" >>"$WORK/granularities"
 }
 
 # ---------------------------------------------------------------------------
@@ -224,11 +147,10 @@ measure_index()
 {
 	local ds=$1 am=$2 ef ef_list options settings err=$WORK/create.err
 
+	options=$(am_index_options "$am")
 	if [ "$am" = hnsw ]; then
-		options="m = $M, ef_construction = $EF_CONSTRUCTION"
 		ef_list=$HNSW_EF_LIST
 	else
-		options="granularities = '$DS_GRANULARITIES', m = $M, ef_construction = $EF_CONSTRUCTION"
 		ef_list=$MRY_EF_LIST
 	fi
 	if ! create_index "$am" "$options" 2>"$err"; then
@@ -329,25 +251,7 @@ print_summary()
 		"qps all/stmt: best of $REPEAT"
 	echo "machine: $(nproc) cores; load average at start $LOAD_START, at the end $(load_average)"
 	echo
-	awk -F'|' '
-		BEGIN { printf "%-8s %8s %5s %-10s %8s %8s %6s %12s %11s %13s  %s\n",
-					   "data", "rows", "dim", "index", "build s", "size MB", "ef", "recall",
-					   "qps 1/stmt", "qps all/stmt", "planner" }
-		{
-			key = $1 "|" $5
-			if ($1 != lastds) printf "%-8s %8s %5s", $1, $3, $4
-			else printf "%-8s %8s %5s", "", "", ""
-			if (key != lastkey) printf " %-10s %8s %8s", $5, $6, $7
-			else printf " %-10s %8s %8s", "", "", ""
-			printf " %6s %12s %11s %13s  %s\n", $8, $9, $10, $11, $12
-			if ($12 == "forced") forced = 1
-			lastds = $1; lastkey = key
-		}
-		END {
-			if (forced)
-				print "planner \"forced\": the planner did not choose the index by itself (its cost estimate);" \
-					  " measured with enable_seqscan = off (marked † below)"
-		}' "$RESULTS"
+	print_results_table "6 12 11 13 -7" ef recall "qps 1/stmt" "qps all/stmt" planner
 
 	echo
 	echo "| data | index | mode | build | size | recall@$K / queries per second at ef_search (hnsw: $(sed 's/ \+/ · /g' <<<"$HNSW_EF_LIST"); matryoshka: $(sed 's/ \+/ · /g' <<<"$MRY_EF_LIST")) |"
