@@ -60,14 +60,6 @@ static const struct config_enum_entry build_device_values[] = {
 	{NULL, 0, false}
 };
 
-/* pgvector's names, so settings move over unchanged */
-static const struct config_enum_entry iterative_scan_values[] = {
-	{"off", HNSW_ITERATIVE_SCAN_OFF, false},
-	{"relaxed_order", HNSW_ITERATIVE_SCAN_RELAXED, false},
-	{"strict_order", HNSW_ITERATIVE_SCAN_STRICT, false},
-	{NULL, 0, false}
-};
-
 static const struct config_enum_entry gpu_precision_values[] = {
 	{"tf32", HIERINDEX_GPU_PRECISION_TF32, false},
 	{"bf16", HIERINDEX_GPU_PRECISION_BF16, false},
@@ -143,21 +135,8 @@ hnsw_init(void)
 							&hnsw_ef_search, HNSW_DEFAULT_EF_SEARCH,
 							HNSW_MIN_EF_SEARCH, HNSW_MAX_EF_SEARCH,
 							PGC_USERSET, 0, NULL, NULL, NULL);
-	DefineCustomEnumVariable("hnsw.iterative_scan",
-							 "Whether an hnsw index scan goes on after its first ef_search rows.",
-							 "off: at most ef_search rows, as before; relaxed_order: more batches, each in distance order; strict_order: more batches, rows nearer than one already returned are skipped.",
-							 &hnsw_iterative_scan, HNSW_ITERATIVE_SCAN_OFF,
-							 iterative_scan_values, PGC_USERSET, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("hnsw.max_scan_tuples",
-							"Heap TIDs an iterative hnsw scan visits before it stops searching.",
-							"Checked between batches: approximate, and the first ef_search batch always completes.",
-							&hnsw_max_scan_tuples, HNSW_DEFAULT_MAX_SCAN_TUPLES, 1, INT_MAX,
-							PGC_USERSET, 0, NULL, NULL, NULL);
-	DefineCustomRealVariable("hnsw.scan_mem_multiplier",
-							 "Memory of an iterative hnsw scan's search, as a multiple of work_mem.",
-							 "The search stops when the state of the elements it has met would exceed it.",
-							 &hnsw_scan_mem_multiplier, 1.0, 1.0, HNSW_MAX_SCAN_MEM_MULTIPLIER,
-							 PGC_USERSET, 0, NULL, NULL, NULL);
+	hnsw_define_scan_settings("hnsw", &hnsw_iterative_scan, HNSW_ITERATIVE_SCAN_OFF,
+							  &hnsw_max_scan_tuples, &hnsw_scan_mem_multiplier);
 	MarkGUCPrefixReserved("hnsw");
 
 	DefineCustomIntVariable("hierindex.build_threads",

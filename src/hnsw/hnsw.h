@@ -634,6 +634,44 @@ extern bool hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir);
 extern void hnsw_rescan_keys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys);
 /* GraphSearch.grow for a scan: context is the MemoryContext the search's heaps live in */
 extern void *hnsw_scan_search_grow(void *context, void *array, size_t bytes);
+
+/*
+ * What an iterative scan may do, read from an access method's settings
+ * (hnsw.iterative_scan, hnsw.max_scan_tuples, hnsw.scan_mem_multiplier, or
+ * matryoshka's of the same names) when its search starts, so that SET LOCAL
+ * works per query.
+ */
+typedef struct HnswScanLimits
+{
+	HnswIterativeScan mode;
+	int64		max_tuples;		/* heap TIDs visited */
+	double		max_memory;		/* bytes of search state: work_mem x multiplier */
+} HnswScanLimits;
+
+extern void hnsw_scan_limits_init(HnswScanLimits *limits, int mode,
+								  int max_tuples, double mem_multiplier);
+
+/*
+ * Define an access method's three settings of iterative scans,
+ * am.iterative_scan (pgvector's values), am.max_scan_tuples and
+ * am.scan_mem_multiplier, with hnsw's ranges, into the given variables
+ * (called from _PG_init, by hnsw with "hnsw" and by matryoshka).
+ */
+extern void hnsw_define_scan_settings(const char *am, int *iterative_scan,
+									  int default_mode, int *max_scan_tuples,
+									  double *scan_mem_multiplier);
+
+/*
+ * Whether a scan's search has reached its limits (checked between batches):
+ * the heap TIDs it visited (the walk's live ones, plus extra_tuples: overflow
+ * rows the scan returned) reach max_tuples, or its state (the walk's
+ * per-element state, the search's heaps, plus extra_bytes of the scan's own)
+ * exceeds max_memory.  Says so at DEBUG1 when it has.
+ */
+extern bool hnsw_scan_limits_reached(const HnswScanLimits *limits, Relation index,
+									 HnswWalk *walk, const GraphSearch *search,
+									 int64 extra_tuples, double extra_bytes,
+									 int batches);
 extern void hnsw_end_scan(IndexScanDesc scan);
 extern void hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 							   double loop_count, Cost *startup_cost,

@@ -25,7 +25,9 @@
  * the nearest ef_search are returned).  Searching stops, between batches, when
  * hnsw.max_scan_tuples heap TIDs have been visited or the search's state
  * exceeds work_mem x hnsw.scan_mem_multiplier; the elements already met are
- * still returned, without reading more, and then the scan ends.
+ * still returned, without reading more, and then the scan ends.  Those
+ * limits (HnswScanLimits) serve matryoshka's iterative scans too, with its
+ * own settings of the same names.
  *
  * Memory: the walk (sized by ef_search) and the search's heaps live for the
  * whole scan and are reused by every rescan; whatever one search allocates
@@ -43,10 +45,12 @@
 
 #include "access/genam.h"
 #include "access/relscan.h"
+#include "commands/defrem.h"
 #include "miscadmin.h"
 #include "optimizer/cost.h"
 #include "pgstat.h"
 #include "utils/float.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/selfuncs.h"
@@ -69,9 +73,7 @@ typedef struct HnswScanOpaqueData
 
 	/* settings, read when the search starts (SET LOCAL works per query) */
 	int			ef;
-	HnswIterativeScan mode;
-	int64		max_tuples;
-	double		max_memory;		/* bytes */
+	HnswScanLimits limits;
 
 	bool		searched;		/* the search of this rescan has started */
 	bool		done;			/* no batch is left */
@@ -206,9 +208,8 @@ hnsw_scan_start(IndexScanDesc scan)
 	hnsw_shape_from_meta(&meta, &shape);
 
 	so->ef = hnsw_ef_search;
-	so->mode = (HnswIterativeScan) hnsw_iterative_scan;
-	so->max_tuples = hnsw_max_scan_tuples;
-	so->max_memory = (double) work_mem * 1024.0 * hnsw_scan_mem_multiplier;
+	hnsw_scan_limits_init(&so->limits, hnsw_iterative_scan, hnsw_max_scan_tuples,
+						  hnsw_scan_mem_multiplier);
 	if (so->walk == NULL || so->walk_ef != so->ef)
 		hnsw_scan_prepare_walk(scan, &shape, so->ef);
 
@@ -243,20 +244,64 @@ hnsw_scan_start(IndexScanDesc scan)
 	MemoryContextSwitchTo(old);
 }
 
-/* Heap TIDs the scan has visited, in hnsw.max_scan_tuples' sense. */
-static int64
-hnsw_scan_tuples(HnswScanOpaque so)
+/* pgvector's names, so settings move over unchanged */
+static const struct config_enum_entry iterative_scan_values[] = {
+	{"off", HNSW_ITERATIVE_SCAN_OFF, false},
+	{"relaxed_order", HNSW_ITERATIVE_SCAN_RELAXED, false},
+	{"strict_order", HNSW_ITERATIVE_SCAN_STRICT, false},
+	{NULL, 0, false}
+};
+
+void
+hnsw_define_scan_settings(const char *am, int *iterative_scan, int default_mode,
+						  int *max_scan_tuples, double *scan_mem_multiplier)
 {
-	return (int64) hnsw_walk_live_heaptids(so->walk) + so->extra_tuples;
+	/* a setting keeps its descriptions by reference: make them permanent */
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	DefineCustomEnumVariable(psprintf("%s.iterative_scan", am),
+							 psprintf("Whether a %s index scan goes on after its first ef_search candidates.", am),
+							 "off: at most those; relaxed_order: more, and a row found late may come out of order; strict_order: more, in distance order (a row found late is skipped).",
+							 iterative_scan, default_mode,
+							 iterative_scan_values, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable(psprintf("%s.max_scan_tuples", am),
+							psprintf("Heap TIDs an iterative %s scan visits before it stops searching.", am),
+							"Checked between batches: approximate, and the first batch always completes.",
+							max_scan_tuples, HNSW_DEFAULT_MAX_SCAN_TUPLES, 1, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable(psprintf("%s.scan_mem_multiplier", am),
+							 psprintf("Memory of an iterative %s scan's search, as a multiple of work_mem.", am),
+							 "The search stops when the state of the elements it has met would exceed it.",
+							 scan_mem_multiplier, 1.0, 1.0, HNSW_MAX_SCAN_MEM_MULTIPLIER,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	MemoryContextSwitchTo(old);
 }
 
-/* Bytes of search state, in hnsw.scan_mem_multiplier's sense. */
-static double
-hnsw_scan_memory(HnswScanOpaque so)
+void
+hnsw_scan_limits_init(HnswScanLimits *limits, int mode, int max_tuples,
+					  double mem_multiplier)
 {
-	return (double) hnsw_walk_memory(so->walk) +
-		(double) sizeof(GraphNeighbor) *
-		(so->search.unexpanded_size + so->search.pool_size + so->found_capacity);
+	limits->mode = (HnswIterativeScan) mode;
+	limits->max_tuples = max_tuples;
+	limits->max_memory = (double) work_mem * 1024.0 * mem_multiplier;
+}
+
+bool
+hnsw_scan_limits_reached(const HnswScanLimits *limits, Relation index,
+						 HnswWalk *walk, const GraphSearch *search,
+						 int64 extra_tuples, double extra_bytes, int batches)
+{
+	int64		tuples = (int64) hnsw_walk_live_heaptids(walk) + extra_tuples;
+	double		memory = (double) hnsw_walk_memory(walk) + extra_bytes +
+		(double) sizeof(GraphNeighbor) * (search->unexpanded_size + search->pool_size);
+
+	if (tuples < limits->max_tuples && memory <= limits->max_memory)
+		return false;
+	elog(DEBUG1, "%s scan of \"%s\" stops searching after %d batches: %lld heap TIDs visited (max_scan_tuples %lld), %.0f bytes of state (limit %.0f)",
+		 get_am_name(index->rd_rel->relam), RelationGetRelationName(index),
+		 batches, (long long) tuples, (long long) limits->max_tuples,
+		 memory, limits->max_memory);
+	return true;
 }
 
 /*
@@ -277,15 +322,11 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 
 	/* the limits apply from the second batch on, between batches */
 	if (so->batches > 0 && !so->limited &&
-		(hnsw_scan_tuples(so) >= so->max_tuples ||
-		 hnsw_scan_memory(so) > so->max_memory))
-	{
+		hnsw_scan_limits_reached(&so->limits, index, so->walk, &so->search,
+								 so->extra_tuples,
+								 (double) sizeof(GraphNeighbor) * so->found_capacity,
+								 so->batches))
 		so->limited = true;
-		elog(DEBUG1, "hnsw scan of \"%s\" stops searching after %d batches: %lld heap TIDs visited (hnsw.max_scan_tuples %lld), %.0f bytes of state (limit %.0f)",
-			 RelationGetRelationName(index), so->batches,
-			 (long long) hnsw_scan_tuples(so), (long long) so->max_tuples,
-			 hnsw_scan_memory(so), so->max_memory);
-	}
 
 	/*
 	 * strict_order: a batch searches a beam of ef_search plus the elements
@@ -294,7 +335,7 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 	 * instead of dropping them (see README, Scans: the search finds some
 	 * near elements only late, the later the deeper it goes).
 	 */
-	hold_back = so->mode == HNSW_ITERATIVE_SCAN_STRICT ? so->returned : 0;
+	hold_back = so->limits.mode == HNSW_ITERATIVE_SCAN_STRICT ? so->returned : 0;
 	if (hold_back > INT_MAX / 2 - so->ef)
 		hold_back = INT_MAX / 2 - so->ef;
 	beam = so->ef + (int) hold_back;
@@ -315,7 +356,7 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 		int			n;
 
 		/* strict_order: a row nearer than one already returned comes too late */
-		if (so->mode == HNSW_ITERATIVE_SCAN_STRICT &&
+		if (so->limits.mode == HNSW_ITERATIVE_SCAN_STRICT &&
 			so->found[i].distance < so->last_distance)
 		{
 			so->dropped++;
@@ -336,7 +377,7 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 	}
 	hnsw_walk_release(so->walk);
 
-	if (found == 0 || so->mode == HNSW_ITERATIVE_SCAN_OFF)
+	if (found == 0 || so->limits.mode == HNSW_ITERATIVE_SCAN_OFF)
 		so->done = true;
 
 	elog(DEBUG1, "hnsw scan of \"%s\": batch %d, %d elements, %d heap TIDs, %llu element reads, %lld expanded, %lld dropped%s",

@@ -10,10 +10,16 @@
  * at most HNSW_MAX_DIM) when the option is set, and against the column's
  * dimension at build, when that is known.
  *
- * The settings are matryoshka.ef_search (as hnsw.ef_search) and
+ * The settings are matryoshka.ef_search (as hnsw.ef_search),
  * matryoshka.funnel, a list of shortlist sizes checked by a GUC check hook
  * and kept parsed (matryoshka_funnel[]) by its assign hook, so a scan never
- * parses text.
+ * parses text, and the iterative scan's matryoshka.iterative_scan,
+ * matryoshka.max_scan_tuples and matryoshka.scan_mem_multiplier: hnsw's
+ * settings of the same names (values, ranges, meaning), under this access
+ * method's prefix as its ef_search is, so that one session can tune the two
+ * kinds of index apart.  iterative_scan defaults to relaxed_order, not off:
+ * a matryoshka scan has always gone on when the executor wants more rows
+ * (README, Scan 4), and off would make a LIMIT beyond ef_search come short.
  *
  * The handler reuses hnsw's phases wherever the format is the same (VACUUM,
  * operator class validation, build phase names) and names ours for the
@@ -33,6 +39,9 @@
 #include "vector.h"
 
 int			matryoshka_ef_search = HNSW_DEFAULT_EF_SEARCH;
+int			matryoshka_iterative_scan = HNSW_ITERATIVE_SCAN_RELAXED;
+int			matryoshka_max_scan_tuples = HNSW_DEFAULT_MAX_SCAN_TUPLES;
+double		matryoshka_scan_mem_multiplier = 1.0;
 int			matryoshka_funnel_count = 0;
 int			matryoshka_funnel[HNSW_MAX_GRANULARITIES];
 static char *matryoshka_funnel_text = NULL;
@@ -268,6 +277,9 @@ matryoshka_init(void)
 							&matryoshka_ef_search, HNSW_DEFAULT_EF_SEARCH,
 							HNSW_MIN_EF_SEARCH, HNSW_MAX_EF_SEARCH,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	hnsw_define_scan_settings("matryoshka", &matryoshka_iterative_scan,
+							  HNSW_ITERATIVE_SCAN_RELAXED, &matryoshka_max_scan_tuples,
+							  &matryoshka_scan_mem_multiplier);
 	DefineCustomStringVariable("matryoshka.funnel",
 							   "Shortlist sizes of the funnel of a matryoshka index scan, such as '400,100'.",
 							   "Entry i is how many candidates stage i keeps (stage 1: the coarse graph search); empty: every stage keeps all ef_search candidates.",

@@ -47,6 +47,9 @@ typedef struct MatryoshkaLayout
 
 /* settings, defined in matryoshka.c */
 extern int	matryoshka_ef_search;
+extern int	matryoshka_iterative_scan;	/* HnswIterativeScan */
+extern int	matryoshka_max_scan_tuples;
+extern double matryoshka_scan_mem_multiplier;
 extern int	matryoshka_funnel_count;	/* entries of matryoshka.funnel; 0: unset */
 extern int	matryoshka_funnel[HNSW_MAX_GRANULARITIES];
 

@@ -19,22 +19,28 @@
  * executor a detoast of the heap row, and after a proven tenth row, the
  * eleventh row it would otherwise fetch to be sure of the tenth.
  *
- * More rows: the first round hands out its whole final ranking (an ORDER BY
+ * More rows (iterative scans, matryoshka.iterative_scan: README, Scan 4):
+ * when the executor wants a row after the round's last, the next round
+ * continues the graph search where the last one stopped (the engine's
+ * resumable search, GraphSearch: nothing is walked twice), with a beam twice
+ * as wide each time, and ranks the new candidates together with those held
+ * back (those with final bounds keep them: merged, not re-read).  The first
+ * round hands out its whole ranking under off and relaxed_order (an ORDER BY
  * ... LIMIT k with k below the shortlist needs no other round: the executor
  * fetches rows until the k-th is proven or a fetched row's bound passes the
- * k-th exact distance).  When the
- * executor wants a row after the round's last, the next round continues the
- * graph search where the last one stopped (the engine's resumable search,
- * GraphSearch: nothing is walked twice), with a beam twice as wide each time,
- * ranks the new candidates together with those the last round held back, and
- * hands out the better half of its ranking; the rest (and every candidate a
- * funnel stage cut) are held back for the next round, which ranks them among
- * the closer elements it finds.  A row that an earlier round missed can come
- * out with a bound below the last value returned: it is returned all the
- * same, and the executor's re-ordering places it as far as it still can (rows
- * it already emitted stay emitted: such a row is out of order, as rows of
- * hnsw's relaxed iterative scans may be).  No indexed row is ever dropped:
- * a query that reads the whole index gets every row the graph reaches.
+ * k-th exact distance); off ends there.  Otherwise a round hands out only
+ * the rows whose lower bound is at most the frontier of the coarse search
+ * plus the smallest gap between full and coarse distance among its new
+ * candidates (release_threshold): rows that the elements not reached yet
+ * are unlikely to beat.  A row that an earlier round missed can still come
+ * out with a bound below the last value returned: relaxed_order returns it
+ * all the same (the executor's re-ordering places it as far as it still
+ * can; rows it already emitted stay emitted, so it is out of order, as rows
+ * of hnsw's relaxed iterative scans may be), strict_order drops it, so that
+ * the values returned, and with them the rows, never decrease.  The search
+ * stops reading at matryoshka.max_scan_tuples or work_mem x
+ * matryoshka.scan_mem_multiplier (hnsw's limits, HnswScanLimits), and the
+ * rounds then hand out what it has met.
  *
  * Memory: the scan's state, its one walk and the search's heaps (reused by
  * every round and rescan) live in scan_context; what belongs to one rescan
@@ -73,6 +79,8 @@ typedef struct Candidate
 	int32		handle;			/* in the round's walk */
 	ItemPointerData finetid;
 	float		coarse;			/* the walk's distance */
+	bool		ranked;			/* has its final bounds (distance, upper) */
+	int			round;			/* the round whose search found it */
 	double		sum;			/* metric's sum over dims [0, g_stage) */
 	double		distance;		/* at the current stage; final: lower bound */
 	double		upper;			/* final: upper bound */
@@ -94,6 +102,8 @@ typedef struct MatryoshkaScanOpaqueData
 
 	bool		searched;		/* the first round of this rescan has run */
 	bool		done;			/* no more rounds */
+	HnswScanLimits limits;		/* matryoshka.iterative_scan and its limits */
+	bool		limited;		/* a limit was hit: no more reading, only the pool */
 	HnswMetaPageData meta;
 	HnswShape	shape;			/* of the graph (coarse) */
 	MatryoshkaLayout layout;
@@ -107,6 +117,8 @@ typedef struct MatryoshkaScanOpaqueData
 	bool		exhausted;		/* the graph search has nothing left */
 	double		last_bound;		/* value of the last row returned */
 	int64		late;			/* rows found below the last value returned */
+	int64		dropped;		/* strict_order: late rows skipped */
+	int64		extra_tuples;	/* overflow-chain heap TIDs returned */
 	HnswWalk   *walk;			/* every round's, in scan_context */
 	GraphSearch search;			/* layer 0, resumable; heaps in scan_context */
 
@@ -162,6 +174,7 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	MemoryContextReset(so->search_context);
 	so->searched = false;
 	so->done = false;
+	so->limited = false;
 	so->exhausted = false;
 	so->rounds = 0;
 	so->held = NULL;
@@ -171,6 +184,8 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	so->count = 0;
 	so->next = 0;
 	so->late = 0;
+	so->dropped = 0;
+	so->extra_tuples = 0;
 	so->last_bound = -get_float8_infinity();
 }
 
@@ -241,6 +256,8 @@ prepare_search(IndexScanDesc scan)
 	else
 		memcpy(so->coarse_query, so->query, sizeof(float) * g1);
 
+	hnsw_scan_limits_init(&so->limits, matryoshka_iterative_scan,
+						  matryoshka_max_scan_tuples, matryoshka_scan_mem_multiplier);
 	so->base_ef = matryoshka_ef_search;
 	if (matryoshka_funnel_count > 0)
 		so->base_ef = Max(so->base_ef, matryoshka_funnel[0]);
@@ -481,14 +498,65 @@ hold_back(MatryoshkaScanOpaque so, const Candidate *candidates, int from, int to
 
 		*held = candidates[i];
 		held->payload = NULL;	/* it lives in the round's memory */
-		held->distance = held->coarse;
+		/* a candidate a funnel stage cut starts over from its coarse distance */
+		if (!held->ranked)
+			held->distance = held->coarse;
 	}
+}
+
+/*
+ * A coarse distance (the walk's) in the units of the operator's distance:
+ * the walk's L2 distance is squared; its other distances are the
+ * operator's own on the coarse prefix.
+ */
+static double
+coarse_value(const MatryoshkaScanOpaque so, float coarse)
+{
+	if (so->layout.metric == GRAPH_METRIC_L2)
+		return sqrt(Max((double) coarse, 0.0));
+	return coarse;
+}
+
+/*
+ * The bound below which a round's ranked rows may go out (README, Scan 4):
+ * the lowest exact distance that an element the search has not returned
+ * yet is likely to have.  The search returns elements in about ascending
+ * coarse distance, so those lie at or beyond `frontier`, the farthest
+ * coarse distance of this round's batch.  How much an element's full
+ * distance exceeds its coarse one (the gap) varies, and the smallest gap
+ * among this round's new candidates, which lie next to the frontier,
+ * stands for the smallest beyond it: frontier + smallest gap.  A prefix's
+ * L2 and L1 distances never exceed the full vector's, so for those metrics
+ * the gap is at least 0 (and the frontier alone a bound when no new
+ * candidate was ranked); inner product and cosine have no such floor, and
+ * without a new candidate nothing goes out.
+ */
+static double
+release_threshold(const MatryoshkaScanOpaque so, const Candidate *candidates,
+				  int n, float frontier)
+{
+	bool		has_floor = so->layout.metric == GRAPH_METRIC_L2 ||
+		so->layout.metric == GRAPH_METRIC_L1;
+	double		gap = get_float8_infinity();
+
+	for (int i = 0; i < n; i++)
+	{
+		if (candidates[i].round == so->rounds)
+			gap = Min(gap, candidates[i].distance - coarse_value(so, candidates[i].coarse));
+	}
+	if (has_floor)
+		gap = isinf(gap) ? 0.0 : Max(gap, 0.0);
+	if (isinf(gap) || isnan(gap))
+		return -get_float8_infinity();
+	return coarse_value(so, frontier) + gap;
 }
 
 /*
  * One round: the next batch of the graph search (beam so->ef) and the
  * candidates the last round held back go through the funnel; fills
- * so->rows with the rows handed out, holds the rest back.
+ * so->rows with the rows handed out, holds the rest back.  Candidates held
+ * back with their final bounds are not ranked again (their payload is not
+ * read again either).
  */
 static void
 run_round(IndexScanDesc scan)
@@ -502,9 +570,12 @@ run_round(IndexScanDesc scan)
 	GraphAccess *access = hnsw_walk_access(walk);
 	GraphNeighbor *found;
 	Candidate  *candidates;
+	Candidate  *ranked;			/* held back with final bounds, in order */
+	Candidate  *ranking;
 	int			nfound = 0;
 	int			n = 0;
 	int			held = so->held_count;
+	int			ranked_held = 0;
 	ItemPointerData *heaptids;
 	int			heaptid_capacity = 64;
 	int			row_capacity = 64;
@@ -520,18 +591,35 @@ run_round(IndexScanDesc scan)
 	so->next = 0;
 	so->rounds++;
 
+	/*
+	 * The limits apply from the second round on, between rounds (as hnsw's
+	 * between batches): once reached, the search reads nothing more and the
+	 * rounds hand out what it has already met.
+	 */
+	if (so->rounds > 1 && !so->limited && !so->exhausted &&
+		hnsw_scan_limits_reached(&so->limits, index, walk, &so->search, so->extra_tuples,
+								 (double) sizeof(Candidate) * so->held_capacity +
+								 (double) sizeof(GraphNeighbor) * ef,
+								 so->rounds - 1))
+		so->limited = true;
+
 	/* the next batch of the coarse graph search */
 	found = palloc(sizeof(GraphNeighbor) * ef);
 	if (!so->exhausted)
 	{
-		nfound = graph_search_next(&so->search, access, ef, 1, 0, found);
+		nfound = graph_search_next(&so->search, access, ef, !so->limited, 0, found);
 		if (nfound == 0)
 			so->exhausted = true;
 	}
 	last_round = so->exhausted;
 
-	/* live elements, in coarse order, then those held back */
+	/*
+	 * Live elements, in coarse order, then those held back that a funnel
+	 * stage cut: they go through the funnel (again).  Those held back with
+	 * their final bounds wait, in their order, for the final ranking.
+	 */
 	candidates = palloc(sizeof(Candidate) * Max(nfound + held, 1));
+	ranked = palloc(sizeof(Candidate) * Max(held, 1));
 	for (int i = 0; i < nfound; i++)
 	{
 		Candidate  *candidate = &candidates[n];
@@ -540,23 +628,27 @@ run_round(IndexScanDesc scan)
 			continue;
 		candidate->handle = found[i].id;
 		candidate->coarse = found[i].distance;
+		candidate->ranked = false;
+		candidate->round = so->rounds;
 		candidate->payload = NULL;
 		candidate->distance = found[i].distance;
 		n++;
 	}
 	hnsw_walk_release(walk);
-	if (held > 0)
+	for (int i = 0; i < held; i++)
 	{
-		memcpy(&candidates[n], so->held, sizeof(Candidate) * held);
-		n += held;
-		so->held_count = 0;
-		qsort(candidates, n, sizeof(Candidate), compare_candidates);
+		if (so->held[i].ranked)
+			ranked[ranked_held++] = so->held[i];
+		else
+			candidates[n++] = so->held[i];
 	}
+	so->held_count = 0;
 
 	/*
 	 * The funnel: stage 0 is the coarse one, the last the full dimension.
 	 * What a stage cuts is held back, never dropped (the last round, with
-	 * nothing left to search, cuts nothing).
+	 * nothing left to search, cuts nothing).  Only a stage that cuts needs
+	 * its candidates in order.
 	 */
 	for (int stage = 0; stage < layout->count; stage++)
 	{
@@ -578,30 +670,60 @@ run_round(IndexScanDesc scan)
 		}
 		if (stage == layout->count - 1)
 			break;
-		if (stage > 0)
-			qsort(candidates, n, sizeof(Candidate), compare_candidates);
 		keep = last_round ? n : Min(n, stage_keep(so, stage, ef));
-		hold_back(so, candidates, keep, n);
-		n = keep;
+		if (keep < n)
+		{
+			qsort(candidates, n, sizeof(Candidate), compare_candidates);
+			hold_back(so, candidates, keep, n);
+			n = keep;
+		}
 	}
 
-	/* the final ranking, by lower bound */
+	/*
+	 * The final bounds of the survivors, and the final ranking by lower
+	 * bound: the survivors sorted, merged with the ranked candidates held
+	 * back (sorted already: re-sorting them each round would cost more than
+	 * the rest of a deep scan).
+	 */
 	load_payloads(scan, candidates, n);
 	for (int i = 0; i < n; i++)
 	{
 		final_bounds(so, &candidates[i], &candidates[i].distance, &candidates[i].upper);
+		candidates[i].ranked = true;
 	}
 	qsort(candidates, n, sizeof(Candidate), compare_candidates);
+	ranking = palloc(sizeof(Candidate) * Max(n + ranked_held, 1));
+	for (int i = 0, a = 0, b = 0; i < n + ranked_held; i++)
+	{
+		if (b == ranked_held ||
+			(a < n && compare_candidates(&candidates[a], &ranked[b]) <= 0))
+			ranking[i] = candidates[a++];
+		else
+			ranking[i] = ranked[b++];
+	}
+	n += ranked_held;
+	candidates = ranking;
 
 	/*
-	 * Their rows: the first round hands out all of them, so that a LIMIT
-	 * within the shortlist needs no other round.  A later round (the
-	 * executor wants more than the shortlist) hands out the better half and
-	 * holds the rest back, unless nothing is left to search: the next round
-	 * ranks them among the closer elements it finds, which keeps rows from
-	 * coming late.
+	 * Which rows go out now (README, Scan 4).  The last round hands out all
+	 * of them: nothing is left to search.  So does the first, except under
+	 * strict_order, so that a LIMIT within the shortlist needs no other
+	 * round.  Otherwise only the rows that no element the search has not
+	 * returned yet is likely to beat go out; the rest are held back for the
+	 * next round, which ranks them among the elements it finds.
 	 */
-	handed_out = (last_round || so->rounds == 1) ? n : Max((n + 1) / 2, Min(n, 1));
+	if (last_round ||
+		(so->rounds == 1 && so->limits.mode != HNSW_ITERATIVE_SCAN_STRICT))
+		handed_out = n;
+	else
+	{
+		double		threshold = release_threshold(so, candidates, n,
+												  nfound > 0 ? found[nfound - 1].distance : 0);
+
+		handed_out = 0;
+		while (handed_out < n && candidates[handed_out].distance <= threshold)
+			handed_out++;
+	}
 	hold_back(so, candidates, handed_out, n);
 	heaptids = palloc(sizeof(ItemPointerData) * heaptid_capacity);
 	for (int i = 0; i < handed_out; i++)
@@ -613,24 +735,37 @@ run_round(IndexScanDesc scan)
 		 * A row of the first round whose bounds separate it from every
 		 * other row of the round (all before it certainly nearer, all after
 		 * it certainly not nearer) is in its exact place without the
-		 * executor's recheck (README, Scan 3); the round's last row is never
-		 * one: a later round may find nearer rows.
+		 * executor's recheck (README, Scan 3); the last row the round hands
+		 * out is never one: a later round may find nearer rows (and
+		 * strict_order drops only those below the value of a row already
+		 * returned, here the next row's).
 		 */
-		exact_order = so->rounds == 1 && i + 1 < n &&
+		exact_order = so->rounds == 1 && i + 1 < handed_out &&
 			candidates[i].upper <= candidates[i + 1].distance &&
 			(i == 0 || upper_before < candidates[i].distance);
 		upper_before = i == 0 ? candidates[i].upper : Max(upper_before, candidates[i].upper);
 
 		/*
 		 * A row the earlier rounds missed may come below the last value
-		 * returned.  It is returned all the same (never dropped): the
-		 * executor's re-ordering places it as well as it still can, and
-		 * otherwise it comes out of order, as an approximate index may.
+		 * returned.  strict_order skips it, so that rows come out in
+		 * distance order (README, Scan 4); otherwise it is returned all the
+		 * same: the executor's re-ordering places it as well as it still
+		 * can, and otherwise it comes out of order, as an approximate index
+		 * may.
 		 */
 		if (candidates[i].distance < so->last_bound)
+		{
+			if (so->limits.mode == HNSW_ITERATIVE_SCAN_STRICT)
+			{
+				so->dropped++;
+				continue;
+			}
 			so->late++;
+		}
 		tids = hnsw_walk_heaptids(walk, candidates[i].handle, &heaptids,
 								  &heaptid_capacity, 0);
+		if (tids > HNSW_HEAPTIDS)
+			so->extra_tuples += tids - HNSW_HEAPTIDS;
 		if (so->count + tids > row_capacity)
 		{
 			row_capacity = Max(row_capacity * 2, so->count + tids);
@@ -646,14 +781,20 @@ run_round(IndexScanDesc scan)
 		}
 	}
 
-	elog(DEBUG1, "matryoshka scan of \"%s\": round %d, beam %d, %d found, %d held back before, %d ranked on the full vector, %d heap TIDs (%d in proven order), %d held back, %llu element reads, " INT64_FORMAT " rows found late so far",
-		 RelationGetRelationName(index), so->rounds, ef, nfound, held, n, so->count,
-		 exact_rows, so->held_count, (unsigned long long) hnsw_walk_distance_count(walk), so->late);
+	elog(DEBUG1, "matryoshka scan of \"%s\": round %d, beam %d, %d found%s, %d held back before (%d ranked), %d ranked on the full vector, %d handed out, %d heap TIDs (%d in proven order), %d held back, %llu element reads, " INT64_FORMAT " rows found late, " INT64_FORMAT " dropped so far",
+		 RelationGetRelationName(index), so->rounds, ef, nfound,
+		 so->limited ? " (limited)" : "", held, ranked_held, n, handed_out,
+		 so->count, exact_rows, so->held_count,
+		 (unsigned long long) hnsw_walk_distance_count(walk), so->late, so->dropped);
 	hnsw_walk_release(walk);
 	MemoryContextSwitchTo(old);
 
-	/* nothing left to search and nothing held back */
-	if (last_round && so->held_count == 0)
+	/*
+	 * Nothing left to search and nothing held back, or iterative scans are
+	 * off: the first round is the whole scan.
+	 */
+	if ((last_round && so->held_count == 0) ||
+		so->limits.mode == HNSW_ITERATIVE_SCAN_OFF)
 		so->done = true;
 }
 
