@@ -24,6 +24,10 @@
 #   --skip-build      use the hierindex_gpu.so already built (run-on-device.sh
 #                     on the same machine)
 #
+# GPU_BENCH_SETTINGS="name=value ...": more server settings, after those
+# below (e.g. log_min_messages=debug1: the server log then has each build's
+# finer timings, such as the bulk writer's layout / pages / WAL split).
+#
 # Server settings for a 128 GB, 16-core machine: shared_buffers 16GB (table
 # and index stay cached), maintenance_work_mem 32GB (the 1M graph is about
 # 3.3 GB of vectors plus links, far inside), max_wal_size 32GB and
@@ -142,7 +146,7 @@ main()
 	device_start_postgres shared_buffers=16GB maintenance_work_mem=32GB max_wal_size=32GB \
 		checkpoint_timeout=1h jit=off max_parallel_workers_per_gather=0 work_mem=64MB \
 		max_worker_processes=24 max_parallel_workers=16 \
-		max_parallel_maintenance_workers="$LOAD_WORKERS"
+		max_parallel_maintenance_workers="$LOAD_WORKERS" $GPU_BENCH_SETTINGS
 	device_new_database gpubench
 	device_load_vectors items "$DIM" "$base"
 	device_load_vectors queries "$DIM" "$queries"
