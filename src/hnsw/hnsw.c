@@ -505,7 +505,7 @@ hnsw_fill_am_routine(IndexAmRoutine *am)
 	am->ampredlocks = false;
 	am->amcanparallel = false;
 	am->amcaninclude = false;
-	am->amusemaintenanceworkmem = false;
+	am->amusemaintenanceworkmem = true;	/* VACUUM's reachability bitmaps */
 	am->amparallelvacuumoptions = VACUUM_OPTION_PARALLEL_BULKDEL;
 	am->amkeytype = InvalidOid;
 

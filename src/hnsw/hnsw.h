@@ -625,6 +625,20 @@ extern bool hnsw_insert(Relation index, Datum *values, bool *isnull,
 extern void hnsw_insert_vector(Relation index, const float *vector,
 							   const char *payload, ItemPointer heap_tid);
 
+/*
+ * An insert's back link (step b) on its own, for VACUUM's re-linking of
+ * unreachable elements: give the live element `target` (handle
+ * target_handle of `walk`, a keep_vectors walk that has read it) a link on
+ * `layer` to the element at new_tid, whose vector is new_vector: appended
+ * when the list has room, else (may_prune) the list pruned with the
+ * neighbour heuristic, under the insert's locking rules.  Returns whether
+ * the list links to new_tid afterwards.
+ */
+extern bool hnsw_add_link(Relation index, const HnswShape *shape, HnswWalk *walk,
+						  ItemPointer target, int32 target_handle, int layer,
+						  ItemPointer new_tid, const float *new_vector,
+						  bool may_prune);
+
 /* hnsw_scan.c */
 extern IndexScanDesc hnsw_begin_scan(Relation index, int nkeys, int norderbys);
 extern void hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,

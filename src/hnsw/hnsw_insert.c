@@ -1321,11 +1321,15 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
  * new_vector) on `layer`.  The list is re-read under the exclusive lock:
  * appended to when there is room, else pruned from vectors read beforehand,
  * and redone if the list changed in between.  The target's vector comes
- * from the walk through `target_handle`.
+ * from the walk through `target_handle`.  may_prune false: a full list is
+ * left as it is.  Returns whether the list links to new_tid afterwards
+ * (false: the target is not a live element of that layer, the list is
+ * full and may not be pruned, or the pruning left the new element out).
  */
-static void
+static bool
 add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
-			  int layer, ItemPointer new_tid, const float *new_vector)
+			  int layer, ItemPointer new_tid, const float *new_vector,
+			  bool may_prune)
 {
 	int			m = state->shape.m;
 	int			width = hnsw_layer_width(layer, m);
@@ -1335,7 +1339,7 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 	/* no link to an element VACUUM is unlinking (README, VACUUM) */
 	if (!read_element(state, target, &facts, NULL) || facts.level < layer ||
 		!facts.live)
-		return;
+		return false;
 
 	for (;;)
 	{
@@ -1356,7 +1360,9 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 
 		seen_count = read_list(state, &facts.neighbortid, layer, seen);
 		if (seen_count < 0 || list_contains(seen, seen_count, new_tid))
-			return;
+			return seen_count >= 0;
+		if (seen_count >= width && !may_prune)
+			return false;
 		if (seen_count >= width)
 		{
 			/* a copy: the walk's vectors may move as it meets new elements */
@@ -1366,7 +1372,7 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 				float	   *copy;
 
 				if (vector == NULL)
-					return;
+					return false;
 				copy = palloc(sizeof(float) * state->shape.dimensions);
 				memcpy(copy, vector, sizeof(float) * state->shape.dimensions);
 				base = copy;
@@ -1386,7 +1392,7 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 		{
 			GenericXLogAbort(xlog);
 			UnlockReleaseBuffer(buffer);
-			return;
+			return false;
 		}
 		slots = tuple->slots + hnsw_neighbor_offset(layer, m);
 		current_count = hnsw_neighbor_layer_list(tuple, layer, m, current);
@@ -1396,14 +1402,14 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			/* a concurrent insert linked us already */
 			GenericXLogAbort(xlog);
 			UnlockReleaseBuffer(buffer);
-			return;
+			return true;
 		}
 		if (current_count < width)
 		{
 			slots[current_count] = *new_tid;
 			GenericXLogFinish(xlog);
 			UnlockReleaseBuffer(buffer);
-			return;
+			return true;
 		}
 		if (pruned_count >= 0 && current_count == seen_count &&
 			memcmp(current, seen, sizeof(ItemPointerData) * seen_count) == 0)
@@ -1417,13 +1423,31 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			}
 			GenericXLogFinish(xlog);
 			UnlockReleaseBuffer(buffer);
-			return;
+			return list_contains(pruned, pruned_count, new_tid);
 		}
 
 		/* the list filled up or changed since we read it: prune afresh */
 		GenericXLogAbort(xlog);
 		UnlockReleaseBuffer(buffer);
 	}
+}
+
+bool
+hnsw_add_link(Relation index, const HnswShape *shape, HnswWalk *walk,
+			  ItemPointer target, int32 target_handle, int layer,
+			  ItemPointer new_tid, const float *new_vector, bool may_prune)
+{
+	InsertState *state = palloc0(sizeof(InsertState));
+	bool		linked;
+
+	state->index = index;
+	state->shape = *shape;
+	state->walk = walk;
+	state->nblocks = RelationGetNumberOfBlocks(index);
+	linked = add_back_link(state, target, target_handle, layer, new_tid, new_vector,
+						   may_prune);
+	pfree(state);
+	return linked;
 }
 
 /* ------------------------------------------------------------------------
@@ -1591,7 +1615,7 @@ insert_vector_in_context(Relation index, const float *vector, const char *payloa
 
 		for (int i = 0; i < chosen->count; i++)
 			add_back_link(state, &chosen->tids[i], chosen->handles[i],
-						  layer, &element_tid, state->vector);
+						  layer, &element_tid, state->vector, true);
 	}
 
 	/* the walk keeps a buffer pinned */

@@ -23,6 +23,12 @@
  *               a search of the layer from the entry point), pruned with the
  *               engine's neighbour heuristic; a list is written only if it
  *               is still the one the candidates came from (else redone);
+ *   3b. reach   a breadth-first walk of layer 0 from the entry point (bitmaps
+ *               over element positions, within maintenance_work_mem) finds
+ *               the live elements no search reaches, and each such group
+ *               gets links from its nearest reachable elements, as an
+ *               insert's back links (hnsw_add_link), until a round finds
+ *               none;
  *   4. free     each deleted element is marked free (no list points at it
  *               any more), and its page goes into the free space map with
  *               the highest level of a free slot on it, where an insert
@@ -30,7 +36,8 @@
  *
  * Phase 1 needs dead heap TIDs (ambulkdelete); phases 2-4 run for every
  * element found deleted, also from amvacuumcleanup when no bulk delete ran
- * (a VACUUM interrupted after phase 1 leaves deleted elements behind).
+ * (a VACUUM interrupted after phase 1 leaves deleted elements behind);
+ * phase 3b runs in every VACUUM, deletes or not.
  * Never two buffer locks at once; each changed page is one GenericXLog
  * record, so a scan sees the old or the new tuple and a standby replays the
  * same change.  vacuum_delay_point() between pages keeps cost-based delay.
@@ -43,6 +50,7 @@
 #include "access/generic_xlog.h"
 #include "commands/vacuum.h"
 #include "miscadmin.h"
+#include "postmaster/autovacuum.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
 #include "storage/freespace.h"
@@ -479,6 +487,10 @@ typedef struct RepairState
 	int			candidate_capacity;
 	GraphNeighbor *found;		/* a layer search's results (ef + 2) */
 	int64		lists_repaired;
+	int64		relinked;		/* phase 3b: unreachable elements linked */
+	int64		forced;			/* of which in place of a shared member */
+	int64		left;			/* unreachable and not linked (last round) */
+	bool		checked;		/* the last round found none to link */
 } RepairState;
 
 /* a live element of the walk as a candidate (dropped later if repeated) */
@@ -767,167 +779,516 @@ repair_lists(RepairState *rs)
 	pfree(vectors);
 }
 
+/* ------------------------------------------------------------------------
+ * Phase 3b: every live element reachable from the entry point
+ * ------------------------------------------------------------------------ */
+
 /*
- * After the repair, a live element that only deleted elements linked to on
- * layer 0 has no way in: the heuristic may have left it out of every
- * repaired list.  Mark every layer-0 link target of a live element in a
- * bitmap (block x offset), then give each live element that is nobody's
- * target a link from the nearest live member of its own list: appended
- * when the list has room, else in place of its last (farthest kept) entry.
+ * The repair can leave live elements that no search reaches: the heuristic
+ * may have left an element, or a whole group of elements that link only
+ * among themselves, out of every list that leads to it (an insert's pruning
+ * can do the same).  This pass finds them with a breadth-first walk of
+ * layer 0 from the entry point and re-links each group into the graph.
+ *
+ * Memory is bitmaps over element positions (block x offset) of the blocks
+ * the index had when the pass began, a few bytes per 8 kB block; elements
+ * that inserts add on later blocks are linked by those inserts.  The walk
+ * reads blocks in order, not element by element: a reached element is
+ * marked pending, and a sweep over the blocks expands (reads the layer-0
+ * list of) every pending element of a block under one share lock; sweeps
+ * repeat from the lowest pending block until none is left.  The blocks it
+ * reads also tell which elements are live; blocks it never reaches are read
+ * once afterwards.
+ */
+typedef struct ReachState
+{
+	BlockNumber nblocks;		/* blocks tracked */
+	int			per_block;		/* offsets tracked per block */
+	uint8	   *live;			/* live elements of the blocks read */
+	uint8	   *reached;		/* reached on layer 0 from the entry point */
+	uint8	   *pending;		/* reached, its list not read yet */
+	uint8	   *shared;			/* two ways in (reach_mark) */
+	uint8	   *pending_blocks; /* per block: a pending bit is set on it */
+	uint8	   *read_blocks;	/* per block: its live elements are known */
+	int64		pending_count;
+	BlockNumber first_pending;	/* no pending bit on a block below it */
+	ItemPointerData entry_point;	/* where the walk starts */
+	ItemPointerData *remote;	/* per_block neighbour tuples on other pages */
+	int64		forced;			/* links force_link made */
+	int64		left;			/* elements this round could not link */
+} ReachState;
+
+#define BIT_TEST(map, i)	(((map)[(i) / 8] >> ((i) % 8)) & 1)
+#define BIT_SET(map, i)		((map)[(i) / 8] |= (uint8) (1 << ((i) % 8)))
+#define BIT_CLEAR(map, i)	((map)[(i) / 8] &= (uint8) ~(1 << ((i) % 8)))
+
+/*
+ * Offsets an element page can have: as many tuples as fit if each were the
+ * smallest of the three kinds it holds (element, layer-0 neighbour,
+ * heap-TID tuples; tuples are never removed, so line pointers are never
+ * left unused).
+ */
+static int
+reach_offsets_per_block(const HnswShape *shape)
+{
+	Size		smallest = Min(hnsw_element_tuple_size(shape->dimensions),
+							   hnsw_neighbor_tuple_size(0, shape->m));
+
+	smallest = Min(smallest, MAXALIGN(sizeof(HnswHeapTidTupleData)));
+	return (BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(HnswPageOpaqueData))) /
+		(MAXALIGN(smallest) + sizeof(ItemIdData));
+}
+
+/* the bit of an element position; -1 when the pass does not track it */
+static int64
+reach_bit(const ReachState *reach, ItemPointer tid)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
+	OffsetNumber offnum = ItemPointerGetOffsetNumber(tid);
+
+	if (blkno == HNSW_METAPAGE_BLKNO || blkno >= reach->nblocks ||
+		offnum < FirstOffsetNumber || offnum > reach->per_block)
+		return -1;
+	return (int64) blkno * reach->per_block + offnum - FirstOffsetNumber;
+}
+
+/*
+ * Allocate the bitmaps if they fit in maintenance_work_mem (autovacuum:
+ * autovacuum_work_mem when set); else say so and return false.
+ */
+static bool
+reach_begin(RepairState *rs, ReachState *reach)
+{
+	bool		autovacuum = IsAutoVacuumWorkerProcess() && autovacuum_work_mem != -1;
+	int			budget_kb = autovacuum ? autovacuum_work_mem : maintenance_work_mem;
+	Size		map_bytes;
+	Size		block_bytes;
+	Size		needed;
+
+	memset(reach, 0, sizeof(ReachState));
+	reach->nblocks = RelationGetNumberOfBlocks(rs->index);
+	reach->per_block = reach_offsets_per_block(&rs->shape);
+	map_bytes = (Size) reach->nblocks * reach->per_block / 8 + 1;
+	block_bytes = reach->nblocks / 8 + 1;
+	needed = 4 * map_bytes + 2 * block_bytes +
+		sizeof(ItemPointerData) * reach->per_block;
+	if (needed > (Size) budget_kb * 1024)
+	{
+		ereport(NOTICE,
+				(errmsg("index \"%s\" was not checked for unreachable elements",
+						RelationGetRelationName(rs->index)),
+				 errdetail("The check needs %zu kB, %s is %d kB.",
+						   needed / 1024 + 1,
+						   autovacuum ? "autovacuum_work_mem" : "maintenance_work_mem",
+						   budget_kb),
+				 errhint("Raise %s for VACUUM to re-link elements that no search reaches.",
+						 autovacuum ? "autovacuum_work_mem" : "maintenance_work_mem")));
+		return false;
+	}
+	reach->live = palloc_extended(map_bytes, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	reach->reached = palloc_extended(map_bytes, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	reach->pending = palloc_extended(map_bytes, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	reach->shared = palloc_extended(map_bytes, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	reach->pending_blocks = palloc_extended(block_bytes, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	reach->read_blocks = palloc_extended(block_bytes, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	reach->remote = palloc(sizeof(ItemPointerData) * reach->per_block);
+	return true;
+}
+
+/*
+ * Mark an element reached and pending; one that is already pending gets a
+ * second way in, and is marked shared.  Only a link met while the element
+ * is still pending counts: it comes from an element whose own way in does
+ * not pass through this one (nothing has been reached through it yet), so
+ * one of its two links can go and it stays reachable (force_link takes
+ * one, and clears the mark).
  */
 static void
-reconnect_orphans(RepairState *rs)
+reach_mark(ReachState *reach, ItemPointer tid)
 {
-	BlockNumber nblocks = RelationGetNumberOfBlocks(rs->index);
-	int			m = rs->shape.m;
-	int			dims = rs->shape.dimensions;
-	Size		bits = (Size) nblocks * MaxIndexTuplesPerPage;
-	uint8	   *linked = palloc_extended(bits / 8 + 1,
-										  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	TidList		live = {0};
-	float	   *vector = palloc(sizeof(float) * dims);
+	int64		bit = reach_bit(reach, tid);
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
 
-#define LINK_BIT(tid) \
-	((Size) ItemPointerGetBlockNumber(tid) * MaxIndexTuplesPerPage + \
-	 ItemPointerGetOffsetNumber(tid) - 1)
-
-	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	if (bit < 0)
+		return;
+	if (BIT_TEST(reach->reached, bit))
 	{
-		Buffer		buffer;
-		Page		page;
+		if (BIT_TEST(reach->pending, bit))
+			BIT_SET(reach->shared, bit);
+		return;
+	}
+	BIT_SET(reach->reached, bit);
+	BIT_SET(reach->pending, bit);
+	BIT_SET(reach->pending_blocks, blkno);
+	reach->pending_count++;
+	if (blkno < reach->first_pending)
+		reach->first_pending = blkno;
+}
 
-		page = repair_read_page(rs, blkno, &buffer);
-		if (page != NULL)
+/* mark the layer-0 list of the neighbour tuple at ntid on a locked page */
+static void
+reach_mark_list(RepairState *rs, ReachState *reach, Page page, ItemPointer ntid)
+{
+	HnswNeighborTuple tuple = repair_neighbors(rs, page, ntid, 0);
+	ItemPointerData list[2 * GRAPH_MAX_M];
+	int			count;
+
+	if (tuple == NULL)
+		return;
+	count = hnsw_neighbor_layer_list(tuple, 0, rs->shape.m, list);
+	for (int i = 0; i < count; i++)
+		reach_mark(reach, &list[i]);
+}
+
+/* note the live elements of a locked page, once per block */
+static void
+reach_note_live(RepairState *rs, ReachState *reach, Page page, BlockNumber blkno)
+{
+	OffsetNumber maxoff = Min(PageGetMaxOffsetNumber(page), reach->per_block);
+
+	if (BIT_TEST(reach->read_blocks, blkno))
+		return;
+	BIT_SET(reach->read_blocks, blkno);
+	for (OffsetNumber offnum = FirstOffsetNumber; offnum <= maxoff;
+		 offnum = OffsetNumberNext(offnum))
+	{
+		HnswElementTuple etup = vacuum_element(rs->index, page, blkno, offnum);
+		ItemPointerData tid;
+
+		if (etup == NULL || !HnswElementIsLive(etup) ||
+			ItemIdGetLength(PageGetItemId(page, offnum)) <
+			hnsw_element_tuple_size(rs->shape.dimensions))
+			continue;
+		ItemPointerSet(&tid, blkno, offnum);
+		BIT_SET(reach->live, reach_bit(reach, &tid));
+	}
+}
+
+/*
+ * Read the lists of every pending element of one block: those whose
+ * neighbour tuple is on the block under its share lock, the others after
+ * it, one page at a time.
+ */
+static void
+reach_expand_block(RepairState *rs, ReachState *reach, BlockNumber blkno)
+{
+	Buffer		buffer;
+	Page		page = repair_read_page(rs, blkno, &buffer);
+	int			nremote = 0;
+
+	if (page != NULL)
+		reach_note_live(rs, reach, page, blkno);
+	/* a list may lead back to this block: until none of its bits is pending */
+	while (BIT_TEST(reach->pending_blocks, blkno))
+	{
+		BIT_CLEAR(reach->pending_blocks, blkno);
+		for (OffsetNumber offnum = FirstOffsetNumber; offnum <= reach->per_block;
+			 offnum = OffsetNumberNext(offnum))
 		{
-			for (OffsetNumber offnum = FirstOffsetNumber;
-				 offnum <= PageGetMaxOffsetNumber(page);
-				 offnum = OffsetNumberNext(offnum))
-			{
-				ItemId		itemid = PageGetItemId(page, offnum);
-				HnswElementTuple etup = vacuum_element(rs->index, page, blkno, offnum);
-				HnswNeighborTuple ntup;
-				ItemPointerData here;
+			int64		bit = (int64) blkno * reach->per_block + offnum - FirstOffsetNumber;
+			HnswElementTuple etup;
 
-				if (etup != NULL && HnswElementIsLive(etup))
-					tid_list_add(&live, blkno, offnum);
-				if (etup != NULL || !ItemIdIsNormal(itemid))
-					continue;
-				ItemPointerSet(&here, blkno, offnum);
-				ntup = repair_neighbors(rs, page, &here, 0);
-				if (ntup != NULL)
-				{
-					ItemPointerData list[2 * GRAPH_MAX_M];
-					int			count = hnsw_neighbor_layer_list(ntup, 0, m, list);
-
-					for (int i = 0; i < count; i++)
-						if (ItemPointerGetBlockNumber(&list[i]) < nblocks &&
-							ItemPointerGetOffsetNumber(&list[i]) >= FirstOffsetNumber &&
-							ItemPointerGetOffsetNumber(&list[i]) <= MaxIndexTuplesPerPage)
-							linked[LINK_BIT(&list[i]) / 8] |= 1 << (LINK_BIT(&list[i]) % 8);
-				}
-			}
+			if (!BIT_TEST(reach->pending, bit))
+				continue;
+			BIT_CLEAR(reach->pending, bit);
+			reach->pending_count--;
+			if (page == NULL || offnum > PageGetMaxOffsetNumber(page))
+				continue;
+			etup = vacuum_element(rs->index, page, blkno, offnum);
+			if (etup == NULL || !HnswElementIsLive(etup))
+				continue;		/* the walk goes through live elements only */
+			if (ItemPointerGetBlockNumber(&etup->neighbortid) == blkno)
+				reach_mark_list(rs, reach, page, &etup->neighbortid);
+			else
+				reach->remote[nremote++] = etup->neighbortid;
 		}
+	}
+	UnlockReleaseBuffer(buffer);
+
+	for (int i = 0; i < nremote; i++)
+	{
+		BlockNumber nblkno = ItemPointerGetBlockNumber(&reach->remote[i]);
+
+		if (nblkno == HNSW_METAPAGE_BLKNO ||
+			nblkno >= RelationGetNumberOfBlocks(rs->index))
+			continue;
+		page = repair_read_page(rs, nblkno, &buffer);
+		if (page != NULL)
+			reach_mark_list(rs, reach, page, &reach->remote[i]);
 		UnlockReleaseBuffer(buffer);
 	}
+}
 
-	for (int i = 0; i < live.count; i++)
+/* expand pending elements until there are none: sweeps in block order */
+static void
+reach_propagate(RepairState *rs, ReachState *reach)
+{
+	while (reach->pending_count > 0)
 	{
-		ItemPointer tid = &live.tids[i];
+		BlockNumber blkno = reach->first_pending;
+
+		reach->first_pending = reach->nblocks;
+		for (; blkno < reach->nblocks && reach->pending_count > 0; blkno++)
+		{
+			if (reach->pending_blocks[blkno / 8] == 0)
+				blkno |= 7;		/* eight blocks with nothing pending */
+			else if (BIT_TEST(reach->pending_blocks, blkno))
+				reach_expand_block(rs, reach, blkno);
+		}
+	}
+}
+
+/*
+ * Put `tid` in the layer-0 list of the first of candidates[] (nearest
+ * first) whose list has room or a shared member (reach_mark: taking its
+ * place orphans nobody), in place of the last such member.  For an element
+ * that no list it was offered to took.  Returns whether a list links to
+ * it.
+ */
+static bool
+force_link(RepairState *rs, ReachState *reach, const GraphNeighbor *candidates,
+		   int count, ItemPointer tid)
+{
+	int			width = hnsw_layer_width(0, rs->shape.m);
+
+	for (int c = 0; c < count; c++)
+	{
 		ItemPointerData ntid;
 		ItemPointerData list[2 * GRAPH_MAX_M];
-		int32		neighbors[2 * GRAPH_MAX_M];
-		int32		self;
-		int32		nearest = -1;
-		float		nearest_distance = 0;
-		int			n;
-		bool		found = false;
+		int			length;
+		int			replace = -1;
 		Buffer		buffer;
 		Page		page;
-		HnswElementTuple etup;
+		GenericXLogState *xlog;
+		HnswNeighborTuple tuple;
 
-		if ((linked[LINK_BIT(tid) / 8] & (1 << (LINK_BIT(tid) % 8))) ||
-			ItemPointerEquals(tid, &rs->meta.entry_point))
-			continue;
-
-		CHECK_FOR_INTERRUPTS();
-		buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM,
-									ItemPointerGetBlockNumber(tid), RBM_NORMAL,
-									rs->strategy);
-		LockBuffer(buffer, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buffer);
-		etup = vacuum_element(rs->index, page, ItemPointerGetBlockNumber(tid),
-							  ItemPointerGetOffsetNumber(tid));
-		if (etup != NULL && HnswElementIsLive(etup) &&
-			ItemIdGetLength(PageGetItemId(page, ItemPointerGetOffsetNumber(tid))) >=
-			hnsw_element_tuple_size(dims))
-		{
-			memcpy(vector, etup->vector, sizeof(float) * dims);
-			found = true;
-		}
-		UnlockReleaseBuffer(buffer);
-		if (!found)
-			continue;
-
-		/* the nearest live member of its own layer-0 list */
-		hnsw_walk_reset(rs->walk, vector);
-		self = hnsw_walk_handle(rs->walk, tid);
-		n = rs->access->neighbors(rs->access->context, self, 0, neighbors);
-		for (int k = 0; k < n; k++)
-		{
-			ItemPointerData finetid;
-			float		distance;
-
-			if (neighbors[k] == self ||
-				!hnsw_walk_element(rs->walk, neighbors[k], &finetid))
-				continue;
-			distance = rs->access->distance(rs->access->context, neighbors[k]);
-			if (nearest < 0 || distance < nearest_distance)
-			{
-				nearest = neighbors[k];
-				nearest_distance = distance;
-			}
-		}
-		if (nearest < 0)
-			continue;
-
-		/* its neighbour tuple, then the link under that page's lock */
-		if (!hnsw_walk_element_neighbortid(rs->walk, nearest, &ntid) ||
+		if (!hnsw_walk_element_neighbortid(rs->walk, candidates[c].id, &ntid) ||
 			ItemPointerGetBlockNumber(&ntid) == HNSW_METAPAGE_BLKNO ||
-			ItemPointerGetBlockNumber(&ntid) >= nblocks)
+			ItemPointerGetBlockNumber(&ntid) >= RelationGetNumberOfBlocks(rs->index))
 			continue;
 		buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM,
 									ItemPointerGetBlockNumber(&ntid), RBM_NORMAL,
 									rs->strategy);
 		LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
 		hnsw_check_page(rs->index, BufferGetPage(buffer), ItemPointerGetBlockNumber(&ntid));
+		xlog = GenericXLogStart(rs->index);
+		page = GenericXLogRegisterBuffer(xlog, buffer, 0);
+		tuple = repair_neighbors(rs, page, &ntid, 0);
+		length = tuple ? hnsw_neighbor_layer_list(tuple, 0, rs->shape.m, list) : 0;
+		for (int i = 0; i < length && replace < width; i++)
 		{
-			GenericXLogState *xlog = GenericXLogStart(rs->index);
-			HnswNeighborTuple ntup;
-			int			count;
-			int			width = hnsw_layer_width(0, m);
-			bool		present = false;
+			int64		bit = reach_bit(reach, &list[i]);
 
-			page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-			ntup = repair_neighbors(rs, page, &ntid, 0);
-			count = ntup ? hnsw_neighbor_layer_list(ntup, 0, m, list) : 0;
-			for (int k = 0; k < count; k++)
-				present |= ItemPointerEquals(&list[k], tid);
-			if (ntup != NULL && !present)
-			{
-				ntup->slots[count < width ? count : width - 1] = *tid;
-				GenericXLogFinish(xlog);
-				rs->lists_repaired++;
-			}
-			else
-				GenericXLogAbort(xlog);
+			if (ItemPointerEquals(&list[i], tid))
+				replace = width;	/* linked meanwhile */
+			else if (bit >= 0 && BIT_TEST(reach->shared, bit))
+				replace = i;
 		}
+		if (tuple != NULL && replace < width && (length < width || replace >= 0))
+		{
+			int			slot = length < width ? length : replace;
+			int64		bit = reach_bit(reach, &tuple->slots[slot]);
+
+			if (slot < length && bit >= 0)
+				BIT_CLEAR(reach->shared, bit);	/* one link fewer */
+			tuple->slots[slot] = *tid;
+			GenericXLogFinish(xlog);
+			UnlockReleaseBuffer(buffer);
+			reach->forced++;
+			return true;
+		}
+		GenericXLogAbort(xlog);
 		UnlockReleaseBuffer(buffer);
+		if (replace == width)
+			return true;
 	}
-#undef LINK_BIT
-	pfree(linked);
-	if (live.tids)
-		pfree(live.tids);
+	return false;
+}
+
+/*
+ * Link the live element at `tid`, which the walk did not reach, from the
+ * graph as an insert of its vector would: search for its nearest reachable
+ * live elements (descending through the upper layers; if that finds none,
+ * on layer 0 from the entry point, where the search sees only what is
+ * reachable), choose among them with the neighbour heuristic, and give each
+ * chosen one a back link to it (hnsw_add_link: appended, or, may_prune, the
+ * full list pruned).  If no list took it, force_link.  Returns whether a
+ * reachable list links to it now.
+ */
+static bool
+relink_element(RepairState *rs, ReachState *reach, ItemPointer tid, float *vector,
+			   bool may_prune)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
+	int			m = rs->shape.m;
+	bool		found = false;
+	Buffer		buffer;
+	Page		page;
+	HnswElementTuple etup;
+	int32		self;
+
+	CHECK_FOR_INTERRUPTS();
+	buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM, blkno, RBM_NORMAL, rs->strategy);
+	LockBuffer(buffer, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buffer);
+	etup = vacuum_element(rs->index, page, blkno, ItemPointerGetOffsetNumber(tid));
+	if (etup != NULL && HnswElementIsLive(etup))
+	{
+		memcpy(vector, etup->vector, sizeof(float) * rs->shape.dimensions);
+		found = true;
+	}
+	UnlockReleaseBuffer(buffer);
+	if (!found)
+		return false;
+
+	hnsw_walk_reset(rs->walk, vector);
+	self = hnsw_walk_handle(rs->walk, tid);
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		int32		entry = hnsw_walk_handle(rs->walk, &reach->entry_point);
+		float		entry_distance = rs->access->distance(rs->access->context, entry);
+		GraphNeighbor selected[GRAPH_MAX_M];
+		int			nfound;
+		int			ncandidates = 0;
+		int			nselected;
+		bool		linked = false;
+
+		for (int layer = rs->meta.max_level; layer > 0 && attempt == 0; layer--)
+			entry = graph_walk_greedy(rs->access, entry, &entry_distance, layer);
+		nfound = graph_walk_layer(rs->access, hnsw_walk_scratch(rs->walk), entry,
+								  entry_distance, rs->shape.ef_construction, 0,
+								  rs->found);
+		for (int i = 0; i < nfound; i++)
+		{
+			ItemPointerData finetid;
+			int64		bit = reach_bit(reach, hnsw_walk_tid(rs->walk, rs->found[i].id));
+
+			if (rs->found[i].id != self && bit >= 0 && BIT_TEST(reach->reached, bit) &&
+				hnsw_walk_element(rs->walk, rs->found[i].id, &finetid))
+				rs->candidates[ncandidates++] = rs->found[i];
+		}
+		if (ncandidates == 0)
+			continue;
+
+		nselected = graph_select_neighbors(rs->candidates, ncandidates, m,
+										   hnsw_walk_pair_distance, rs->walk, selected);
+		for (int i = 0; i < nselected; i++)
+		{
+			ItemPointerData target = *hnsw_walk_tid(rs->walk, selected[i].id);
+
+			linked |= hnsw_add_link(rs->index, &rs->shape, rs->walk, &target,
+									selected[i].id, 0, tid, vector, may_prune);
+		}
+		if (!linked)
+			linked = force_link(rs, reach, rs->candidates, ncandidates, tid);
+		if (linked)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * One round: walk from the entry point, then re-link, block by block, each
+ * live element the walk did not reach, and walk on from it at once (the
+ * rest of its group is reached through it and needs no link of its own).
+ * may_prune: as relink_element.  Returns how many elements it re-linked,
+ * -1 when the entry point is not a live element (nothing to start from).
+ */
+static int64
+reach_round(RepairState *rs, ReachState *reach, float *vector, bool may_prune)
+{
+	Size		map_bytes = (Size) reach->nblocks * reach->per_block / 8 + 1;
+	int64		relinked = 0;
+
+	memset(reach->reached, 0, map_bytes);
+	memset(reach->pending, 0, map_bytes);
+	memset(reach->shared, 0, map_bytes);
+	memset(reach->pending_blocks, 0, reach->nblocks / 8 + 1);
+	reach->pending_count = 0;
+	reach->first_pending = reach->nblocks;
+	reach->left = 0;
+	reach_mark(reach, &reach->entry_point);
+	reach_propagate(rs, reach);
+	if (!BIT_TEST(reach->live, reach_bit(reach, &reach->entry_point)))
+		return -1;				/* no walk starts there: leave it to inserts */
+
+	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < reach->nblocks; blkno++)
+	{
+		if (!BIT_TEST(reach->read_blocks, blkno))
+		{
+			Buffer		buffer;
+			Page		page = repair_read_page(rs, blkno, &buffer);
+
+			if (page != NULL)
+				reach_note_live(rs, reach, page, blkno);
+			UnlockReleaseBuffer(buffer);
+		}
+		for (OffsetNumber offnum = FirstOffsetNumber; offnum <= reach->per_block;
+			 offnum = OffsetNumberNext(offnum))
+		{
+			int64		bit = (int64) blkno * reach->per_block + offnum - FirstOffsetNumber;
+			ItemPointerData tid;
+
+			if (!BIT_TEST(reach->live, bit) || BIT_TEST(reach->reached, bit))
+				continue;
+			ItemPointerSet(&tid, blkno, offnum);
+			if (!relink_element(rs, reach, &tid, vector, may_prune))
+			{
+				reach->left++;
+				continue;
+			}
+			relinked++;
+			reach_mark(reach, &tid);
+			reach_propagate(rs, reach);
+		}
+	}
+	return relinked;
+}
+
+/*
+ * Phase 3b (README, VACUUM).  Rounds: a round that re-linked something is
+ * followed by one that checks, at most REACH_ROUNDS in all.  The first
+ * links as an insert does, pruning full lists; a pruning may take another
+ * element's last way in, so the later ones only add links (to lists with
+ * room, else force_link in place of a member reached twice), which takes
+ * nobody's: in a narrow graph (m = 2) pruning in every round measured
+ * elements still unreachable after four rounds, this never.
+ */
+#define REACH_ROUNDS 4
+
+static void
+relink_unreachable(RepairState *rs)
+{
+	ReachState	reach;
+	float	   *vector;
+
+	hnsw_read_meta(rs->index, &rs->meta);
+	if (!ItemPointerIsValid(&rs->meta.entry_point) || !reach_begin(rs, &reach))
+		return;
+	reach.entry_point = rs->meta.entry_point;
+	vector = palloc(sizeof(float) * rs->shape.dimensions);
+	for (int round = 0; round < REACH_ROUNDS && !rs->checked; round++)
+	{
+		int64		relinked = reach_round(rs, &reach, vector, round == 0);
+
+		if (relinked < 0)
+			break;
+		elog(DEBUG2, "index \"%s\": reachability round %d: " INT64_FORMAT
+			 " elements re-linked, " INT64_FORMAT " could not be",
+			 RelationGetRelationName(rs->index), round + 1, relinked, reach.left);
+		rs->relinked += relinked;
+		rs->checked = relinked == 0;
+	}
+	rs->forced = reach.forced;
+	rs->left = reach.left;
 	pfree(vector);
+	pfree(reach.live);
+	pfree(reach.reached);
+	pfree(reach.pending);
+	pfree(reach.shared);
+	pfree(reach.pending_blocks);
+	pfree(reach.read_blocks);
+	pfree(reach.remote);
 }
 
 /* ------------------------------------------------------------------------
@@ -985,24 +1346,32 @@ free_deleted(Relation index, const TidList *deleted, int m,
 }
 
 /*
- * Phases 2-4 for the elements found deleted.  Inserts go on meanwhile;
- * they never link to a deleted element after the barrier.
+ * Phases 2-4: unlink and free the elements found deleted, and (3b) make
+ * every live element reachable, also when none was deleted (an insert's
+ * pruning can orphan elements too).  Inserts go on meanwhile; they never
+ * link to a deleted element after the barrier.
  */
 static void
-unlink_deleted(IndexVacuumInfo *info, TidList *deleted,
-			   const EntryCandidate *candidate)
+repair_graph(IndexVacuumInfo *info, TidList *deleted,
+			 const EntryCandidate *candidate)
 {
 	RepairState rs;
-
-	if (deleted->count == 0)
-		return;
-	qsort(deleted->tids, deleted->count, sizeof(ItemPointerData), tid_compare);
 
 	memset(&rs, 0, sizeof(rs));
 	rs.index = info->index;
 	rs.strategy = info->strategy;
 	rs.deleted = deleted;
-	move_entry_point(info->index, deleted, candidate, &rs.meta);
+	if (deleted->count > 0)
+	{
+		qsort(deleted->tids, deleted->count, sizeof(ItemPointerData), tid_compare);
+		move_entry_point(info->index, deleted, candidate, &rs.meta);
+	}
+	else
+	{
+		hnsw_read_meta(info->index, &rs.meta);
+		if (!ItemPointerIsValid(&rs.meta.entry_point))
+			return;				/* an empty index */
+	}
 	hnsw_shape_from_meta(&rs.meta, &rs.shape);
 	rs.walk = hnsw_walk_begin(info->index, &rs.shape, rs.shape.ef_construction, true);
 	rs.access = hnsw_walk_access(rs.walk);
@@ -1010,13 +1379,19 @@ unlink_deleted(IndexVacuumInfo *info, TidList *deleted,
 	rs.candidates = palloc(sizeof(GraphNeighbor) * rs.candidate_capacity);
 	rs.found = palloc(sizeof(GraphNeighbor) * (rs.shape.ef_construction + 2));
 
-	repair_lists(&rs);
-	reconnect_orphans(&rs);
+	if (deleted->count > 0)
+		repair_lists(&rs);
+	relink_unreachable(&rs);
 	hnsw_walk_end(rs.walk);
 
-	free_deleted(info->index, deleted, rs.shape.m, info->strategy);
-	elog(DEBUG1, "index \"%s\": %d elements unlinked, " INT64_FORMAT " lists repaired",
-		 RelationGetRelationName(info->index), deleted->count, rs.lists_repaired);
+	if (deleted->count > 0)
+		free_deleted(info->index, deleted, rs.shape.m, info->strategy);
+	elog(DEBUG1, "index \"%s\": %d elements unlinked, " INT64_FORMAT " lists repaired, "
+		 INT64_FORMAT " unreachable elements re-linked (" INT64_FORMAT " by a forced link), "
+		 INT64_FORMAT " left unreachable%s",
+		 RelationGetRelationName(info->index), deleted->count, rs.lists_repaired,
+		 rs.relinked, rs.forced, rs.left,
+		 rs.checked ? "" : " (reachability not checked to the end)");
 }
 
 /* all four phases; callback NULL: no heap TID is dead (amvacuumcleanup) */
@@ -1042,7 +1417,7 @@ vacuum_index(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		if (!tid_list_contains(&deleted, &chained.tid))
 			sure = chained;
 	}
-	unlink_deleted(info, &deleted, &sure);
+	repair_graph(info, &deleted, &sure);
 	FreeSpaceMapVacuum(info->index);	/* the map's upper levels, for inserts */
 	stats->estimated_count = false;
 	if (deleted.tids)
