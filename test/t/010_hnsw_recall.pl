@@ -10,7 +10,8 @@
 # sequential scan: it must be at least 0.99.  The index must also pass
 # hierindex_check and hold one element per row.  The l2 case runs twice:
 # the second time with maintenance_work_mem = 1MB, where the graph does not
-# fit and the build adds most rows one by one (the same bar applies).
+# fit and the build adds most rows one by one (the same recall bar; the
+# check allows the insert tests' 0.2% of unreachable elements).
 #
 # Run as tools/test.sh does: prove test/t/*.pl as a non-root user, with
 # PostgreSQL's TAP modules on PERL5LIB and its bin directory on PATH.
@@ -104,7 +105,18 @@ WHERE cardinality(ids) <> $K
 		'0',
 		"$name: every query returns $K distinct rows");
 
-	hierindex_check_is_clean($node, $index, "$name: hierindex_check finds no problem");
+	# Rows added one at a time go through the insert path, whose pruning
+	# can cut an element's last way in (1 of 10000 in one CI run): that case
+	# gets the insert tests' bar, at most 0.2% unreachable (the next VACUUM
+	# re-links them: 015); a build that held the whole graph leaves none.
+	if (defined $work_mem)
+	{
+		hierindex_check_after_inserts($node, $index, $name);
+	}
+	else
+	{
+		hierindex_check_is_clean($node, $index, "$name: hierindex_check finds no problem");
+	}
 	is( $node->safe_psql(
 			'postgres',
 			"SELECT metric, dimensions, elements, heap_tids, deleted_elements "
