@@ -158,6 +158,23 @@ typedef struct HnswElementTupleData
 typedef HnswElementTupleData *HnswElementTuple;
 
 /*
+ * Dead-row hint (README, Scans: dead rows): the high bit of an element
+ * tuple's type byte, a bit no tuple type uses.  Set by a scan, as a hint
+ * (MarkBufferDirtyHint under a share lock, never WAL-logged), when the
+ * executor reported every inline heap TID of an element without a heap-TID
+ * chain dead to every transaction (scan->kill_prior_tuple); cleared by every
+ * writer that gives the element a new row (an inline heap TID, a chain, or
+ * the reuse of its slot).  Scans outside recovery treat a hinted element
+ * without a chain as deleted; everything else reads the type through
+ * HnswTupleType and ignores the bit.
+ */
+#define HNSW_ELEMENT_DEAD_HINT	0x80
+#define HnswTupleType(first_byte) ((uint8) ((first_byte) & ~HNSW_ELEMENT_DEAD_HINT))
+#define HnswElementDeadHinted(tuple) \
+	(((tuple)->type & HNSW_ELEMENT_DEAD_HINT) != 0 && \
+	 !ItemPointerIsValid(&(tuple)->overflowtid))
+
+/*
  * HnswElementTupleData.state: what the element is, in the low two bits, and
  * how many times its slot has been reused, modulo 64, above them (README,
  * VACUUM).  A live element has rows; a deleted one has none but may still be
@@ -536,6 +553,16 @@ extern Size hnsw_walk_memory(HnswWalk *walk);
  */
 extern void hnsw_walk_release(HnswWalk *walk);
 extern void hnsw_walk_end(HnswWalk *walk);
+/*
+ * Dead-row hints (HNSW_ELEMENT_DEAD_HINT).  A walk ignores them unless told
+ * to use them (scans outside recovery: scan->ignore_killed_tuples); then it
+ * reads a hinted element as deleted.  hnsw_walk_hint_dead sets the hint on
+ * the element when it is still the element the walk read, live, without a
+ * chain, and its inline heap TIDs are exactly tids[0 .. n).
+ */
+extern void hnsw_walk_use_dead_hints(HnswWalk *walk, bool use);
+extern void hnsw_walk_hint_dead(HnswWalk *walk, int32 handle,
+								const ItemPointerData *tids, int n);
 
 /*
  * The index column's dimension (vector(n) is required), at most max_dim;
@@ -687,6 +714,29 @@ extern bool hnsw_scan_limits_reached(const HnswScanLimits *limits, Relation inde
 									 int64 extra_tuples, double extra_bytes,
 									 int batches);
 extern void hnsw_end_scan(IndexScanDesc scan);
+
+/*
+ * Rows the executor reported dead (scan->kill_prior_tuple), per element: a
+ * scan hands out an element's rows one after another, so it notes each
+ * killed row with its element's handle and number of rows in the scan, and
+ * once all of them were killed the element gets its dead-row hint.
+ */
+typedef struct HnswRowSource
+{
+	int32		handle;			/* the element, in the scan's walk */
+	int			rows;			/* its rows in the scan */
+} HnswRowSource;
+
+typedef struct HnswKilledRows
+{
+	int32		handle;			/* -1: none yet */
+	int			count;
+	ItemPointerData tids[HNSW_HEAPTIDS];
+} HnswKilledRows;
+
+extern void hnsw_killed_rows_reset(HnswKilledRows *killed);
+extern void hnsw_note_killed_row(HnswWalk *walk, HnswKilledRows *killed,
+								 int32 handle, int element_rows, ItemPointer heaptid);
 extern void hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
 							   double loop_count, Cost *startup_cost,
 							   Cost *total_cost, Selectivity *selectivity,

@@ -408,6 +408,7 @@ add_overflow_tuple(InsertState *state, ItemPointer tid, ItemPointerData head)
 	for (int i = 1; i < HNSW_OVERFLOW_HEAPTIDS; i++)
 		ItemPointerSetInvalid(&overflow.heaptids[i]);
 	offset = add_tuple(index, target, &overflow, sizeof(overflow));
+	element->type = HNSW_ELEMENT_TUPLE; /* a live row: no dead-row hint */
 	ItemPointerSet(&element->overflowtid,
 				   target == element_page ? element_blkno :
 				   target == insert_page ? insert_blkno : new_insert_page,
@@ -464,6 +465,7 @@ add_heap_tid(InsertState *state, ItemPointer tid)
 		if (element->heaptid_count < HNSW_HEAPTIDS)
 		{
 			element->heaptids[element->heaptid_count++] = state->heap_tid;
+			element->type = HNSW_ELEMENT_TUPLE; /* a live row: no dead-row hint */
 			count_heap_tid(state, xlog, InvalidBlockNumber);
 			UnlockReleaseBuffer(buffer);
 			return true;
@@ -1156,6 +1158,7 @@ write_reused_element(InsertState *state, const ReuseSlot *slot,
 	}
 
 	/* the element: a new generation of the slot; its chain stays (empty) */
+	element->type = HNSW_ELEMENT_TUPLE; /* the last element's hint goes */
 	element->level = state->level;
 	element->state = HnswElementReusedState(element);
 	element->heaptid_count = 1;

@@ -402,7 +402,7 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 					info_corrupted(target.index, blkno, offnum, why);
 				continue;
 			}
-			if (item[0] == HNSW_ELEMENT_TUPLE)
+			if (HnswTupleType(item[0]) == HNSW_ELEMENT_TUPLE)
 			{
 				HnswElementTuple etup = (HnswElementTuple) item;
 
@@ -1150,7 +1150,7 @@ check_pages(CheckState *cs, bool links)
 					check_remember(cs, blkno, offnum, CHECK_DAMAGED, -1);
 				}
 			}
-			else if (item[0] == HNSW_ELEMENT_TUPLE)
+			else if (HnswTupleType(item[0]) == HNSW_ELEMENT_TUPLE)
 				check_element_tuple(cs, blkno, offnum, (HnswElementTuple) item, length);
 			else if (item[0] == HNSW_NEIGHBOR_TUPLE)
 				check_neighbor_tuple(cs, blkno, offnum, (HnswNeighborTuple) item, length);

@@ -337,7 +337,7 @@ hnsw_page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size)
 	if (!ItemIdIsNormal(item) || ItemIdGetLength(item) < min_size)
 		return NULL;
 	tuple = (uint8 *) PageGetItem(page, item);
-	return *tuple == type ? tuple : NULL;
+	return HnswTupleType(*tuple) == type ? tuple : NULL;
 }
 
 int

@@ -70,6 +70,9 @@ typedef struct HnswScanOpaqueData
 	int			found_capacity;
 	ItemPointerData *heaptids;	/* one batch's rows: heaptid_capacity entries, grown */
 	int			heaptid_capacity;
+	HnswRowSource *sources;		/* each row's element: source_capacity entries */
+	int			source_capacity;
+	HnswKilledRows killed;		/* rows the executor reported dead */
 
 	/* settings, read when the search starts (SET LOCAL works per query) */
 	int			ef;
@@ -139,6 +142,7 @@ hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	so->done = true;
 	so->count = 0;
 	so->next = 0;
+	hnsw_killed_rows_reset(&so->killed);
 }
 
 /* (Re)size the scan's walk and result arrays for ef_search. */
@@ -153,6 +157,7 @@ hnsw_scan_prepare_walk(IndexScanDesc scan, const HnswShape *shape, int ef)
 		hnsw_walk_end(so->walk);
 		pfree(so->found);
 		pfree(so->heaptids);
+		pfree(so->sources);
 	}
 	else
 		so->query = palloc(sizeof(float) * shape->dimensions);
@@ -163,6 +168,8 @@ hnsw_scan_prepare_walk(IndexScanDesc scan, const HnswShape *shape, int ef)
 	so->found = palloc(sizeof(GraphNeighbor) * ef);
 	so->heaptid_capacity = ef * 2;
 	so->heaptids = palloc(sizeof(ItemPointerData) * so->heaptid_capacity);
+	so->source_capacity = so->heaptid_capacity;
+	so->sources = palloc(sizeof(HnswRowSource) * so->source_capacity);
 	MemoryContextSwitchTo(old);
 }
 
@@ -227,6 +234,8 @@ hnsw_scan_start(IndexScanDesc scan)
 	pgstat_count_index_scan(index);
 
 	hnsw_walk_reset(so->walk, so->query);
+	/* not in recovery: a standby's snapshot may still see what was killed */
+	hnsw_walk_use_dead_hints(so->walk, scan->ignore_killed_tuples);
 	access = hnsw_walk_access(so->walk);
 	entry = hnsw_walk_handle(so->walk, &meta.entry_point);
 	entry_distance = access->distance(access->context, entry);
@@ -371,6 +380,17 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 							   &so->heaptids, &so->heaptid_capacity, so->count);
 		if (n > HNSW_HEAPTIDS)
 			so->extra_tuples += n - HNSW_HEAPTIDS;
+		if (so->count + n > so->source_capacity)
+		{
+			so->source_capacity = Max(so->source_capacity * 2, so->count + n);
+			so->sources = repalloc_huge(so->sources,
+										sizeof(HnswRowSource) * (Size) so->source_capacity);
+		}
+		for (int t = 0; t < n; t++)
+		{
+			so->sources[so->count + t].handle = so->found[i].id;
+			so->sources[so->count + t].rows = n;
+		}
 		so->count += n;
 		if (n > 0)
 			so->last_distance = so->found[i].distance;
@@ -392,6 +412,11 @@ hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir)
 {
 	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
 
+	/* the row returned last is dead to everyone: learn it (README, Scans) */
+	if (scan->kill_prior_tuple && so->next > 0 && so->next <= so->count)
+		hnsw_note_killed_row(so->walk, &so->killed, so->sources[so->next - 1].handle,
+							 so->sources[so->next - 1].rows,
+							 &so->heaptids[so->next - 1]);
 	if (!so->searched)
 	{
 		hnsw_scan_start(scan);
@@ -408,6 +433,41 @@ hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir)
 	scan->xs_recheck = false;
 	scan->xs_recheckorderby = false;
 	return true;
+}
+
+void
+hnsw_killed_rows_reset(HnswKilledRows *killed)
+{
+	killed->handle = -1;
+	killed->count = 0;
+}
+
+/*
+ * Note one row the executor reported dead.  The rows of an element are
+ * handed out one after another and the reports come in the same order, so
+ * a run of reports for one handle that reaches the element's number of rows
+ * means all of them are dead; an element with more rows than fit inline has
+ * a chain and is never hinted.
+ */
+void
+hnsw_note_killed_row(HnswWalk *walk, HnswKilledRows *killed, int32 handle,
+					 int element_rows, ItemPointer heaptid)
+{
+	if (walk == NULL || element_rows > HNSW_HEAPTIDS)
+		return;
+	if (killed->handle != handle)
+	{
+		killed->handle = handle;
+		killed->count = 0;
+	}
+	if (killed->count >= element_rows)
+		return;
+	killed->tids[killed->count++] = *heaptid;
+	if (killed->count == element_rows)
+	{
+		hnsw_walk_hint_dead(walk, handle, killed->tids, element_rows);
+		hnsw_walk_release(walk);
+	}
 }
 
 void

@@ -84,7 +84,7 @@ vacuum_element(Relation index, Page page, BlockNumber blkno, OffsetNumber offnum
 	if (!ItemIdIsNormal(itemid))
 		return NULL;
 	etup = (HnswElementTuple) PageGetItem(page, itemid);
-	if (etup->type != HNSW_ELEMENT_TUPLE)
+	if (HnswTupleType(etup->type) != HNSW_ELEMENT_TUPLE)
 		return NULL;
 	if (ItemIdGetOffset(itemid) + ItemIdGetLength(itemid) > BLCKSZ ||
 		ItemIdGetLength(itemid) < offsetof(HnswElementTupleData, vector) ||

@@ -131,6 +131,7 @@ struct HnswWalk
 	Relation	index;
 	HnswShape	shape;
 	bool		keep_vectors;
+	bool		use_dead_hints; /* read a dead-hinted element as deleted */
 	MemoryContext context;		/* where the walk and its growth live */
 
 	GraphAccess access;
@@ -462,7 +463,7 @@ walk_read_element(HnswWalk *walk, int32 handle)
 	 * A free slot is linked from nowhere but a list copied before VACUUM
 	 * repaired it: it leads nowhere (README, VACUUM).
 	 */
-	if (tuple != NULL && tuple->type == HNSW_ELEMENT_TUPLE &&
+	if (tuple != NULL && HnswTupleType(tuple->type) == HNSW_ELEMENT_TUPLE &&
 		HnswElementState(tuple) != HNSW_ELEMENT_FREE)
 	{
 		element->distance = graph_metric_distance(walk->shape.metric, walk->query,
@@ -474,7 +475,17 @@ walk_read_element(HnswWalk *walk, int32 handle)
 		element->overflowtid = tuple->overflowtid;
 		element->neighbortid = tuple->neighbortid;
 		element->finetid = tuple->finetid;
-		if (HnswElementIsLive(tuple))
+
+		/*
+		 * Every row of a hinted element is dead to every transaction: a scan
+		 * walks through it as through a deleted one.  Its generation stays,
+		 * so its rows are never read (hnsw_walk_heaptids wants it live).
+		 */
+		if (walk->use_dead_hints && HnswElementIsLive(tuple) &&
+			HnswElementDeadHinted(tuple))
+			element->element_state =
+				(tuple->state & ~HNSW_ELEMENT_STATE_MASK) | HNSW_ELEMENT_DELETED;
+		else if (HnswElementIsLive(tuple))
 			walk->live_heaptids += element->heaptid_count;
 		if (walk->keep_vectors)
 			memcpy(walk->vectors + (Size) handle * dimensions, tuple->vector,
@@ -845,7 +856,7 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 	 * The same element as when its distance was computed: the state byte
 	 * holds the slot's generation, which changes when an insert reuses it.
 	 */
-	if (tuple == NULL || tuple->type != HNSW_ELEMENT_TUPLE ||
+	if (tuple == NULL || HnswTupleType(tuple->type) != HNSW_ELEMENT_TUPLE ||
 		tuple->state != element->element_state)
 	{
 		walk_unlock(walk);
@@ -890,6 +901,59 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 		walk_unlock(walk);
 	}
 	return count;
+}
+
+void
+hnsw_walk_use_dead_hints(HnswWalk *walk, bool use)
+{
+	walk->use_dead_hints = use;
+}
+
+/*
+ * Set the dead-row hint (README, Scans: dead rows).  Under the share lock,
+ * as nbtree sets LP_DEAD: nobody adds a row to the element without the
+ * exclusive lock, so the element checked here is the one hinted; setting
+ * one bit of a byte that only writers under the exclusive lock otherwise
+ * change races with nothing but another hinter.  The hint is not WAL-logged
+ * (MarkBufferDirtyHint: a full-page image when checksums need one): lost in
+ * a crash, it is learnt again.
+ */
+void
+hnsw_walk_hint_dead(HnswWalk *walk, int32 handle, const ItemPointerData *tids, int n)
+{
+	HnswWalkElement *element;
+	Page		page;
+	HnswElementTuple tuple;
+	bool		same = true;
+
+	element = walk_element_read(walk, handle);
+	if (element == NULL || !WALK_ELEMENT_LIVE(element) || n < 1 ||
+		n > HNSW_HEAPTIDS || ItemPointerIsValid(&element->overflowtid))
+		return;
+	page = walk_lock_block(walk, ItemPointerGetBlockNumberNoCheck(&element->tid));
+	if (page == NULL)
+		return;
+	tuple = (HnswElementTuple)
+		page_item(page, ItemPointerGetOffsetNumberNoCheck(&element->tid),
+				  offsetof(HnswElementTupleData, vector));
+	if (tuple == NULL || HnswTupleType(tuple->type) != HNSW_ELEMENT_TUPLE ||
+		tuple->state != element->element_state ||
+		ItemPointerIsValid(&tuple->overflowtid) || tuple->heaptid_count != n)
+		same = false;
+	for (int i = 0; same && i < n; i++)
+	{
+		bool		found = false;
+
+		for (int j = 0; j < n && !found; j++)
+			found = ItemPointerEquals(&tuple->heaptids[i], (ItemPointer) &tids[j]);
+		same = found;
+	}
+	if (same && (tuple->type & HNSW_ELEMENT_DEAD_HINT) == 0)
+	{
+		tuple->type |= HNSW_ELEMENT_DEAD_HINT;
+		MarkBufferDirtyHint(walk->buffer, true);
+	}
+	walk_unlock(walk);
 }
 
 bool

@@ -92,6 +92,7 @@ typedef struct ScanRow
 	ItemPointerData heaptid;
 	double		bound;
 	bool		exact_order;	/* its place is proven: no recheck */
+	HnswRowSource source;		/* its element, for dead-row hints */
 } ScanRow;
 
 typedef struct MatryoshkaScanOpaqueData
@@ -130,6 +131,7 @@ typedef struct MatryoshkaScanOpaqueData
 	ScanRow    *rows;			/* the current round's, in bound order */
 	int			count;
 	int			next;
+	HnswKilledRows killed;		/* rows the executor reported dead */
 } MatryoshkaScanOpaqueData;
 
 typedef MatryoshkaScanOpaqueData *MatryoshkaScanOpaque;
@@ -183,6 +185,7 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	so->rows = NULL;
 	so->count = 0;
 	so->next = 0;
+	hnsw_killed_rows_reset(&so->killed);
 	so->late = 0;
 	so->dropped = 0;
 	so->extra_tuples = 0;
@@ -277,6 +280,8 @@ prepare_search(IndexScanDesc scan)
 
 	/* from the entry point down to layer 0, where the rounds search */
 	hnsw_walk_reset(so->walk, so->coarse_query);
+	/* not in recovery: a standby's snapshot may still see what was killed */
+	hnsw_walk_use_dead_hints(so->walk, scan->ignore_killed_tuples);
 	access = hnsw_walk_access(so->walk);
 	entry = hnsw_walk_handle(so->walk, &so->meta.entry_point);
 	entry_distance = access->distance(access->context, entry);
@@ -776,6 +781,8 @@ run_round(IndexScanDesc scan)
 			so->rows[so->count].heaptid = heaptids[t];
 			so->rows[so->count].bound = candidates[i].distance;
 			so->rows[so->count].exact_order = exact_order;
+			so->rows[so->count].source.handle = candidates[i].handle;
+			so->rows[so->count].source.rows = tids;
 			so->count++;
 			exact_rows += exact_order;
 		}
@@ -804,6 +811,13 @@ matryoshka_get_tuple(IndexScanDesc scan, ScanDirection dir)
 	MatryoshkaScanOpaque so = (MatryoshkaScanOpaque) scan->opaque;
 	ScanRow    *row;
 
+	/* the row returned last is dead to everyone: learn it (README, Scans) */
+	if (scan->kill_prior_tuple && so->next > 0 && so->next <= so->count)
+	{
+		row = &so->rows[so->next - 1];
+		hnsw_note_killed_row(so->walk, &so->killed, row->source.handle,
+							 row->source.rows, &row->heaptid);
+	}
 	if (!so->searched)
 	{
 		MemoryContext old = MemoryContextSwitchTo(so->search_context);

@@ -1,0 +1,83 @@
+# 018_dead_rows.pl: dead-row hints (src/hnsw/README, Scans: dead rows), on
+# both access methods.
+#
+# Half the rows are deleted and no VACUUM runs.  The executor tells the
+# index which rows it fetched were dead to everyone (kill_prior_tuple) and
+# the scans hint their elements dead, so that the next queries fill their
+# ef_search candidates (matryoshka: its coarse shortlist) with live rows.
+# Checked: the queries return exactly the live rows a LIMIT asks for, never
+# a dead one; the second pass over the queries (after the hints) reaches
+# recall@10 >= 0.95 at ef_search 100 against a sequential scan; a standby
+# (which ignores the hints: its snapshots may still see the rows) answers
+# correctly; then VACUUM: hierindex_check is clean, inserts reuse the freed
+# slots, and recall holds.
+use strict;
+use warnings;
+use FindBin;
+use lib $FindBin::RealBin;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use HierindexTest;
+
+my $DIM = 64;
+my $K = 10;
+
+for my $am (access_methods())
+{
+	my $node = start_hierindex_node("${am}_dead", init => { allows_streaming => 1 },
+		conf => "autovacuum = off\n");
+	$node->safe_psql('postgres',
+		clustered_centres_sql(0.61, $DIM)
+		  . items_and_queries_sql(dim => $DIM, rows => 4200, queries => 50)
+		  . "CREATE INDEX items_l2 ON items USING $am (v vector_l2_ops) "
+		  . index_options_sql($am, $DIM, '') . ';');
+	$node->backup('b');
+	my $standby = PostgreSQL::Test::Cluster->new("${am}_dead_standby");
+	$standby->init_from_backup($node, 'b', has_streaming => 1);
+	$standby->start;
+
+	$node->safe_psql('postgres', 'DELETE FROM items WHERE id % 2 = 0; ANALYZE items;');
+	$node->safe_psql('postgres',
+		exact_answers_sql('exact', knn_sql('<->', $K)));
+	my $first = measure_recall($node, knn => knn_sql('<->', $K), k => $K,
+		exact => 'exact', ef_search => 100);
+	note("$am: first pass after the delete: recall\@$K $first");
+	my $second = measure_recall($node, knn => knn_sql('<->', $K), k => $K,
+		exact => 'exact', ef_search => 100);
+	recall_at_least($second, 0.95, "$am: second pass after the delete (hints learnt)");
+
+	# exactly live rows, and as many as LIMIT asks for
+	is($node->safe_psql('postgres', ef_search_sql(100) . qq{
+SELECT count(*) FILTER (WHERE id % 2 = 0) || '/' || count(*)
+FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
+		'0/' . 50 * $K, "$am: only live rows, $K per query");
+
+	# the standby ignores hints that may arrive with full-page images
+	$node->safe_psql('postgres', 'CHECKPOINT; UPDATE items SET id = id WHERE id = 1;');
+	$node->wait_for_catchup($standby);
+	my $exact_out = $node->safe_psql('postgres', 'SELECT qid, ids FROM exact');
+	my ($standby_recall) = recall_of_lists($exact_out,
+		$standby->safe_psql('postgres', ef_search_sql(100) . knn_sql('<->', $K)));
+	recall_at_least($standby_recall, 0.90, "$am: standby after the delete");
+	is($standby->safe_psql('postgres', ef_search_sql(100) . qq{
+SELECT count(*) FILTER (WHERE id % 2 = 0) || '/' || count(*)
+FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
+		'0/' . 50 * $K, "$am: standby returns only live rows, $K per query");
+
+	$node->safe_psql('postgres', 'VACUUM items');
+	hierindex_check_is_clean($node, 'items_l2', "$am: hierindex_check after VACUUM");
+	my $elements = $node->safe_psql('postgres',
+		"SELECT elements FROM hierindex_index_info('items_l2')");
+	$node->safe_psql('postgres', 'INSERT INTO items '
+		  . clustered_points_sql(dim => $DIM, series => 'generate_series(1, 200)', id => '100000 + i'));
+	is($node->safe_psql('postgres', "SELECT elements FROM hierindex_index_info('items_l2')"),
+		$elements, "$am: inserts after VACUUM reuse freed slots");
+	$node->safe_psql('postgres', 'DROP TABLE exact');
+	recall_at_least(measure_recall($node, knn => knn_sql('<->', $K), k => $K,
+			exact => 'exact', ef_search => 100, compute_exact => 1, temp => 1),
+		0.95, "$am: recall after VACUUM and inserts");
+	$standby->stop;
+	$node->stop;
+}
+
+done_testing();
