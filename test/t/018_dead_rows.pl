@@ -5,12 +5,17 @@
 # index which rows it fetched were dead to everyone (kill_prior_tuple) and
 # the scans hint their elements dead, so that the next queries fill their
 # ef_search candidates (matryoshka: its coarse shortlist) with live rows.
-# Checked: the queries return exactly the live rows a LIMIT asks for, never
-# a dead one; the second pass over the queries (after the hints) reaches
-# recall@10 >= 0.95 at ef_search 100 against a sequential scan; a standby
-# (which ignores the hints: its snapshots may still see the rows) answers
-# correctly; then VACUUM: hierindex_check is clean, inserts reuse the freed
-# slots, and recall holds.
+# Checked, with the index forced (at 4200 rows the planner would sort a
+# sequential scan and every recall would be 1): the queries return exactly
+# the live rows a LIMIT asks for, never a dead one; a standby (which ignores
+# the hints: its snapshots may still see the rows) answers with live rows
+# only and gives the recall of an index without hints; the second pass on
+# the primary (after the hints) must beat it: hnsw reaches recall@10 >=
+# 0.95 at ef_search 100; matryoshka, whose 32-d coarse prefix ranks the far
+# neighbours of the queries whose cluster the delete emptied poorly (about
+# 0.82 even after VACUUM), must gain at least 0.05 over the standby (about
+# 0.66 -> 0.79) and come within 0.05 of its recall after VACUUM.  Then
+# VACUUM: hierindex_check is clean, inserts reuse the freed slots.
 use strict;
 use warnings;
 use FindBin;
@@ -40,11 +45,11 @@ for my $am (access_methods())
 	$node->safe_psql('postgres',
 		exact_answers_sql('exact', knn_sql('<->', $K)));
 	my $first = measure_recall($node, knn => knn_sql('<->', $K), k => $K,
-		exact => 'exact', ef_search => 100);
+		exact => 'exact', ef_search => 100, index => 1);
 	note("$am: first pass after the delete: recall\@$K $first");
 	my $second = measure_recall($node, knn => knn_sql('<->', $K), k => $K,
-		exact => 'exact', ef_search => 100);
-	recall_at_least($second, 0.95, "$am: second pass after the delete (hints learnt)");
+		exact => 'exact', ef_search => 100, index => 1);
+	note("$am: second pass after the delete: recall\@$K $second");
 
 	# exactly live rows, and as many as LIMIT asks for
 	is($node->safe_psql('postgres', ef_search_sql(100) . qq{
@@ -57,8 +62,18 @@ FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
 	$node->wait_for_catchup($standby);
 	my $exact_out = $node->safe_psql('postgres', 'SELECT qid, ids FROM exact');
 	my ($standby_recall) = recall_of_lists($exact_out,
-		$standby->safe_psql('postgres', ef_search_sql(100) . knn_sql('<->', $K)));
-	recall_at_least($standby_recall, 0.90, "$am: standby after the delete");
+		$standby->safe_psql('postgres', ef_search_sql(100)
+			  . "SET enable_seqscan = off;\nSET jit = off;\n" . knn_sql('<->', $K)));
+	note("$am: standby (no hints) after the delete: recall\@$K $standby_recall");
+	if ($am eq 'hnsw')
+	{
+		recall_at_least($second, 0.95, "$am: second pass after the delete (hints learnt)");
+	}
+	else
+	{
+		cmp_ok($second, '>=', $standby_recall + 0.05,
+			"$am: the hints raise recall\@$K by at least 0.05 over the standby's ($standby_recall -> $second)");
+	}
 	is($standby->safe_psql('postgres', ef_search_sql(100) . qq{
 SELECT count(*) FILTER (WHERE id % 2 = 0) || '/' || count(*)
 FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
@@ -66,6 +81,10 @@ FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
 
 	$node->safe_psql('postgres', 'VACUUM items');
 	hierindex_check_is_clean($node, 'items_l2', "$am: hierindex_check after VACUUM");
+	my $vacuumed = measure_recall($node, knn => knn_sql('<->', $K), k => $K,
+		exact => 'exact', ef_search => 100, index => 1);
+	cmp_ok($second, '>=', $vacuumed - 0.05,
+		"$am: with the hints, recall\@$K before VACUUM ($second) is within 0.05 of after ($vacuumed)");
 	my $elements = $node->safe_psql('postgres',
 		"SELECT elements FROM hierindex_index_info('items_l2')");
 	$node->safe_psql('postgres', 'INSERT INTO items '
@@ -73,9 +92,10 @@ FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
 	is($node->safe_psql('postgres', "SELECT elements FROM hierindex_index_info('items_l2')"),
 		$elements, "$am: inserts after VACUUM reuse freed slots");
 	$node->safe_psql('postgres', 'DROP TABLE exact');
-	recall_at_least(measure_recall($node, knn => knn_sql('<->', $K), k => $K,
-			exact => 'exact', ef_search => 100, compute_exact => 1, temp => 1),
-		0.95, "$am: recall after VACUUM and inserts");
+	my $after_inserts = measure_recall($node, knn => knn_sql('<->', $K), k => $K,
+		exact => 'exact', ef_search => 100, compute_exact => 1, temp => 1, index => 1);
+	cmp_ok($after_inserts, '>=', $am eq 'hnsw' ? 0.95 : $vacuumed - 0.05,
+		"$am: recall\@$K after VACUUM and inserts ($after_inserts)");
 	$standby->stop;
 	$node->stop;
 }
