@@ -18,8 +18,8 @@
  * bytes; where the CPU has F16C, its conversion instruction, which rounds the
  * same way, encodes eight values at a time to the very same codes (checked
  * bit for bit against the C conversion on 52 million values, random bit
- * patterns and exact ties among them).  Decoding goes through a table of the 65536 half values (256 kB,
- * built on first use in each backend).
+ * patterns and exact ties among them).  Decoding goes through a table of the
+ * 65536 half values (256 kB, built on first use in each backend).
  *
  * The payload ends with a 64-bit hash of the row's raw floats: the rule that
  * only rows whose full vectors are identical share an element compares the
@@ -121,11 +121,11 @@ float_rounded_up(double v)
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define FINE_SUM_SIMD 1
+#define HALF_F16C 1
 #define F16C_TARGET __attribute__((target("avx2,f16c")))
 
 static bool
-fine_sum_has_f16c(void)
+cpu_has_f16c(void)
 {
 	static int	has = -1;
 
@@ -227,8 +227,8 @@ matryoshka_encode(const MatryoshkaLayout *layout, const float *x, char *payload)
 	}
 
 	/* the halves and what they lose */
-#ifdef FINE_SUM_SIMD
-	if (fine_sum_has_f16c())
+#ifdef HALF_F16C
+	if (cpu_has_f16c())
 		encoded = encode_halves_f16c(x + g1, full - g1, exponent, halves);
 #endif
 	for (int i = g1; i < full; i++)
@@ -247,7 +247,7 @@ matryoshka_encode(const MatryoshkaLayout *layout, const float *x, char *payload)
 	memcpy(payload + matryoshka_payload_hash_offset(layout), &hash, sizeof(hash));
 }
 
-#ifdef FINE_SUM_SIMD
+#ifdef HALF_F16C
 
 /*
  * matryoshka_fine_sum's loop with the F16C conversion of eight halves at a
@@ -315,8 +315,8 @@ matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
 	double		sum = 0;
 	int			i = from;
 
-#ifdef FINE_SUM_SIMD
-	if (fine_sum_has_f16c())
+#ifdef HALF_F16C
+	if (cpu_has_f16c())
 		i = g1 + fine_sum_f16c(layout->metric, halves, query + g1, from - g1,
 							   to - g1, scale, &sum);
 #endif
