@@ -362,6 +362,13 @@ extern void hnsw_init_page(Page page, uint16 flags);
  */
 extern void *hnsw_page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size);
 extern void hnsw_check_page(Relation index, Page page, BlockNumber blkno);
+/*
+ * Whether a TID read from a page may be followed to block blkno: not the
+ * meta page, and inside the relation.  *nblocks caches the relation's size
+ * (start it at 0); it is asked again only when blkno lies beyond it, since
+ * an index never shrinks and inserts extend it.
+ */
+extern bool hnsw_block_exists(Relation index, BlockNumber *nblocks, BlockNumber blkno);
 
 /* hnsw_page.c: meta page */
 extern void hnsw_write_meta_page(Relation index, ForkNumber fork,

@@ -109,11 +109,7 @@ typedef struct PrunePool
 static bool
 block_exists(InsertState *state, BlockNumber blkno)
 {
-	if (blkno == HNSW_METAPAGE_BLKNO || blkno == InvalidBlockNumber)
-		return false;
-	if (blkno >= state->nblocks)
-		state->nblocks = RelationGetNumberOfBlocks(state->index);
-	return blkno < state->nblocks;
+	return hnsw_block_exists(state->index, &state->nblocks, blkno);
 }
 
 static HnswElementTuple

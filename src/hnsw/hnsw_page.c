@@ -325,6 +325,16 @@ hnsw_neighbor_tuple_capacity(Size length, int m)
 	return level;
 }
 
+bool
+hnsw_block_exists(Relation index, BlockNumber *nblocks, BlockNumber blkno)
+{
+	if (blkno == HNSW_METAPAGE_BLKNO || blkno == InvalidBlockNumber)
+		return false;
+	if (blkno >= *nblocks)
+		*nblocks = RelationGetNumberOfBlocks(index);
+	return blkno < *nblocks;
+}
+
 void *
 hnsw_page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size)
 {

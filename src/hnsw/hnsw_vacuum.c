@@ -477,6 +477,7 @@ move_entry_point(Relation index, const TidList *deleted,
 typedef struct RepairState
 {
 	Relation	index;
+	BlockNumber nblocks;		/* hnsw_block_exists's cache of its size */
 	BufferAccessStrategy strategy;
 	HnswShape	shape;
 	HnswMetaPageData meta;		/* after the entry point moved */
@@ -653,7 +654,7 @@ repair_element(RepairState *rs, ItemPointer tid, int level, ItemPointer ntid,
 	int			m = rs->shape.m;
 	int32		self = -1;
 
-	if (nblkno == HNSW_METAPAGE_BLKNO || nblkno >= RelationGetNumberOfBlocks(rs->index))
+	if (!hnsw_block_exists(rs->index, &rs->nblocks, nblkno))
 		return;
 
 	for (int layer = 0; layer <= level; layer++)
@@ -1009,8 +1010,7 @@ reach_expand_block(RepairState *rs, ReachState *reach, BlockNumber blkno)
 	{
 		BlockNumber nblkno = ItemPointerGetBlockNumber(&reach->remote[i]);
 
-		if (nblkno == HNSW_METAPAGE_BLKNO ||
-			nblkno >= RelationGetNumberOfBlocks(rs->index))
+		if (!hnsw_block_exists(rs->index, &rs->nblocks, nblkno))
 			continue;
 		page = repair_read_page(rs, nblkno, &buffer);
 		if (page != NULL)
@@ -1063,8 +1063,7 @@ force_link(RepairState *rs, ReachState *reach, const GraphNeighbor *candidates,
 		HnswNeighborTuple tuple;
 
 		if (!hnsw_walk_element_neighbortid(rs->walk, candidates[c].id, &ntid) ||
-			ItemPointerGetBlockNumber(&ntid) == HNSW_METAPAGE_BLKNO ||
-			ItemPointerGetBlockNumber(&ntid) >= RelationGetNumberOfBlocks(rs->index))
+			!hnsw_block_exists(rs->index, &rs->nblocks, ItemPointerGetBlockNumber(&ntid)))
 			continue;
 		buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM,
 									ItemPointerGetBlockNumber(&ntid), RBM_NORMAL,
