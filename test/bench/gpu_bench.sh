@@ -146,7 +146,7 @@ main()
 	device_start_postgres shared_buffers=16GB maintenance_work_mem=32GB max_wal_size=32GB \
 		checkpoint_timeout=1h jit=off max_parallel_workers_per_gather=0 work_mem=64MB \
 		max_worker_processes=24 max_parallel_workers=16 \
-		max_parallel_maintenance_workers="$LOAD_WORKERS" $GPU_BENCH_SETTINGS
+		max_parallel_maintenance_workers="$LOAD_WORKERS" ${GPU_BENCH_SETTINGS-}
 	device_new_database gpubench
 	device_load_vectors items "$DIM" "$base"
 	device_load_vectors queries "$DIM" "$queries"
