@@ -146,8 +146,7 @@ for my $am (access_methods())
 			"015_${am}_churn\@3" => pgbench_insert_script($DIM, "nextval('inserted_ids')")
 			  . "\\set skip random(0, 20)\n"
 			  . "DELETE FROM items WHERE id = (SELECT id FROM items ORDER BY id OFFSET :skip LIMIT 1);\n",
-			"015_${am}_churn_query\@1" => "\\set qid random(1, 100)\nSET enable_seqscan = off;\n"
-			  . "SELECT id FROM items ORDER BY v <-> (SELECT q FROM queries WHERE qid = :qid) LIMIT $K;\n"
+			"015_${am}_churn_query\@1" => pgbench_query_script($K, 100)
 		});
 	$vacuum_loop->finish;
 	is($vacuum_err, '', "$am: no VACUUM of the churn's loop failed");

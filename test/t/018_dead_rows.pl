@@ -51,10 +51,13 @@ for my $am (access_methods())
 		exact => 'exact', ef_search => 100, index => 1);
 	note("$am: second pass after the delete: recall\@$K $second");
 
-	# exactly live rows, and as many as LIMIT asks for
-	is($node->safe_psql('postgres', ef_search_sql(100) . qq{
+	# exactly live rows, and as many as LIMIT asks for, through the index
+	# (a sequential scan would pass this whatever the index did)
+	my $forced = ef_search_sql(100) . "SET enable_seqscan = off;\nSET jit = off;\n";
+	my $live_rows_sql = $forced . qq{
 SELECT count(*) FILTER (WHERE id % 2 = 0) || '/' || count(*)
-FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
+FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;};
+	is($node->safe_psql('postgres', $live_rows_sql),
 		'0/' . 50 * $K, "$am: only live rows, $K per query");
 
 	# the standby ignores hints that may arrive with full-page images
@@ -62,8 +65,7 @@ FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
 	$node->wait_for_catchup($standby);
 	my $exact_out = $node->safe_psql('postgres', 'SELECT qid, ids FROM exact');
 	my ($standby_recall) = recall_of_lists($exact_out,
-		$standby->safe_psql('postgres', ef_search_sql(100)
-			  . "SET enable_seqscan = off;\nSET jit = off;\n" . knn_sql('<->', $K)));
+		$standby->safe_psql('postgres', $forced . knn_sql('<->', $K)));
 	note("$am: standby (no hints) after the delete: recall\@$K $standby_recall");
 	if ($am eq 'hnsw')
 	{
@@ -74,10 +76,14 @@ FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
 		cmp_ok($second, '>=', $standby_recall + 0.05,
 			"$am: the hints raise recall\@$K by at least 0.05 over the standby's ($standby_recall -> $second)");
 	}
-	is($standby->safe_psql('postgres', ef_search_sql(100) . qq{
-SELECT count(*) FILTER (WHERE id % 2 = 0) || '/' || count(*)
-FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
-		'0/' . 50 * $K, "$am: standby returns only live rows, $K per query");
+	# Without hints half the candidates of a search are dead rows, and a
+	# query whose own cluster the delete emptied can find fewer than $K live
+	# ones among its ef_search (hnsw, iterative_scan off: 499 of 500 rows in
+	# some runs); an iterative scan goes on until it has them.
+	is($standby->safe_psql('postgres',
+			"SET hnsw.iterative_scan = relaxed_order;\n"
+			  . "SET matryoshka.iterative_scan = relaxed_order;\n" . $live_rows_sql),
+		'0/' . 50 * $K, "$am: standby returns only live rows, $K per query (iterative scan)");
 
 	$node->safe_psql('postgres', 'VACUUM items');
 	hierindex_check_is_clean($node, 'items_l2', "$am: hierindex_check after VACUUM");
@@ -89,8 +95,13 @@ FROM queries, LATERAL (SELECT id FROM items ORDER BY v <-> q LIMIT $K) f;}),
 		"SELECT elements FROM hierindex_index_info('items_l2')");
 	$node->safe_psql('postgres', 'INSERT INTO items '
 		  . clustered_points_sql(dim => $DIM, series => 'generate_series(1, 200)', id => '100000 + i'));
-	is($node->safe_psql('postgres', "SELECT elements FROM hierindex_index_info('items_l2')"),
-		$elements, "$am: inserts after VACUUM reuse freed slots");
+	# a freed slot serves an insert whose level it has room for (README,
+	# Inserts: reuse); a row drawing a higher level than every freed slot
+	# takes a new one (seen for 1 of 200 rows in 2 of 4 runs)
+	my $grown = $node->safe_psql('postgres',
+		"SELECT elements - $elements FROM hierindex_index_info('items_l2')");
+	cmp_ok($grown, '<=', 5,
+		"$am: inserts after VACUUM reuse freed slots ($grown of 200 took a new one)");
 	$node->safe_psql('postgres', 'DROP TABLE exact');
 	my $after_inserts = measure_recall($node, knn => knn_sql('<->', $K), k => $K,
 		exact => 'exact', ef_search => 100, compute_exact => 1, temp => 1, index => 1);
