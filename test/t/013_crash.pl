@@ -119,16 +119,15 @@ sub crash_and_recover
 		"$when: the restart ran crash recovery");
 }
 
-# recall@K at ef_search $ef (default 100) of the index for $op, forced (with
-# a few thousand rows the planner may sort a sequential scan, whose recall
-# is 1 whatever the index does), against a sequential scan done now, that is
-# at least $MIN_RECALL (one test; $when names the moment).
+# recall@K at ef_search $ef (default 100) of the index for $op, against a
+# sequential scan done now, that is at least $MIN_RECALL (one test; $when
+# names the moment).
 sub recall_is_good
 {
 	my ($when, $name, $op, $ef) = @_;
 	$ef //= 100;
 	my $recall = measure_recall($node, knn => knn_sql($op, $K), k => $K,
-		exact => 'exact', ef_search => $ef, compute_exact => 1, temp => 1, index => 1);
+		exact => 'exact', ef_search => $ef, compute_exact => 1, temp => 1);
 	return recall_at_least($recall, $MIN_RECALL, "$when: $name recall\@$K at ef_search $ef");
 }
 
