@@ -179,7 +179,7 @@ for my $am (access_methods())
 	hierindex_check_is_clean($node, 'items_l2', "$am: hierindex_check after the soak and a last VACUUM");
 	recall_at_least(
 		measure_recall($node, knn => knn_sql('<->', $K), k => $K, exact => 'exact_soak',
-			ef_search => $EF_SEARCH, compute_exact => 1),
+			ef_search => $EF_SEARCH, compute_exact => 1, index => 1),
 		$MIN_RECALL, "$am: recall\@$K at ef_search $EF_SEARCH after the soak");
 	my $changed = $node->safe_psql('postgres',
 		"SELECT count(*) FROM items WHERE id > $ROWS OR id IN (SELECT id FROM updated)");
