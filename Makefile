@@ -19,6 +19,7 @@ OBJS = \
 	src/distance.o \
 	src/distance_avx2.o \
 	src/distance_avx512.o \
+	src/distance_memo.o \
 	src/vector_parse.o \
 	src/vector_io.o \
 	src/vector_ops.o \
@@ -44,7 +45,7 @@ OBJS = \
 
 DATA = sql/hierindex--$(EXTVERSION).sql
 
-REGRESS = vector_io vector_cast vector_ops vector_prefix vector_agg vector_errors hnsw_inspect hnsw_opclasses hnsw_maintenance hnsw_errors hnsw_overflow hnsw_duplicates hnsw_iterative hnsw_gpu matryoshka
+REGRESS = vector_io vector_cast vector_ops vector_prefix vector_agg vector_errors hnsw_inspect hnsw_opclasses hnsw_maintenance hnsw_errors hnsw_overflow hnsw_duplicates hnsw_iterative distance_memo hnsw_gpu matryoshka
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 # -O3 and OpenMP for the graph builders; C11 (gnu11 for PostgreSQL's headers).

@@ -732,6 +732,7 @@ typedef struct HnswRowSource
 {
 	int32		handle;			/* the element, in the scan's walk */
 	int			rows;			/* its rows in the scan */
+	float		distance;		/* the element's, to the query */
 } HnswRowSource;
 
 typedef struct HnswKilledRows

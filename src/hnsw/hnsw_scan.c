@@ -55,6 +55,7 @@
 #include "utils/rel.h"
 #include "utils/selfuncs.h"
 
+#include "distance_memo.h"
 #include "hnsw/hnsw.h"
 
 typedef struct HnswScanOpaqueData
@@ -73,6 +74,10 @@ typedef struct HnswScanOpaqueData
 	HnswRowSource *sources;		/* each row's element: source_capacity entries */
 	int			source_capacity;
 	HnswKilledRows killed;		/* rows the executor reported dead */
+	DistanceMemo *memo;			/* the returned row's distance, for the
+								 * executor's own computation; NULL when the
+								 * metric or the index has none */
+	bool		memo_tried;		/* memo was considered (once per scan) */
 
 	/* settings, read when the search starts (SET LOCAL works per query) */
 	int			ef;
@@ -143,6 +148,8 @@ hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	so->count = 0;
 	so->next = 0;
 	hnsw_killed_rows_reset(&so->killed);
+	if (so->memo != NULL)
+		distance_memo_forget(so->memo);
 }
 
 /* (Re)size the scan's walk and result arrays for ef_search. */
@@ -171,6 +178,40 @@ hnsw_scan_prepare_walk(IndexScanDesc scan, const HnswShape *shape, int ef)
 	so->source_capacity = so->heaptid_capacity;
 	so->sources = palloc(sizeof(HnswRowSource) * so->source_capacity);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Offer each returned row's distance to the executor, which computes it again
+ * for the ORDER BY expression (distance_memo.c).  Only where the index's
+ * number is exactly the SQL function's: not under cosine, and not for an
+ * expression index, whose column is no column of the table.
+ */
+static void
+hnsw_scan_open_memo(IndexScanDesc scan, GraphMetric metric)
+{
+	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
+	AttrNumber	attnum = scan->indexRelation->rd_index->indkey.values[0];
+	DistanceMemoKind kind;
+
+	so->memo_tried = true;
+	switch (metric)
+	{
+		case GRAPH_METRIC_L2:
+			kind = DISTANCE_MEMO_L2_SQUARED;
+			break;
+		case GRAPH_METRIC_INNER_PRODUCT:
+			kind = DISTANCE_MEMO_NEGATIVE_INNER_PRODUCT;
+			break;
+		case GRAPH_METRIC_L1:
+			kind = DISTANCE_MEMO_L1;
+			break;
+		default:
+			return;
+	}
+	if (scan->heapRelation == NULL || attnum <= 0)
+		return;
+	so->memo = distance_memo_open(so->scan_context, scan->heapRelation->rd_node,
+								  RelationGetDescr(scan->heapRelation), attnum, kind);
 }
 
 /*
@@ -232,6 +273,11 @@ hnsw_scan_start(IndexScanDesc scan)
 	}
 
 	pgstat_count_index_scan(index);
+
+	if (!so->memo_tried)
+		hnsw_scan_open_memo(scan, shape.metric);
+	if (so->memo != NULL)
+		distance_memo_set_query(so->memo, so->query, shape.dimensions);
 
 	hnsw_walk_reset(so->walk, so->query);
 	/* not in recovery: a standby's snapshot may still see what was killed */
@@ -390,6 +436,7 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 		{
 			so->sources[so->count + t].handle = so->found[i].id;
 			so->sources[so->count + t].rows = n;
+			so->sources[so->count + t].distance = so->found[i].distance;
 		}
 		so->count += n;
 		if (n > 0)
@@ -425,10 +472,17 @@ hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir)
 	while (so->next >= so->count)
 	{
 		if (so->done)
+		{
+			if (so->memo != NULL)
+				distance_memo_forget(so->memo);
 			return false;
+		}
 		hnsw_scan_next_batch(scan);
 	}
 
+	if (so->memo != NULL)
+		distance_memo_note_row(so->memo, &so->heaptids[so->next],
+							   so->sources[so->next].distance);
 	scan->xs_heaptid = so->heaptids[so->next++];
 	scan->xs_recheck = false;
 	scan->xs_recheckorderby = false;
