@@ -294,10 +294,14 @@ extern void graph_search_start(GraphSearch *search, const GraphAccess *access,
  * something is left to expand, the farthest hold_back elements of the
  * batch (all but one at most) are not returned but go back to the pool, so
  * that a later batch can put nearer elements it finds before them (for
- * scans that must return rows in order).
+ * scans that must return rows in order).  final: no batch will follow
+ * (a scan that stops after one), so an element that can neither enter this
+ * batch nor be expanded before it ends (farther than a full batch's worst)
+ * is dropped instead of kept for later, and nothing goes to the pool; the
+ * batch is the same.
  */
 extern int	graph_search_next(GraphSearch *search, const GraphAccess *access,
-							  int ef, int expand, int hold_back,
+							  int ef, int expand, int hold_back, int final,
 							  GraphNeighbor *out);
 
 /*

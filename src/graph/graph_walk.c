@@ -280,7 +280,7 @@ graph_search_start(GraphSearch *search, const GraphAccess *access,
 
 int
 graph_search_next(GraphSearch *search, const GraphAccess *access, int ef,
-				  int expand, int hold_back, GraphNeighbor *out)
+				  int expand, int hold_back, int final, GraphNeighbor *out)
 {
 	int32_t		buf[2 * GRAPH_MAX_M];
 	float		distances[2 * GRAPH_MAX_M];
@@ -323,6 +323,13 @@ graph_search_next(GraphSearch *search, const GraphAccess *access, int ef,
 			int32_t		id = buf[i];
 			float		d = distances[i];
 
+			/*
+			 * The worst of a full batch only improves, and the loop stops at
+			 * the first unexpanded element beyond it: this one would only
+			 * wait for a later batch, and there is none.
+			 */
+			if (final && batch_size >= ef && d > search->batch[0].distance)
+				continue;
 			search_push(search, &search->unexpanded, &search->unexpanded_size,
 						&search->unexpanded_capacity, 0, d, id);
 			if (!search_live(access, id))
@@ -341,8 +348,9 @@ graph_search_next(GraphSearch *search, const GraphAccess *access, int ef,
 					search_push(search, &search->batch, &batch_size,
 								&search->batch_capacity, 1, d, id);
 				}
-				search_push(search, &search->pool, &search->pool_size,
-							&search->pool_capacity, 0, spare.distance, spare.id);
+				if (!final)
+					search_push(search, &search->pool, &search->pool_size,
+								&search->pool_capacity, 0, spare.distance, spare.id);
 			}
 		}
 	}

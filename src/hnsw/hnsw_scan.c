@@ -400,7 +400,9 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 		so->found = repalloc_huge(so->found, sizeof(GraphNeighbor) * (Size) so->found_capacity);
 	}
 	found = graph_search_next(&so->search, access, beam, !so->limited,
-							  (int) hold_back, so->found);
+							  (int) hold_back,
+							  so->limits.mode == HNSW_ITERATIVE_SCAN_OFF,
+							  so->found);
 	so->batches++;
 	so->returned += found;
 

@@ -28,7 +28,10 @@
  * walk_distances first issues prefetches for every one of them (buffer
  * header, page header, special space, line pointer, the tuple's first lines:
  * the hardware prefetcher streams the rest), then reads them one by one as
- * before, so the misses overlap instead of being paid one after another.
+ * before, so the misses overlap instead of being paid one after another;
+ * while it reads one it prefetches the whole tuple of the next (3% more
+ * queries per second on Fashion-MNIST, whose 784-d tuples span 50 lines;
+ * two ahead did no better).
  * The prefetches use only hints (see walk_prefetch_page); every read still
  * pins, share-locks and checks the page.  Reading vectors without the
  * content lock would be possible (element tuples never move and their
@@ -156,6 +159,7 @@ struct HnswWalk
 	bool		buffer_is_element_page; /* checked when it was pinned */
 	BlockNumber nblocks;		/* relation size last seen */
 	RecentBuffers *recent;		/* NULL: local buffers, no hints */
+	int			tuple_lines;	/* cache lines an element tuple spans */
 
 	uint64		distance_count; /* elements read (for DEBUG output) */
 	uint64		live_heaptids;	/* inline heap TIDs of the live elements read */
@@ -553,7 +557,7 @@ walk_prefetch_page(HnswWalk *walk, ItemPointer tid)
 }
 
 static inline void
-walk_prefetch_tuple(HnswWalk *walk, ItemPointer tid)
+walk_prefetch_tuple_lines(HnswWalk *walk, ItemPointer tid, int first, int last)
 {
 	RecentBuffers *recent = walk->recent;
 	BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(tid);
@@ -572,7 +576,7 @@ walk_prefetch_tuple(HnswWalk *walk, ItemPointer tid)
 	item_offset = ((volatile ItemIdData *) PageGetItemId((Page) page, offset))->lp_off;
 	if (item_offset >= BLCKSZ - 2 * 64)
 		return;
-	for (int line = 0; line < WALK_PREFETCH_LINES; line++)
+	for (int line = first; line < last; line++)
 	{
 		if (item_offset + line * 64 >= BLCKSZ)
 			break;
@@ -580,11 +584,18 @@ walk_prefetch_tuple(HnswWalk *walk, ItemPointer tid)
 	}
 }
 
+static inline void
+walk_prefetch_tuple(HnswWalk *walk, ItemPointer tid)
+{
+	walk_prefetch_tuple_lines(walk, tid, 0, WALK_PREFETCH_LINES);
+}
+
 /*
  * Distances to a batch of elements (GraphAccess.distances): first the
  * prefetches for all of them, in two passes (the tuple's place is known only
  * once its line pointer has arrived), then the reads, which by then find
- * most of what they need in the cache.
+ * most of what they need in the cache, each overlapping the next one's
+ * remaining lines.
  */
 static void
 walk_distances(void *context, const int32_t *ids, int n, float *out)
@@ -603,6 +614,10 @@ walk_distances(void *context, const int32_t *ids, int n, float *out)
 	}
 	for (int i = 0; i < n; i++)
 	{
+		/* the rest of the next one's tuple streams in while this one is read */
+		if (i + 1 < n && walk->elements[ids[i + 1]].state == WALK_UNREAD)
+			walk_prefetch_tuple_lines(walk, &walk->elements[ids[i + 1]].tid,
+									  WALK_PREFETCH_LINES, walk->tuple_lines);
 		if (walk->elements[ids[i]].state == WALK_UNREAD)
 			walk_read_element(walk, ids[i]);
 		out[i] = walk->elements[ids[i]].distance;
@@ -734,6 +749,8 @@ hnsw_walk_begin(Relation index, const HnswShape *shape, int ef, bool keep_vector
 	walk->buffer_block = InvalidBlockNumber;
 	walk->nblocks = RelationGetNumberOfBlocks(index);
 	walk->recent = recent_buffers_for(index);
+	walk->tuple_lines = (int) ((offsetof(HnswElementTupleData, vector) +
+								sizeof(float) * shape->dimensions + 63) / 64) + 1;
 	return walk;
 }
 

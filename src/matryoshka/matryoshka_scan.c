@@ -612,7 +612,8 @@ run_round(IndexScanDesc scan)
 	found = palloc(sizeof(GraphNeighbor) * ef);
 	if (!so->exhausted)
 	{
-		nfound = graph_search_next(&so->search, access, ef, !so->limited, 0, found);
+		nfound = graph_search_next(&so->search, access, ef, !so->limited, 0,
+								   so->limits.mode == HNSW_ITERATIVE_SCAN_OFF, found);
 		if (nfound == 0)
 			so->exhausted = true;
 	}

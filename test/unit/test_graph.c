@@ -518,7 +518,7 @@ resumable_batches(PermutedAccess *p, int ef, int hold_back,
 	graph_search_start(&search, &p->access, entry, entry_distance, 0);
 	*repeats = *not_live = *out_of_order = 0;
 	*first_match = 0;
-	while ((found = graph_search_next(&search, &p->access, ef, 1, hold_back, batch)) > 0)
+	while ((found = graph_search_next(&search, &p->access, ef, 1, hold_back, 0, batch)) > 0)
 	{
 		if (batches++ == 0 && first != NULL)
 		{
@@ -545,6 +545,31 @@ resumable_batches(PermutedAccess *p, int ef, int hold_back,
 	free(returned);
 	free(batch);
 	return total;
+}
+
+/*
+ * The first batch of a resumable search, final or not; *kept: what the search
+ * keeps for later batches (unexpanded and pool).
+ */
+static int
+first_batch(PermutedAccess *p, int ef, int final, GraphNeighbor *out, int *kept)
+{
+	const Graph *graph = p->graph;
+	GraphSearch search = {0};
+	int32_t		entry = p->handle_of[graph->entry_point];
+	float		entry_distance = permuted_distance(p, entry);
+	int			found;
+
+	search.grow = realloc_grow;
+	for (int layer = graph->max_level; layer > 0; layer--)
+		entry = graph_walk_greedy(&p->access, entry, &entry_distance, layer);
+	graph_search_start(&search, &p->access, entry, entry_distance, 0);
+	found = graph_search_next(&search, &p->access, ef, 1, 0, final, out);
+	*kept = search.unexpanded_size + search.pool_size;
+	free(search.unexpanded);
+	free(search.pool);
+	free(search.batch);
+	return found;
 }
 
 static void
@@ -655,6 +680,27 @@ test_walk_through_callbacks(void)
 				   total, not_live, repeats);
 		p.access.live = NULL;
 		p.odd_only = 0;
+
+		/* a final batch (no iterative scan) is the same batch, keeping less */
+		{
+			GraphNeighbor *final = malloc(sizeof(GraphNeighbor) * ef);
+			int			kept,
+						kept_final,
+						found_final,
+						same_batch;
+
+			found = first_batch(&p, ef, 0, walked, &kept);
+			found_final = first_batch(&p, ef, 1, final, &kept_final);
+			same_batch = found == found_final && found == ef;
+			for (int i = 0; same_batch && i < found; i++)
+				same_batch = walked[i].id == final[i].id &&
+					walked[i].distance == final[i].distance;
+			UNIT_CHECK(same_batch, "a final batch equals the first batch of a resumable search (%d and %d elements)",
+					   found, found_final);
+			UNIT_CHECK(kept_final < kept / 2,
+					   "and keeps less for later (%d elements against %d)", kept_final, kept);
+			free(final);
+		}
 
 		/* holding back half of each batch still returns everything once */
 		total = resumable_batches(&p, ef, ef / 2, NULL, 0, &first_match, &repeats,
