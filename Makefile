@@ -30,7 +30,6 @@ OBJS = \
 	src/hnsw/hnsw.o \
 	src/hnsw/hnsw_page.o \
 	src/hnsw/hnsw_write.o \
-	src/hnsw/hnsw_write_wal.o \
 	src/hnsw/hnsw_build.o \
 	src/hnsw/hnsw_build_gpu.o \
 	src/hnsw/hnsw_build_parallel.o \

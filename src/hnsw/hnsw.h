@@ -468,19 +468,6 @@ typedef struct HnswPayloads
 } HnswPayloads;
 
 /*
- * Log blocks 0..nblocks of a fork that hnsw_write_graph wrote, as full-page
- * images, in parallel workers when it is large (hnsw_write_wal.c).  Returns
- * the workers that helped.
- */
-extern int	hnsw_log_written_fork(Relation index, ForkNumber fork, BlockNumber nblocks);
-
-/*
- * The library of the index's access method handler (its pg_proc.probin):
- * what parallel workers of a build load (hnsw_build_parallel.c).
- */
-extern char *hnsw_access_method_library(Relation index);
-
-/*
  * Lay out graph elements [0, graph->count) in breadth-first order from the
  * entry point, write them after the meta page (which it also writes), then
  * their payloads (if any) on fine pages, and WAL-log everything once with

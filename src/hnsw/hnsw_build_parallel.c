@@ -244,8 +244,8 @@ planned_workers(Relation heap, Relation index)
  * Naming the library any other way could, where the extension's functions
  * point at a copy of it, load a second copy in the worker.
  */
-char *
-hnsw_access_method_library(Relation index)
+static char *
+access_method_library(Relation index)
 {
 	HeapTuple	tuple;
 	Datum		probin;
@@ -306,7 +306,7 @@ hnsw_parallel_load_begin(Relation heap, Relation index, IndexInfo *info,
 		RegisterSnapshot(GetTransactionSnapshot()) : SnapshotAny;
 
 	EnterParallelMode();
-	pcxt = CreateParallelContext(hnsw_access_method_library(index),
+	pcxt = CreateParallelContext(access_method_library(index),
 								 "hnsw_parallel_load_main", planned);
 	load->pcxt = pcxt;
 

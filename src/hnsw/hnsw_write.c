@@ -46,9 +46,8 @@
  * the same walk to write the pieces, one page open at a time.
  *
  * WAL.  Nothing is logged per tuple: once every page is written, the whole
- * fork is logged as full-page images (hnsw_log_written_fork: parallel
- * workers share a large fork), when the relation needs WAL or this is an
- * unlogged index's init fork.
+ * fork is logged with log_newpage_range (full-page images), when the
+ * relation needs WAL or this is an unlogged index's init fork.
  */
 #include "postgres.h"
 
@@ -719,7 +718,6 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	instr_time	started;
 	instr_time	planned;
 	instr_time	written;
-	int			wal_workers = 0;
 	instr_time	logged;
 
 	write_context = AllocSetContextCreate(CurrentMemoryContext,
@@ -796,17 +794,17 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 
 	INSTR_TIME_SET_CURRENT(written);
 	if (RelationNeedsWAL(index) || fork == INIT_FORKNUM)
-		wal_workers = hnsw_log_written_fork(index, fork, state.nblocks);
+		log_newpage_range(index, fork, 0, state.nblocks, true);
 	INSTR_TIME_SET_CURRENT(logged);
 
 	/* the three parts of the write phase, for tuning builds of every size */
 	INSTR_TIME_SUBTRACT(logged, written);
 	INSTR_TIME_SUBTRACT(written, planned);
 	INSTR_TIME_SUBTRACT(planned, started);
-	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages %.2f s, WAL %.2f s (%d workers)",
+	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages %.2f s, WAL %.2f s",
 		 RelationGetRelationName(index), state.nblocks,
 		 INSTR_TIME_GET_DOUBLE(planned), INSTR_TIME_GET_DOUBLE(written),
-		 INSTR_TIME_GET_DOUBLE(logged), wal_workers);
+		 INSTR_TIME_GET_DOUBLE(logged));
 
 	MemoryContextSwitchTo(old_context);
 	MemoryContextDelete(write_context);

@@ -15,12 +15,9 @@
 # CREATE INDEX CONCURRENTLY with workers (the MVCC-snapshot path) must hold
 # the same.
 #
-# The bulk writer's WAL on parallel workers (min_parallel_index_scan_size =
-# 1 block gives this small index some): for hnsw and matryoshka, workers
-# must have helped, and after an immediate shutdown right after the builds
-# recovery must restore both indexes from that WAL alone (same elements,
-# heap TIDs and pages, hierindex_check clean); a concurrent build logs with
-# workers too.
+# Crash: an hnsw and a matryoshka index built with workers, then an
+# immediate shutdown; after recovery (from the builds' WAL alone) both hold
+# the same elements, heap TIDs and pages and pass hierindex_check.
 #
 # maintenance_work_mem = 1MB with workers (table option parallel_workers):
 # the spool fallback, every indexed row in the index.
@@ -88,12 +85,7 @@ is($expected{cosine}, "$ROWS|" . ($ROWS + $DUPLICATES),
 
 # Run a CREATE INDEX with max_parallel_maintenance_workers = $workers and
 # DEBUG1 messages on; returns the number of workers the build's DEBUG1 line
-# says loaded the rows (undef when there is no such line).  $wal_workers is
-# then the number of workers that helped log its pages (the bulk writer's
-# DEBUG1 line), or undef.
-my $wal_workers;
-my $build_messages;
-
+# says loaded the rows (undef when there is no such line).
 sub build_index
 {
 	my ($sql, $workers) = @_;
@@ -105,11 +97,6 @@ $sql;},
 		stdout => \$stdout,
 		stderr => \$stderr,
 		on_error_die => 1);
-	$wal_workers =
-	  $stderr =~ /bulk write of "[^"]+": \d+ blocks;.* WAL [0-9.]+ s \((\d+) workers\)/
-	  ? $1
-	  : undef;
-	$build_messages = $stderr;
 	return $stderr =~ /build of "[^"]+": loaded \d+ rows into \d+ elements in [0-9.]+ s with (\d+) parallel workers/
 	  ? $1
 	  : undef;
@@ -145,24 +132,18 @@ for my $case (
 	}
 }
 
-# The pages logged by parallel workers (hnsw_write_wal.c; a worker per 128
-# blocks once min_parallel_index_scan_size is one block; wal_level replica,
-# as under minimal a new index is synced at commit, not logged): after a crash right
-# after the builds, recovery rebuilds both indexes from that WAL alone (no
-# checkpoint came in between, so the pages never reached the disk otherwise).
-my %logged;
+# A bulk build's WAL alone restores its index: builds with workers, an
+# immediate shutdown right after (no checkpoint in between, so the pages
+# never reached the disk otherwise), recovery.  wal_level is replica: under
+# minimal a new index is synced at commit instead of logged.
+my %built;
 for my $am ('hnsw', 'matryoshka')
 {
 	my $with = $am eq 'matryoshka' ? "WITH (granularities = '32,$DIM')" : '';
 
-	is( build_index(
-			"SET min_parallel_index_scan_size = 1; CREATE INDEX items_logged_$am ON items USING $am (v) $with",
-			2),
-		2, "$am, WAL in parallel: the load ran with 2 parallel workers");
-	ok(defined $wal_workers && $wal_workers >= 1,
-		"$am: workers helped log the pages (" . ($wal_workers // 'no DEBUG1 line') . ')')
-	  or diag($build_messages);
-	$logged{$am} = $node->safe_psql('postgres',
+	is(build_index("CREATE INDEX items_logged_$am ON items USING $am (v) $with", 2),
+		2, "$am, before a crash: the load ran with 2 parallel workers");
+	$built{$am} = $node->safe_psql('postgres',
 		"SELECT elements, heap_tids, pages FROM hierindex_index_info('items_logged_$am')");
 }
 $node->stop('immediate');
@@ -171,20 +152,15 @@ for my $am ('hnsw', 'matryoshka')
 {
 	is( $node->safe_psql('postgres',
 			"SELECT elements, heap_tids, pages FROM hierindex_index_info('items_logged_$am')"),
-		$logged{$am}, "$am, WAL in parallel: after crash recovery the same elements, rows and pages");
+		$built{$am}, "$am: after crash recovery the same elements, rows and pages");
 	hierindex_check_is_clean($node, "items_logged_$am",
-		"$am, WAL in parallel: hierindex_check finds no problem after crash recovery");
+		"$am: hierindex_check finds no problem after crash recovery");
 	$node->safe_psql('postgres', "DROP INDEX items_logged_$am");
 }
 
-# CREATE INDEX CONCURRENTLY: workers scan under the leader's MVCC snapshot,
-# and log its pages holding the index as the leader does (RowExclusiveLock)
-is( build_index(
-		'SET min_parallel_index_scan_size = 1; CREATE INDEX CONCURRENTLY items_concurrent ON items USING hnsw (v)',
-		2),
+# CREATE INDEX CONCURRENTLY: workers scan under the leader's MVCC snapshot
+is( build_index('CREATE INDEX CONCURRENTLY items_concurrent ON items USING hnsw (v)', 2),
 	2, 'CREATE INDEX CONCURRENTLY: the load ran with 2 parallel workers');
-ok(defined $wal_workers && $wal_workers >= 1,
-	'CREATE INDEX CONCURRENTLY: workers helped log the pages (' . ($wal_workers // 'no DEBUG1 line') . ')');
 is( $node->safe_psql('postgres',
 		"SELECT elements, heap_tids FROM hierindex_index_info('items_concurrent')"),
 	$expected{l2},
