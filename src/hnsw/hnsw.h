@@ -361,6 +361,13 @@ extern void hnsw_init_page(Page page, uint16 flags);
  * bytes and its first byte (every tuple's type) is `type`, else NULL.
  */
 extern void *hnsw_page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size);
+/*
+ * The neighbour tuple at `offset` of a locked page if it has lists up to
+ * `layer` and the size its level needs, else NULL (hnsw_page_tuple's checks
+ * too).
+ */
+extern HnswNeighborTuple hnsw_page_neighbors(Page page, OffsetNumber offset,
+											 int layer, int m);
 extern void hnsw_check_page(Relation index, Page page, BlockNumber blkno);
 /*
  * Whether a TID read from a page may be followed to block blkno: not the

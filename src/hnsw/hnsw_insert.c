@@ -119,20 +119,6 @@ page_element(const InsertState *state, Page page, OffsetNumber offset)
 					  hnsw_element_tuple_size(state->shape.dimensions));
 }
 
-static HnswNeighborTuple
-page_neighbors(const InsertState *state, Page page, OffsetNumber offset, int layer)
-{
-	HnswNeighborTuple tuple;
-
-	tuple = hnsw_page_tuple(page, offset, HNSW_NEIGHBOR_TUPLE,
-					   offsetof(HnswNeighborTupleData, slots));
-	if (tuple == NULL || tuple->level < layer ||
-		ItemIdGetLength(PageGetItemId(page, offset)) <
-		hnsw_neighbor_tuple_size(tuple->level, state->shape.m))
-		return NULL;
-	return tuple;
-}
-
 /*
  * Level and neighbour tuple of the element at `tid`, and (when vector is not
  * NULL) a copy of its vector.  False when tid is not an element tuple.
@@ -189,7 +175,8 @@ read_list(InsertState *state, ItemPointer ntid, int layer, ItemPointerData *out)
 	LockBuffer(buffer, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buffer);
 	hnsw_check_page(state->index, page, blkno);
-	tuple = page_neighbors(state, page, ItemPointerGetOffsetNumber(ntid), layer);
+	tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(ntid), layer,
+								state->shape.m);
 	if (tuple != NULL)
 		count = hnsw_neighbor_layer_list(tuple, layer, state->shape.m, out);
 	UnlockReleaseBuffer(buffer);
@@ -1127,7 +1114,7 @@ write_reused_element(InsertState *state, const ReuseSlot *slot,
 		{
 			OffsetNumber offset = ItemPointerGetOffsetNumber(&slot->neighbortid);
 
-			neighbors = page_neighbors(state, pages[i], offset, 0);
+			neighbors = hnsw_page_neighbors(pages[i], offset, 0, m);
 			if (neighbors != NULL)
 				neighbor_capacity =
 					hnsw_neighbor_tuple_capacity(ItemIdGetLength(PageGetItemId(pages[i], offset)),
@@ -1385,8 +1372,8 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 		hnsw_check_page(state->index, BufferGetPage(buffer), blkno);
 		xlog = GenericXLogStart(state->index);
 		page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-		tuple = page_neighbors(state, page,
-							   ItemPointerGetOffsetNumber(&facts.neighbortid), layer);
+		tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(&facts.neighbortid),
+									layer, m);
 		if (tuple == NULL)
 		{
 			GenericXLogAbort(xlog);

@@ -596,30 +596,6 @@ repaired_list(RepairState *rs, int32 self, int layer,
 }
 
 /*
- * The neighbour tuple at ntid on a locked page if it has `layer` and the
- * size its level needs; NULL otherwise (a damaged link: left alone).
- */
-static HnswNeighborTuple
-repair_neighbors(RepairState *rs, Page page, ItemPointer ntid, int layer)
-{
-	OffsetNumber offnum = ItemPointerGetOffsetNumber(ntid);
-	ItemId		itemid;
-	HnswNeighborTuple tuple;
-
-	if (offnum < FirstOffsetNumber || offnum > PageGetMaxOffsetNumber(page))
-		return NULL;
-	itemid = PageGetItemId(page, offnum);
-	if (!ItemIdIsNormal(itemid) ||
-		ItemIdGetLength(itemid) < offsetof(HnswNeighborTupleData, slots))
-		return NULL;
-	tuple = (HnswNeighborTuple) PageGetItem(page, itemid);
-	if (tuple->type != HNSW_NEIGHBOR_TUPLE || tuple->level < layer ||
-		ItemIdGetLength(itemid) < hnsw_neighbor_tuple_size(tuple->level, rs->shape.m))
-		return NULL;
-	return tuple;
-}
-
-/*
  * Block blkno share-locked for one of the repair's passes over the index
  * (after the cost-based delay): its checked page, or NULL for a new page
  * (the buffer is locked either way).
@@ -680,7 +656,7 @@ repair_element(RepairState *rs, ItemPointer tid, int level, ItemPointer ntid,
 			LockBuffer(buffer, BUFFER_LOCK_SHARE);
 			page = BufferGetPage(buffer);
 			hnsw_check_page(rs->index, page, nblkno);
-			tuple = repair_neighbors(rs, page, ntid, layer);
+			tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(ntid), layer, m);
 			if (tuple != NULL)
 				seen_count = hnsw_neighbor_layer_list(tuple, layer, m, seen);
 			UnlockReleaseBuffer(buffer);
@@ -702,7 +678,7 @@ repair_element(RepairState *rs, ItemPointer tid, int level, ItemPointer ntid,
 			LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
 			xlog = GenericXLogStart(rs->index);
 			page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-			tuple = repair_neighbors(rs, page, ntid, layer);
+			tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(ntid), layer, m);
 			current_count = tuple ? hnsw_neighbor_layer_list(tuple, layer, m, current) : -1;
 			if (current_count == seen_count &&
 				memcmp(current, seen, sizeof(ItemPointerData) * seen_count) == 0)
@@ -930,7 +906,8 @@ reach_mark(ReachState *reach, ItemPointer tid)
 static void
 reach_mark_list(RepairState *rs, ReachState *reach, Page page, ItemPointer ntid)
 {
-	HnswNeighborTuple tuple = repair_neighbors(rs, page, ntid, 0);
+	HnswNeighborTuple tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(ntid), 0,
+												   rs->shape.m);
 	ItemPointerData list[2 * GRAPH_MAX_M];
 	int			count;
 
@@ -1072,7 +1049,8 @@ force_link(RepairState *rs, ReachState *reach, const GraphNeighbor *candidates,
 		hnsw_check_page(rs->index, BufferGetPage(buffer), ItemPointerGetBlockNumber(&ntid));
 		xlog = GenericXLogStart(rs->index);
 		page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-		tuple = repair_neighbors(rs, page, &ntid, 0);
+		tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(&ntid), 0,
+									rs->shape.m);
 		length = tuple ? hnsw_neighbor_layer_list(tuple, 0, rs->shape.m, list) : 0;
 		for (int i = 0; i < length && replace < width; i++)
 		{
