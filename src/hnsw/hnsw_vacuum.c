@@ -269,7 +269,8 @@ entry_candidate_offer(EntryCandidate *candidate, BlockNumber blkno,
 /*
  * One pass over the element pages.  callback NULL (amvacuumcleanup) removes
  * nothing and only counts.  Fills `deleted` with every element that is
- * deleted at the end (marked now or earlier) and offers the live elements
+ * deleted at the end (marked now or earlier), sorted for lookups and for
+ * phase 4's page-by-page pass, and offers the live elements
  * that keep an inline heap TID (sure to stay live) as new entry points;
  * those that keep only a chain go to `chained` for pass 2.
  */
@@ -410,6 +411,8 @@ remove_dead_tids(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	/* pass 2, inserts held off: elements whose rows all went */
 	if (chained.count > 0)
 	{
+		int			found_in_pass_1 = deleted->count;
+
 		LockPage(index, HNSW_METAPAGE_BLKNO, ExclusiveLock);
 		for (int i = 0; i < chained.count; i++)
 		{
@@ -420,6 +423,10 @@ remove_dead_tids(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		}
 		UnlockPage(index, HNSW_METAPAGE_BLKNO, ExclusiveLock);
 		pfree(chained.tids);
+
+		/* pass 1 found its elements in TID order, pass 2 appended its own */
+		if (deleted->count > found_in_pass_1)
+			qsort(deleted->tids, deleted->count, sizeof(ItemPointerData), tid_compare);
 	}
 	stats->num_pages = nblocks;
 }
@@ -1326,10 +1333,11 @@ free_deleted(Relation index, const TidList *deleted, int m,
  * Phases 2-4: unlink and free the elements found deleted, and (3b) make
  * every live element reachable, also when none was deleted (an insert's
  * pruning can orphan elements too).  Inserts go on meanwhile; they never
- * link to a deleted element after the barrier.
+ * link to a deleted element after the barrier.  `deleted` is sorted
+ * (remove_dead_tids).
  */
 static void
-repair_graph(IndexVacuumInfo *info, TidList *deleted,
+repair_graph(IndexVacuumInfo *info, const TidList *deleted,
 			 const EntryCandidate *candidate)
 {
 	RepairState rs;
@@ -1339,10 +1347,7 @@ repair_graph(IndexVacuumInfo *info, TidList *deleted,
 	rs.strategy = info->strategy;
 	rs.deleted = deleted;
 	if (deleted->count > 0)
-	{
-		qsort(deleted->tids, deleted->count, sizeof(ItemPointerData), tid_compare);
 		move_entry_point(info->index, deleted, candidate, &rs.meta);
-	}
 	else
 	{
 		hnsw_read_meta(info->index, &rs.meta);
@@ -1388,12 +1393,9 @@ vacuum_index(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	remove_dead_tids(info, stats, callback, callback_state, &deleted, &sure, &chained);
 
 	/* an element with only a chain, if pass 2 left it live */
-	if (!ItemPointerIsValid(&sure.tid) && ItemPointerIsValid(&chained.tid))
-	{
-		qsort(deleted.tids, deleted.count, sizeof(ItemPointerData), tid_compare);
-		if (!tid_list_contains(&deleted, &chained.tid))
-			sure = chained;
-	}
+	if (!ItemPointerIsValid(&sure.tid) && ItemPointerIsValid(&chained.tid) &&
+		!tid_list_contains(&deleted, &chained.tid))
+		sure = chained;
 	repair_graph(info, &deleted, &sure);
 	FreeSpaceMapVacuum(info->index);	/* the map's upper levels, for inserts */
 	stats->estimated_count = false;
