@@ -1441,7 +1441,8 @@ hnsw_add_link(Relation index, const HnswShape *shape, HnswWalk *walk,
  * ------------------------------------------------------------------------ */
 
 /*
- * Largest level whose neighbour tuple fits on a page (only a concern for
+ * `level`, at most the largest whose neighbour tuple fits on a page: the
+ * capacity of the room an empty page has for one tuple (only a concern for
  * large m: at m = 100 a level above 11 would not fit, a draw of about
  * 1e-24).
  */
@@ -1451,9 +1452,7 @@ cap_level(int level, int m)
 	Size		limit = BLCKSZ - MAXALIGN(SizeOfPageHeaderData) -
 		MAXALIGN(sizeof(HnswPageOpaqueData)) - sizeof(ItemIdData);
 
-	while (level > 0 && hnsw_neighbor_tuple_size(level, m) > limit)
-		level--;
-	return level;
+	return Min(level, Max(0, hnsw_neighbor_tuple_capacity(limit, m)));
 }
 
 /*

@@ -332,14 +332,17 @@ hnsw_free_slot_space(int level)
 	return (Size) (level + 1) * (BLCKSZ / 256);
 }
 
+/*
+ * Every neighbour tuple is written hnsw_neighbor_tuple_size bytes long
+ * (MAXALIGNed), so a length holds the lists of a level when that size fits.
+ */
 int
 hnsw_neighbor_tuple_capacity(Size length, int m)
 {
 	int			level = -1;
 
 	while (level < GRAPH_MAX_LEVEL &&
-		   offsetof(HnswNeighborTupleData, slots) +
-		   sizeof(ItemPointerData) * (2 * m + (level + 1) * m) <= length)
+		   hnsw_neighbor_tuple_size(level + 1, m) <= length)
 		level++;
 	return level;
 }
