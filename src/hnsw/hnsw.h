@@ -540,6 +540,8 @@ extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **ti
  * payload of a matryoshka element; invalid in hnsw).
  */
 extern bool hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid);
+/* whether the element is live (hnsw_walk_element, for callers without payloads) */
+extern bool hnsw_walk_is_live(HnswWalk *walk, int32 handle);
 /* the element's neighbour tuple (false: not an element) */
 extern bool hnsw_walk_element_neighbortid(HnswWalk *walk, int32 handle,
 										  ItemPointer neighbortid);

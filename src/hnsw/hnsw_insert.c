@@ -1279,12 +1279,10 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 		}
 		else
 		{
-			ItemPointerData finetid;
-
 			vector = hnsw_walk_vector(state->walk, handles[i]);
 			if (vector == NULL)
 				continue;		/* a bad link: pruning drops it */
-			if (!hnsw_walk_element(state->walk, handles[i], &finetid))
+			if (!hnsw_walk_is_live(state->walk, handles[i]))
 				continue;		/* deleted: VACUUM is unlinking it */
 			tids[pooled] = list[i];
 		}
@@ -1509,12 +1507,8 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 		 */
 		live_count = 0;
 		for (int i = 0; i < count; i++)
-		{
-			ItemPointerData finetid;
-
-			if (hnsw_walk_element(state->walk, found[i].id, &finetid))
+			if (hnsw_walk_is_live(state->walk, found[i].id))
 				live[live_count++] = found[i];
-		}
 		kept = graph_select_neighbors(live, live_count, m, hnsw_walk_pair_distance,
 									  state->walk, selected);
 		chosen->count = kept;

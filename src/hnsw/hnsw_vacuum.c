@@ -505,9 +505,7 @@ typedef struct RepairState
 static void
 add_candidate(RepairState *rs, int *count, int32 handle, int32 self)
 {
-	ItemPointerData finetid;
-
-	if (handle == self || !hnsw_walk_element(rs->walk, handle, &finetid))
+	if (handle == self || !hnsw_walk_is_live(rs->walk, handle))
 		return;					/* itself, or not live (deleted, free, bad) */
 	if (*count == rs->candidate_capacity)
 	{
@@ -1144,11 +1142,10 @@ relink_element(RepairState *rs, ReachState *reach, ItemPointer tid, float *vecto
 								  rs->found);
 		for (int i = 0; i < nfound; i++)
 		{
-			ItemPointerData finetid;
 			int64		bit = reach_bit(reach, hnsw_walk_tid(rs->walk, rs->found[i].id));
 
 			if (rs->found[i].id != self && bit >= 0 && BIT_TEST(reach->reached, bit) &&
-				hnsw_walk_element(rs->walk, rs->found[i].id, &finetid))
+				hnsw_walk_is_live(rs->walk, rs->found[i].id))
 				rs->candidates[ncandidates++] = rs->found[i];
 		}
 		if (ncandidates == 0)
