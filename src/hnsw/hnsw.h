@@ -670,17 +670,23 @@ extern void hnsw_insert_vector(Relation index, const float *vector,
 
 /*
  * An insert's back link (step b) on its own, for VACUUM's re-linking of
- * unreachable elements: give the live element `target` (handle
- * target_handle of `walk`, a keep_vectors walk that has read it) a link on
- * `layer` to the element at new_tid, whose vector is new_vector: appended
- * when the list has room, else (may_prune) the list pruned with the
- * neighbour heuristic, under the insert's locking rules.  Returns whether
- * the list links to new_tid afterwards.
+ * unreachable elements.  hnsw_linker_begin sets up the state of a series of
+ * links through one walk (a keep_vectors walk; once per pass, not per link),
+ * hnsw_linker_end frees it.  hnsw_add_link gives the live element `target`
+ * (handle target_handle of the walk, which has read it) a link on `layer` to
+ * the element at new_tid, whose vector is new_vector: appended when the list
+ * has room, else (may_prune) the list pruned with the neighbour heuristic,
+ * under the insert's locking rules.  Returns whether the list links to
+ * new_tid afterwards.
  */
-extern bool hnsw_add_link(Relation index, const HnswShape *shape, HnswWalk *walk,
-						  ItemPointer target, int32 target_handle, int layer,
-						  ItemPointer new_tid, const float *new_vector,
-						  bool may_prune);
+typedef struct HnswLinker HnswLinker;
+
+extern HnswLinker *hnsw_linker_begin(Relation index, const HnswShape *shape,
+									 HnswWalk *walk);
+extern bool hnsw_add_link(HnswLinker *linker, ItemPointer target,
+						  int32 target_handle, int layer, ItemPointer new_tid,
+						  const float *new_vector, bool may_prune);
+extern void hnsw_linker_end(HnswLinker *linker);
 
 /* hnsw_scan.c */
 extern IndexScanDesc hnsw_begin_scan(Relation index, int nkeys, int norderbys);

@@ -81,6 +81,7 @@ typedef struct InsertState
 	int			level;
 	BlockNumber nblocks;		/* cached relation size, refreshed on demand */
 	HnswWalk   *walk;
+	float	   *target_vector;	/* step b's copy of a target's vector, or NULL */
 	InsertLayer layers[GRAPH_MAX_LEVEL + 1];
 } InsertState;
 
@@ -1349,17 +1350,20 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			return false;
 		if (seen_count >= width)
 		{
-			/* a copy: the walk's vectors may move as it meets new elements */
+			/*
+			 * A copy: the walk's vectors may move as it meets new elements.
+			 * One buffer serves every back link of the state.
+			 */
 			if (base == NULL)
 			{
 				const float *vector = hnsw_walk_vector(state->walk, target_handle);
-				float	   *copy;
 
 				if (vector == NULL)
 					return false;
-				copy = palloc(sizeof(float) * state->shape.dimensions);
-				memcpy(copy, vector, sizeof(float) * state->shape.dimensions);
-				base = copy;
+				if (state->target_vector == NULL)
+					state->target_vector = palloc(sizeof(float) * state->shape.dimensions);
+				memcpy(state->target_vector, vector, sizeof(float) * state->shape.dimensions);
+				base = state->target_vector;
 			}
 			pruned_count = prune_list(state, base, seen, seen_count, new_tid,
 									  new_vector, width, pruned);
@@ -1416,22 +1420,44 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 	}
 }
 
-bool
-hnsw_add_link(Relation index, const HnswShape *shape, HnswWalk *walk,
-			  ItemPointer target, int32 target_handle, int layer,
-			  ItemPointer new_tid, const float *new_vector, bool may_prune)
+/*
+ * hnsw_add_link's state: an insert's, of which step b reads the index, its
+ * shape, the walk, the cached relation size (an index never shrinks, so it
+ * stays valid from one link to the next) and the buffer of the target's
+ * vector.
+ */
+struct HnswLinker
 {
-	InsertState *state = palloc0(sizeof(InsertState));
-	bool		linked;
+	InsertState state;
+};
 
-	state->index = index;
-	state->shape = *shape;
-	state->walk = walk;
-	state->nblocks = RelationGetNumberOfBlocks(index);
-	linked = add_back_link(state, target, target_handle, layer, new_tid, new_vector,
-						   may_prune);
-	pfree(state);
-	return linked;
+HnswLinker *
+hnsw_linker_begin(Relation index, const HnswShape *shape, HnswWalk *walk)
+{
+	HnswLinker *linker = palloc0(sizeof(HnswLinker));
+
+	linker->state.index = index;
+	linker->state.shape = *shape;
+	linker->state.walk = walk;
+	linker->state.nblocks = RelationGetNumberOfBlocks(index);
+	return linker;
+}
+
+bool
+hnsw_add_link(HnswLinker *linker, ItemPointer target, int32 target_handle,
+			  int layer, ItemPointer new_tid, const float *new_vector,
+			  bool may_prune)
+{
+	return add_back_link(&linker->state, target, target_handle, layer, new_tid,
+						 new_vector, may_prune);
+}
+
+void
+hnsw_linker_end(HnswLinker *linker)
+{
+	if (linker->state.target_vector != NULL)
+		pfree(linker->state.target_vector);
+	pfree(linker);
 }
 
 /* ------------------------------------------------------------------------

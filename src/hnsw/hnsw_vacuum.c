@@ -490,6 +490,7 @@ typedef struct RepairState
 	HnswMetaPageData meta;		/* after the entry point moved */
 	const TidList *deleted;
 	HnswWalk   *walk;			/* query: the element being repaired */
+	HnswLinker *linker;			/* phase 3b: back links through walk */
 	GraphAccess *access;
 	GraphNeighbor *candidates;	/* room for candidate_capacity */
 	int			candidate_capacity;
@@ -1157,8 +1158,8 @@ relink_element(RepairState *rs, ReachState *reach, ItemPointer tid, float *vecto
 		{
 			ItemPointerData target = *hnsw_walk_tid(rs->walk, selected[i].id);
 
-			linked |= hnsw_add_link(rs->index, &rs->shape, rs->walk, &target,
-									selected[i].id, 0, tid, vector, may_prune);
+			linked |= hnsw_add_link(rs->linker, &target, selected[i].id, 0, tid,
+									vector, may_prune);
 		}
 		if (!linked)
 			linked = force_link(rs, reach, rs->candidates, ncandidates, tid);
@@ -1248,6 +1249,7 @@ relink_unreachable(RepairState *rs)
 		return;
 	reach.entry_point = rs->meta.entry_point;
 	vector = palloc(sizeof(float) * rs->shape.dimensions);
+	rs->linker = hnsw_linker_begin(rs->index, &rs->shape, rs->walk);
 	for (int round = 0; round < REACH_ROUNDS && !rs->checked; round++)
 	{
 		int64		relinked = reach_round(rs, &reach, vector, round == 0);
@@ -1262,6 +1264,8 @@ relink_unreachable(RepairState *rs)
 	}
 	rs->forced = reach.forced;
 	rs->left = reach.left;
+	hnsw_linker_end(rs->linker);
+	rs->linker = NULL;
 	pfree(vector);
 	pfree(reach.live);
 	pfree(reach.reached);
