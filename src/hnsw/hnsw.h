@@ -361,6 +361,13 @@ extern void hnsw_init_page(Page page, uint16 flags);
  * bytes and its first byte (every tuple's type) is `type`, else NULL.
  */
 extern void *hnsw_page_tuple(Page page, OffsetNumber offset, uint8 type, Size min_size);
+/*
+ * The neighbour tuple at `offset` of a locked page if it has lists up to
+ * `layer` and the size its level needs, else NULL (hnsw_page_tuple's checks
+ * too).
+ */
+extern HnswNeighborTuple hnsw_page_neighbors(Page page, OffsetNumber offset,
+											 int layer, int m);
 extern void hnsw_check_page(Relation index, Page page, BlockNumber blkno);
 /*
  * Whether a TID read from a page may be followed to block blkno: not the
@@ -533,6 +540,8 @@ extern int	hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **ti
  * payload of a matryoshka element; invalid in hnsw).
  */
 extern bool hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid);
+/* whether the element is live (hnsw_walk_element, for callers without payloads) */
+extern bool hnsw_walk_is_live(HnswWalk *walk, int32 handle);
 /* the element's neighbour tuple (false: not an element) */
 extern bool hnsw_walk_element_neighbortid(HnswWalk *walk, int32 handle,
 										  ItemPointer neighbortid);
@@ -661,17 +670,23 @@ extern void hnsw_insert_vector(Relation index, const float *vector,
 
 /*
  * An insert's back link (step b) on its own, for VACUUM's re-linking of
- * unreachable elements: give the live element `target` (handle
- * target_handle of `walk`, a keep_vectors walk that has read it) a link on
- * `layer` to the element at new_tid, whose vector is new_vector: appended
- * when the list has room, else (may_prune) the list pruned with the
- * neighbour heuristic, under the insert's locking rules.  Returns whether
- * the list links to new_tid afterwards.
+ * unreachable elements.  hnsw_linker_begin sets up the state of a series of
+ * links through one walk (a keep_vectors walk; once per pass, not per link),
+ * hnsw_linker_end frees it.  hnsw_add_link gives the live element `target`
+ * (handle target_handle of the walk, which has read it) a link on `layer` to
+ * the element at new_tid, whose vector is new_vector: appended when the list
+ * has room, else (may_prune) the list pruned with the neighbour heuristic,
+ * under the insert's locking rules.  Returns whether the list links to
+ * new_tid afterwards.
  */
-extern bool hnsw_add_link(Relation index, const HnswShape *shape, HnswWalk *walk,
-						  ItemPointer target, int32 target_handle, int layer,
-						  ItemPointer new_tid, const float *new_vector,
-						  bool may_prune);
+typedef struct HnswLinker HnswLinker;
+
+extern HnswLinker *hnsw_linker_begin(Relation index, const HnswShape *shape,
+									 HnswWalk *walk);
+extern bool hnsw_add_link(HnswLinker *linker, ItemPointer target,
+						  int32 target_handle, int layer, ItemPointer new_tid,
+						  const float *new_vector, bool may_prune);
+extern void hnsw_linker_end(HnswLinker *linker);
 
 /* hnsw_scan.c */
 extern IndexScanDesc hnsw_begin_scan(Relation index, int nkeys, int norderbys);

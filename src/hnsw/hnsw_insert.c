@@ -81,6 +81,7 @@ typedef struct InsertState
 	int			level;
 	BlockNumber nblocks;		/* cached relation size, refreshed on demand */
 	HnswWalk   *walk;
+	float	   *target_vector;	/* step b's copy of a target's vector, or NULL */
 	InsertLayer layers[GRAPH_MAX_LEVEL + 1];
 } InsertState;
 
@@ -117,20 +118,6 @@ page_element(const InsertState *state, Page page, OffsetNumber offset)
 {
 	return hnsw_page_tuple(page, offset, HNSW_ELEMENT_TUPLE,
 					  hnsw_element_tuple_size(state->shape.dimensions));
-}
-
-static HnswNeighborTuple
-page_neighbors(const InsertState *state, Page page, OffsetNumber offset, int layer)
-{
-	HnswNeighborTuple tuple;
-
-	tuple = hnsw_page_tuple(page, offset, HNSW_NEIGHBOR_TUPLE,
-					   offsetof(HnswNeighborTupleData, slots));
-	if (tuple == NULL || tuple->level < layer ||
-		ItemIdGetLength(PageGetItemId(page, offset)) <
-		hnsw_neighbor_tuple_size(tuple->level, state->shape.m))
-		return NULL;
-	return tuple;
 }
 
 /*
@@ -189,7 +176,8 @@ read_list(InsertState *state, ItemPointer ntid, int layer, ItemPointerData *out)
 	LockBuffer(buffer, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buffer);
 	hnsw_check_page(state->index, page, blkno);
-	tuple = page_neighbors(state, page, ItemPointerGetOffsetNumber(ntid), layer);
+	tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(ntid), layer,
+								state->shape.m);
 	if (tuple != NULL)
 		count = hnsw_neighbor_layer_list(tuple, layer, state->shape.m, out);
 	UnlockReleaseBuffer(buffer);
@@ -1127,7 +1115,7 @@ write_reused_element(InsertState *state, const ReuseSlot *slot,
 		{
 			OffsetNumber offset = ItemPointerGetOffsetNumber(&slot->neighbortid);
 
-			neighbors = page_neighbors(state, pages[i], offset, 0);
+			neighbors = hnsw_page_neighbors(pages[i], offset, 0, m);
 			if (neighbors != NULL)
 				neighbor_capacity =
 					hnsw_neighbor_tuple_capacity(ItemIdGetLength(PageGetItemId(pages[i], offset)),
@@ -1292,12 +1280,10 @@ prune_list(InsertState *state, const float *base, const ItemPointerData *list,
 		}
 		else
 		{
-			ItemPointerData finetid;
-
 			vector = hnsw_walk_vector(state->walk, handles[i]);
 			if (vector == NULL)
 				continue;		/* a bad link: pruning drops it */
-			if (!hnsw_walk_element(state->walk, handles[i], &finetid))
+			if (!hnsw_walk_is_live(state->walk, handles[i]))
 				continue;		/* deleted: VACUUM is unlinking it */
 			tids[pooled] = list[i];
 		}
@@ -1364,17 +1350,20 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 			return false;
 		if (seen_count >= width)
 		{
-			/* a copy: the walk's vectors may move as it meets new elements */
+			/*
+			 * A copy: the walk's vectors may move as it meets new elements.
+			 * One buffer serves every back link of the state.
+			 */
 			if (base == NULL)
 			{
 				const float *vector = hnsw_walk_vector(state->walk, target_handle);
-				float	   *copy;
 
 				if (vector == NULL)
 					return false;
-				copy = palloc(sizeof(float) * state->shape.dimensions);
-				memcpy(copy, vector, sizeof(float) * state->shape.dimensions);
-				base = copy;
+				if (state->target_vector == NULL)
+					state->target_vector = palloc(sizeof(float) * state->shape.dimensions);
+				memcpy(state->target_vector, vector, sizeof(float) * state->shape.dimensions);
+				base = state->target_vector;
 			}
 			pruned_count = prune_list(state, base, seen, seen_count, new_tid,
 									  new_vector, width, pruned);
@@ -1385,8 +1374,8 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 		hnsw_check_page(state->index, BufferGetPage(buffer), blkno);
 		xlog = GenericXLogStart(state->index);
 		page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-		tuple = page_neighbors(state, page,
-							   ItemPointerGetOffsetNumber(&facts.neighbortid), layer);
+		tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(&facts.neighbortid),
+									layer, m);
 		if (tuple == NULL)
 		{
 			GenericXLogAbort(xlog);
@@ -1431,22 +1420,44 @@ add_back_link(InsertState *state, ItemPointer target, int32 target_handle,
 	}
 }
 
-bool
-hnsw_add_link(Relation index, const HnswShape *shape, HnswWalk *walk,
-			  ItemPointer target, int32 target_handle, int layer,
-			  ItemPointer new_tid, const float *new_vector, bool may_prune)
+/*
+ * hnsw_add_link's state: an insert's, of which step b reads the index, its
+ * shape, the walk, the cached relation size (an index never shrinks, so it
+ * stays valid from one link to the next) and the buffer of the target's
+ * vector.
+ */
+struct HnswLinker
 {
-	InsertState *state = palloc0(sizeof(InsertState));
-	bool		linked;
+	InsertState state;
+};
 
-	state->index = index;
-	state->shape = *shape;
-	state->walk = walk;
-	state->nblocks = RelationGetNumberOfBlocks(index);
-	linked = add_back_link(state, target, target_handle, layer, new_tid, new_vector,
-						   may_prune);
-	pfree(state);
-	return linked;
+HnswLinker *
+hnsw_linker_begin(Relation index, const HnswShape *shape, HnswWalk *walk)
+{
+	HnswLinker *linker = palloc0(sizeof(HnswLinker));
+
+	linker->state.index = index;
+	linker->state.shape = *shape;
+	linker->state.walk = walk;
+	linker->state.nblocks = RelationGetNumberOfBlocks(index);
+	return linker;
+}
+
+bool
+hnsw_add_link(HnswLinker *linker, ItemPointer target, int32 target_handle,
+			  int layer, ItemPointer new_tid, const float *new_vector,
+			  bool may_prune)
+{
+	return add_back_link(&linker->state, target, target_handle, layer, new_tid,
+						 new_vector, may_prune);
+}
+
+void
+hnsw_linker_end(HnswLinker *linker)
+{
+	if (linker->state.target_vector != NULL)
+		pfree(linker->state.target_vector);
+	pfree(linker);
 }
 
 /* ------------------------------------------------------------------------
@@ -1454,7 +1465,8 @@ hnsw_add_link(Relation index, const HnswShape *shape, HnswWalk *walk,
  * ------------------------------------------------------------------------ */
 
 /*
- * Largest level whose neighbour tuple fits on a page (only a concern for
+ * `level`, at most the largest whose neighbour tuple fits on a page: the
+ * capacity of the room an empty page has for one tuple (only a concern for
  * large m: at m = 100 a level above 11 would not fit, a draw of about
  * 1e-24).
  */
@@ -1464,9 +1476,7 @@ cap_level(int level, int m)
 	Size		limit = BLCKSZ - MAXALIGN(SizeOfPageHeaderData) -
 		MAXALIGN(sizeof(HnswPageOpaqueData)) - sizeof(ItemIdData);
 
-	while (level > 0 && hnsw_neighbor_tuple_size(level, m) > limit)
-		level--;
-	return level;
+	return Min(level, Max(0, hnsw_neighbor_tuple_capacity(limit, m)));
 }
 
 /*
@@ -1523,12 +1533,8 @@ choose_neighbors(InsertState *state, const HnswMetaPageData *meta)
 		 */
 		live_count = 0;
 		for (int i = 0; i < count; i++)
-		{
-			ItemPointerData finetid;
-
-			if (hnsw_walk_element(state->walk, found[i].id, &finetid))
+			if (hnsw_walk_is_live(state->walk, found[i].id))
 				live[live_count++] = found[i];
-		}
 		kept = graph_select_neighbors(live, live_count, m, hnsw_walk_pair_distance,
 									  state->walk, selected);
 		chosen->count = kept;

@@ -303,6 +303,25 @@ hnsw_payload_pieces(Relation index, ItemPointer finetid, Size payload_size,
 								lengths, max_pieces, &source);
 }
 
+/*
+ * The neighbour tuple at `offset` of a locked page if it has `layer` and the
+ * size its own level needs (every reader and writer of lists trusts its
+ * slots only then); NULL otherwise, a damaged link that is left alone.
+ */
+HnswNeighborTuple
+hnsw_page_neighbors(Page page, OffsetNumber offset, int layer, int m)
+{
+	HnswNeighborTuple tuple;
+
+	tuple = hnsw_page_tuple(page, offset, HNSW_NEIGHBOR_TUPLE,
+							offsetof(HnswNeighborTupleData, slots));
+	if (tuple == NULL || tuple->level < layer ||
+		ItemIdGetLength(PageGetItemId(page, offset)) <
+		hnsw_neighbor_tuple_size(tuple->level, m))
+		return NULL;
+	return tuple;
+}
+
 /* ------------------------------------------------------------------------
  * Free slots and the free space map (README, VACUUM and Inserts)
  * ------------------------------------------------------------------------ */
@@ -313,14 +332,17 @@ hnsw_free_slot_space(int level)
 	return (Size) (level + 1) * (BLCKSZ / 256);
 }
 
+/*
+ * Every neighbour tuple is written hnsw_neighbor_tuple_size bytes long
+ * (MAXALIGNed), so a length holds the lists of a level when that size fits.
+ */
 int
 hnsw_neighbor_tuple_capacity(Size length, int m)
 {
 	int			level = -1;
 
 	while (level < GRAPH_MAX_LEVEL &&
-		   offsetof(HnswNeighborTupleData, slots) +
-		   sizeof(ItemPointerData) * (2 * m + (level + 1) * m) <= length)
+		   hnsw_neighbor_tuple_size(level + 1, m) <= length)
 		level++;
 	return level;
 }

@@ -269,7 +269,8 @@ entry_candidate_offer(EntryCandidate *candidate, BlockNumber blkno,
 /*
  * One pass over the element pages.  callback NULL (amvacuumcleanup) removes
  * nothing and only counts.  Fills `deleted` with every element that is
- * deleted at the end (marked now or earlier) and offers the live elements
+ * deleted at the end (marked now or earlier), sorted for lookups and for
+ * phase 4's page-by-page pass, and offers the live elements
  * that keep an inline heap TID (sure to stay live) as new entry points;
  * those that keep only a chain go to `chained` for pass 2.
  */
@@ -410,6 +411,8 @@ remove_dead_tids(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	/* pass 2, inserts held off: elements whose rows all went */
 	if (chained.count > 0)
 	{
+		int			found_in_pass_1 = deleted->count;
+
 		LockPage(index, HNSW_METAPAGE_BLKNO, ExclusiveLock);
 		for (int i = 0; i < chained.count; i++)
 		{
@@ -420,6 +423,10 @@ remove_dead_tids(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		}
 		UnlockPage(index, HNSW_METAPAGE_BLKNO, ExclusiveLock);
 		pfree(chained.tids);
+
+		/* pass 1 found its elements in TID order, pass 2 appended its own */
+		if (deleted->count > found_in_pass_1)
+			qsort(deleted->tids, deleted->count, sizeof(ItemPointerData), tid_compare);
 	}
 	stats->num_pages = nblocks;
 }
@@ -483,6 +490,7 @@ typedef struct RepairState
 	HnswMetaPageData meta;		/* after the entry point moved */
 	const TidList *deleted;
 	HnswWalk   *walk;			/* query: the element being repaired */
+	HnswLinker *linker;			/* phase 3b: back links through walk */
 	GraphAccess *access;
 	GraphNeighbor *candidates;	/* room for candidate_capacity */
 	int			candidate_capacity;
@@ -498,9 +506,7 @@ typedef struct RepairState
 static void
 add_candidate(RepairState *rs, int *count, int32 handle, int32 self)
 {
-	ItemPointerData finetid;
-
-	if (handle == self || !hnsw_walk_element(rs->walk, handle, &finetid))
+	if (handle == self || !hnsw_walk_is_live(rs->walk, handle))
 		return;					/* itself, or not live (deleted, free, bad) */
 	if (*count == rs->candidate_capacity)
 	{
@@ -596,30 +602,6 @@ repaired_list(RepairState *rs, int32 self, int layer,
 }
 
 /*
- * The neighbour tuple at ntid on a locked page if it has `layer` and the
- * size its level needs; NULL otherwise (a damaged link: left alone).
- */
-static HnswNeighborTuple
-repair_neighbors(RepairState *rs, Page page, ItemPointer ntid, int layer)
-{
-	OffsetNumber offnum = ItemPointerGetOffsetNumber(ntid);
-	ItemId		itemid;
-	HnswNeighborTuple tuple;
-
-	if (offnum < FirstOffsetNumber || offnum > PageGetMaxOffsetNumber(page))
-		return NULL;
-	itemid = PageGetItemId(page, offnum);
-	if (!ItemIdIsNormal(itemid) ||
-		ItemIdGetLength(itemid) < offsetof(HnswNeighborTupleData, slots))
-		return NULL;
-	tuple = (HnswNeighborTuple) PageGetItem(page, itemid);
-	if (tuple->type != HNSW_NEIGHBOR_TUPLE || tuple->level < layer ||
-		ItemIdGetLength(itemid) < hnsw_neighbor_tuple_size(tuple->level, rs->shape.m))
-		return NULL;
-	return tuple;
-}
-
-/*
  * Block blkno share-locked for one of the repair's passes over the index
  * (after the cost-based delay): its checked page, or NULL for a new page
  * (the buffer is locked either way).
@@ -680,7 +662,7 @@ repair_element(RepairState *rs, ItemPointer tid, int level, ItemPointer ntid,
 			LockBuffer(buffer, BUFFER_LOCK_SHARE);
 			page = BufferGetPage(buffer);
 			hnsw_check_page(rs->index, page, nblkno);
-			tuple = repair_neighbors(rs, page, ntid, layer);
+			tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(ntid), layer, m);
 			if (tuple != NULL)
 				seen_count = hnsw_neighbor_layer_list(tuple, layer, m, seen);
 			UnlockReleaseBuffer(buffer);
@@ -702,7 +684,7 @@ repair_element(RepairState *rs, ItemPointer tid, int level, ItemPointer ntid,
 			LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
 			xlog = GenericXLogStart(rs->index);
 			page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-			tuple = repair_neighbors(rs, page, ntid, layer);
+			tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(ntid), layer, m);
 			current_count = tuple ? hnsw_neighbor_layer_list(tuple, layer, m, current) : -1;
 			if (current_count == seen_count &&
 				memcmp(current, seen, sizeof(ItemPointerData) * seen_count) == 0)
@@ -930,7 +912,8 @@ reach_mark(ReachState *reach, ItemPointer tid)
 static void
 reach_mark_list(RepairState *rs, ReachState *reach, Page page, ItemPointer ntid)
 {
-	HnswNeighborTuple tuple = repair_neighbors(rs, page, ntid, 0);
+	HnswNeighborTuple tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(ntid), 0,
+												   rs->shape.m);
 	ItemPointerData list[2 * GRAPH_MAX_M];
 	int			count;
 
@@ -1072,7 +1055,8 @@ force_link(RepairState *rs, ReachState *reach, const GraphNeighbor *candidates,
 		hnsw_check_page(rs->index, BufferGetPage(buffer), ItemPointerGetBlockNumber(&ntid));
 		xlog = GenericXLogStart(rs->index);
 		page = GenericXLogRegisterBuffer(xlog, buffer, 0);
-		tuple = repair_neighbors(rs, page, &ntid, 0);
+		tuple = hnsw_page_neighbors(page, ItemPointerGetOffsetNumber(&ntid), 0,
+									rs->shape.m);
 		length = tuple ? hnsw_neighbor_layer_list(tuple, 0, rs->shape.m, list) : 0;
 		for (int i = 0; i < length && replace < width; i++)
 		{
@@ -1159,11 +1143,10 @@ relink_element(RepairState *rs, ReachState *reach, ItemPointer tid, float *vecto
 								  rs->found);
 		for (int i = 0; i < nfound; i++)
 		{
-			ItemPointerData finetid;
 			int64		bit = reach_bit(reach, hnsw_walk_tid(rs->walk, rs->found[i].id));
 
 			if (rs->found[i].id != self && bit >= 0 && BIT_TEST(reach->reached, bit) &&
-				hnsw_walk_element(rs->walk, rs->found[i].id, &finetid))
+				hnsw_walk_is_live(rs->walk, rs->found[i].id))
 				rs->candidates[ncandidates++] = rs->found[i];
 		}
 		if (ncandidates == 0)
@@ -1175,8 +1158,8 @@ relink_element(RepairState *rs, ReachState *reach, ItemPointer tid, float *vecto
 		{
 			ItemPointerData target = *hnsw_walk_tid(rs->walk, selected[i].id);
 
-			linked |= hnsw_add_link(rs->index, &rs->shape, rs->walk, &target,
-									selected[i].id, 0, tid, vector, may_prune);
+			linked |= hnsw_add_link(rs->linker, &target, selected[i].id, 0, tid,
+									vector, may_prune);
 		}
 		if (!linked)
 			linked = force_link(rs, reach, rs->candidates, ncandidates, tid);
@@ -1266,6 +1249,7 @@ relink_unreachable(RepairState *rs)
 		return;
 	reach.entry_point = rs->meta.entry_point;
 	vector = palloc(sizeof(float) * rs->shape.dimensions);
+	rs->linker = hnsw_linker_begin(rs->index, &rs->shape, rs->walk);
 	for (int round = 0; round < REACH_ROUNDS && !rs->checked; round++)
 	{
 		int64		relinked = reach_round(rs, &reach, vector, round == 0);
@@ -1280,6 +1264,8 @@ relink_unreachable(RepairState *rs)
 	}
 	rs->forced = reach.forced;
 	rs->left = reach.left;
+	hnsw_linker_end(rs->linker);
+	rs->linker = NULL;
 	pfree(vector);
 	pfree(reach.live);
 	pfree(reach.reached);
@@ -1348,10 +1334,11 @@ free_deleted(Relation index, const TidList *deleted, int m,
  * Phases 2-4: unlink and free the elements found deleted, and (3b) make
  * every live element reachable, also when none was deleted (an insert's
  * pruning can orphan elements too).  Inserts go on meanwhile; they never
- * link to a deleted element after the barrier.
+ * link to a deleted element after the barrier.  `deleted` is sorted
+ * (remove_dead_tids).
  */
 static void
-repair_graph(IndexVacuumInfo *info, TidList *deleted,
+repair_graph(IndexVacuumInfo *info, const TidList *deleted,
 			 const EntryCandidate *candidate)
 {
 	RepairState rs;
@@ -1361,10 +1348,7 @@ repair_graph(IndexVacuumInfo *info, TidList *deleted,
 	rs.strategy = info->strategy;
 	rs.deleted = deleted;
 	if (deleted->count > 0)
-	{
-		qsort(deleted->tids, deleted->count, sizeof(ItemPointerData), tid_compare);
 		move_entry_point(info->index, deleted, candidate, &rs.meta);
-	}
 	else
 	{
 		hnsw_read_meta(info->index, &rs.meta);
@@ -1410,12 +1394,9 @@ vacuum_index(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	remove_dead_tids(info, stats, callback, callback_state, &deleted, &sure, &chained);
 
 	/* an element with only a chain, if pass 2 left it live */
-	if (!ItemPointerIsValid(&sure.tid) && ItemPointerIsValid(&chained.tid))
-	{
-		qsort(deleted.tids, deleted.count, sizeof(ItemPointerData), tid_compare);
-		if (!tid_list_contains(&deleted, &chained.tid))
-			sure = chained;
-	}
+	if (!ItemPointerIsValid(&sure.tid) && ItemPointerIsValid(&chained.tid) &&
+		!tid_list_contains(&deleted, &chained.tid))
+		sure = chained;
 	repair_graph(info, &deleted, &sure);
 	FreeSpaceMapVacuum(info->index);	/* the map's upper levels, for inserts */
 	stats->estimated_count = false;

@@ -1002,6 +1002,14 @@ hnsw_walk_element(HnswWalk *walk, int32 handle, ItemPointer finetid)
 }
 
 bool
+hnsw_walk_is_live(HnswWalk *walk, int32 handle)
+{
+	ItemPointerData finetid;
+
+	return hnsw_walk_element(walk, handle, &finetid);
+}
+
+bool
 hnsw_walk_element_neighbortid(HnswWalk *walk, int32 handle, ItemPointer neighbortid)
 {
 	HnswWalkElement *element = walk_element_read(walk, handle);
