@@ -501,13 +501,16 @@ typedef struct HnswWalk HnswWalk;
 
 /*
  * keep_vectors: copy each element's vector when its distance is computed
- * (inserts need them for pair distances; scans do not).
+ * (inserts need them for pair distances; scans do not).  ef: the largest
+ * beam of graph_walk_layer on hnsw_walk_scratch; for a walk without kept
+ * vectors also how many elements it makes room for at first (it grows).
  */
 extern HnswWalk *hnsw_walk_begin(Relation index, const HnswShape *shape,
 								 int ef, bool keep_vectors);
 /* forget every handle and set a new prepared query vector */
 extern void hnsw_walk_reset(HnswWalk *walk, const float *query);
 extern GraphAccess *hnsw_walk_access(HnswWalk *walk);
+/* the beam scratch for graph_walk_layer, allocated on the first call */
 extern GraphWalkScratch *hnsw_walk_scratch(HnswWalk *walk);
 /* handle of an element tuple (assigning one if new) */
 extern int32 hnsw_walk_handle(HnswWalk *walk, ItemPointer element_tid);

@@ -140,7 +140,8 @@ struct HnswWalk
 	MemoryContext context;		/* where the walk and its growth live */
 
 	GraphAccess access;
-	GraphWalkScratch scratch;
+	int			ef;				/* of the beam scratch */
+	GraphWalkScratch scratch;	/* arrays NULL until hnsw_walk_scratch */
 	float	   *query;			/* shape.dimensions floats */
 
 	/* handles */
@@ -740,10 +741,7 @@ hnsw_walk_begin(Relation index, const HnswShape *shape, int ef, bool keep_vector
 	walk->access.visited_test_and_set = walk_visited_test_and_set;
 	walk->access.live = walk_live;
 
-	walk->scratch.ef = ef;
-	walk->scratch.candidate_capacity = graph_walk_candidate_capacity(ef, shape->m0);
-	walk->scratch.candidates = palloc(sizeof(GraphNeighbor) * walk->scratch.candidate_capacity);
-	walk->scratch.results = palloc(sizeof(GraphNeighbor) * (ef + 2));
+	walk->ef = ef;
 	walk->query = palloc0(sizeof(float) * shape->dimensions);
 
 	/*
@@ -805,10 +803,27 @@ hnsw_walk_access(HnswWalk *walk)
 	return &walk->access;
 }
 
+/*
+ * The beam scratch of graph_walk_layer, made on first use: only inserts and
+ * VACUUM search a layer that way (scans use GraphSearch, with heaps of its
+ * own), so a scan's walk never pays for it.
+ */
 GraphWalkScratch *
 hnsw_walk_scratch(HnswWalk *walk)
 {
-	return &walk->scratch;
+	GraphWalkScratch *scratch = &walk->scratch;
+
+	if (scratch->candidates == NULL)
+	{
+		scratch->ef = walk->ef;
+		scratch->candidate_capacity = graph_walk_candidate_capacity(walk->ef,
+																	walk->shape.m0);
+		scratch->candidates = MemoryContextAlloc(walk->context, sizeof(GraphNeighbor) *
+												 scratch->candidate_capacity);
+		scratch->results = MemoryContextAlloc(walk->context,
+											  sizeof(GraphNeighbor) * (walk->ef + 2));
+	}
+	return scratch;
 }
 
 const float *
@@ -1076,8 +1091,11 @@ void
 hnsw_walk_end(HnswWalk *walk)
 {
 	hnsw_walk_release(walk);
-	pfree(walk->scratch.candidates);
-	pfree(walk->scratch.results);
+	if (walk->scratch.candidates != NULL)
+	{
+		pfree(walk->scratch.candidates);
+		pfree(walk->scratch.results);
+	}
 	pfree(walk->query);
 	pfree(walk->elements);
 	pfree(walk->visited);

@@ -268,7 +268,7 @@ prepare_search(IndexScanDesc scan)
 
 	/*
 	 * One walk for every round and rescan (the resumable search keeps its own
-	 * heaps, so the walk's beam scratch is never used: any ef will do).
+	 * heaps, and the walk grows as needed: any ef will do).
 	 */
 	if (so->walk == NULL)
 	{
