@@ -554,6 +554,12 @@ extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
  * iterative scan has visited, for hnsw.max_scan_tuples).
  */
 extern uint64 hnsw_walk_live_heaptids(HnswWalk *walk);
+/*
+ * Heap TIDs beyond the first HNSW_HEAPTIDS of each element that
+ * hnsw_walk_heaptids has returned since the reset (the overflow rows a scan
+ * has visited, for hnsw.max_scan_tuples).
+ */
+extern uint64 hnsw_walk_overflow_heaptids(HnswWalk *walk);
 /* bytes of per-element state for the elements met since the reset */
 extern Size hnsw_walk_memory(HnswWalk *walk);
 /*
@@ -714,15 +720,14 @@ extern void hnsw_define_scan_settings(const char *am, int *iterative_scan,
 
 /*
  * Whether a scan's search has reached its limits (checked between batches):
- * the heap TIDs it visited (the walk's live ones, plus extra_tuples: overflow
- * rows the scan returned) reach max_tuples, or its state (the walk's
- * per-element state, the search's heaps, plus extra_bytes of the scan's own)
- * exceeds max_memory.  Says so at DEBUG1 when it has.
+ * the heap TIDs it visited (the walk's live ones and the overflow rows it
+ * returned) reach max_tuples, or its state (the walk's per-element state,
+ * the search's heaps, plus extra_bytes of the scan's own) exceeds
+ * max_memory.  Says so at DEBUG1 when it has.
  */
 extern bool hnsw_scan_limits_reached(const HnswScanLimits *limits, Relation index,
 									 HnswWalk *walk, const GraphSearch *search,
-									 int64 extra_tuples, double extra_bytes,
-									 int batches);
+									 double extra_bytes, int batches);
 extern void hnsw_end_scan(IndexScanDesc scan);
 
 /*

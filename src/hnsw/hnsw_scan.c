@@ -87,7 +87,6 @@ typedef struct HnswScanOpaqueData
 	bool		done;			/* no batch is left */
 	bool		limited;		/* a limit was hit: no more reading, only the pool */
 	int			batches;
-	int64		extra_tuples;	/* overflow-chain heap TIDs returned */
 	float		last_distance;	/* strict_order: of the last row returned */
 	int64		dropped;		/* strict_order: rows skipped as out of order */
 	int64		returned;		/* elements of the batches so far */
@@ -292,7 +291,6 @@ hnsw_scan_start(IndexScanDesc scan)
 	so->done = false;
 	so->limited = false;
 	so->batches = 0;
-	so->extra_tuples = 0;
 	so->dropped = 0;
 	so->returned = 0;
 	so->last_distance = -get_float4_infinity();
@@ -344,9 +342,10 @@ hnsw_scan_limits_init(HnswScanLimits *limits, int mode, int max_tuples,
 bool
 hnsw_scan_limits_reached(const HnswScanLimits *limits, Relation index,
 						 HnswWalk *walk, const GraphSearch *search,
-						 int64 extra_tuples, double extra_bytes, int batches)
+						 double extra_bytes, int batches)
 {
-	int64		tuples = (int64) hnsw_walk_live_heaptids(walk) + extra_tuples;
+	int64		tuples = (int64) (hnsw_walk_live_heaptids(walk) +
+								  hnsw_walk_overflow_heaptids(walk));
 	double		memory = (double) hnsw_walk_memory(walk) + extra_bytes +
 		(double) sizeof(GraphNeighbor) * (search->unexpanded_size + search->pool_size);
 
@@ -378,7 +377,6 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 	/* the limits apply from the second batch on, between batches */
 	if (so->batches > 0 && !so->limited &&
 		hnsw_scan_limits_reached(&so->limits, index, so->walk, &so->search,
-								 so->extra_tuples,
 								 (double) sizeof(GraphNeighbor) * so->found_capacity,
 								 so->batches))
 		so->limited = true;
@@ -426,8 +424,6 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 		 */
 		n = hnsw_walk_heaptids(so->walk, so->found[i].id,
 							   &so->heaptids, &so->heaptid_capacity, so->count);
-		if (n > HNSW_HEAPTIDS)
-			so->extra_tuples += n - HNSW_HEAPTIDS;
 		if (so->count + n > so->source_capacity)
 		{
 			so->source_capacity = Max(so->source_capacity * 2, so->count + n);

@@ -166,6 +166,7 @@ struct HnswWalk
 
 	uint64		distance_count; /* elements read (for DEBUG output) */
 	uint64		live_heaptids;	/* inline heap TIDs of the live elements read */
+	uint64		overflow_heaptids;	/* chain heap TIDs hnsw_walk_heaptids gave */
 };
 
 static inline uint64
@@ -794,6 +795,7 @@ hnsw_walk_reset(HnswWalk *walk, const float *query)
 	walk->count = 0;
 	walk->distance_count = 0;
 	walk->live_heaptids = 0;
+	walk->overflow_heaptids = 0;
 	memcpy(walk->query, query, sizeof(float) * walk->shape.dimensions);
 }
 
@@ -949,6 +951,8 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 		next = overflow->next;
 		walk_unlock(walk);
 	}
+	if (count > HNSW_HEAPTIDS)
+		walk->overflow_heaptids += count - HNSW_HEAPTIDS;
 	return count;
 }
 
@@ -1073,6 +1077,12 @@ uint64
 hnsw_walk_live_heaptids(HnswWalk *walk)
 {
 	return walk->live_heaptids;
+}
+
+uint64
+hnsw_walk_overflow_heaptids(HnswWalk *walk)
+{
+	return walk->overflow_heaptids;
 }
 
 Size

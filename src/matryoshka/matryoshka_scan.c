@@ -119,7 +119,6 @@ typedef struct MatryoshkaScanOpaqueData
 	double		last_bound;		/* value of the last row returned */
 	int64		late;			/* rows found below the last value returned */
 	int64		dropped;		/* strict_order: late rows skipped */
-	int64		extra_tuples;	/* overflow-chain heap TIDs returned */
 	HnswWalk   *walk;			/* every round's, in scan_context */
 	GraphSearch search;			/* layer 0, resumable; heaps in scan_context */
 
@@ -188,7 +187,6 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	hnsw_killed_rows_reset(&so->killed);
 	so->late = 0;
 	so->dropped = 0;
-	so->extra_tuples = 0;
 	so->last_bound = -get_float8_infinity();
 }
 
@@ -602,7 +600,7 @@ run_round(IndexScanDesc scan)
 	 * rounds hand out what it has already met.
 	 */
 	if (so->rounds > 1 && !so->limited && !so->exhausted &&
-		hnsw_scan_limits_reached(&so->limits, index, walk, &so->search, so->extra_tuples,
+		hnsw_scan_limits_reached(&so->limits, index, walk, &so->search,
 								 (double) sizeof(Candidate) * so->held_capacity +
 								 (double) sizeof(GraphNeighbor) * ef,
 								 so->rounds - 1))
@@ -770,8 +768,6 @@ run_round(IndexScanDesc scan)
 		}
 		tids = hnsw_walk_heaptids(walk, candidates[i].handle, &heaptids,
 								  &heaptid_capacity, 0);
-		if (tids > HNSW_HEAPTIDS)
-			so->extra_tuples += tids - HNSW_HEAPTIDS;
 		if (so->count + tids > row_capacity)
 		{
 			row_capacity = Max(row_capacity * 2, so->count + tids);
