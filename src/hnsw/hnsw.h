@@ -689,6 +689,19 @@ extern void hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 extern bool hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir);
 /* amrescan's part shared by both access methods: take the new keys */
 extern void hnsw_rescan_keys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys);
+/*
+ * The start of a search shared by both access methods (after each has
+ * checked for an ORDER BY).  hnsw_scan_read_meta: false when no row can be
+ * returned (ORDER BY col <op> NULL, an empty index), else the meta page in
+ * *meta.  hnsw_scan_descend, once the query is prepared as the elements'
+ * vectors are: reset the walk for it (with the scan's use of dead-row
+ * hints), descend greedily from the entry point through layers
+ * max_level..1 and start the resumable search on layer 0.
+ */
+extern bool hnsw_scan_read_meta(IndexScanDesc scan, HnswMetaPageData *meta);
+extern void hnsw_scan_descend(IndexScanDesc scan, HnswWalk *walk,
+							  const HnswMetaPageData *meta, const float *query,
+							  GraphSearch *search);
 /* GraphSearch.grow for a scan: context is the MemoryContext the search's heaps live in */
 extern void *hnsw_scan_search_grow(void *context, void *array, size_t bytes);
 

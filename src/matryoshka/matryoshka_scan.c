@@ -205,9 +205,6 @@ prepare_search(IndexScanDesc scan)
 	int			full;
 	double		sum = 0;
 	int			stage = 0;
-	GraphAccess *access;
-	int32		entry;
-	float		entry_distance;
 
 	if (scan->numberOfOrderBys == 0)
 		ereport(ERROR,
@@ -215,12 +212,7 @@ prepare_search(IndexScanDesc scan)
 				 errmsg("cannot scan matryoshka index without order"),
 				 errhint("A matryoshka index answers ORDER BY column <-> value LIMIT n queries.")));
 
-	/* ORDER BY col <-> NULL: every distance is NULL; we return no rows */
-	if (orderby->sk_flags & SK_ISNULL)
-		return false;
-
-	hnsw_read_meta(index, &so->meta);
-	if (!ItemPointerIsValid(&so->meta.entry_point))
+	if (!hnsw_scan_read_meta(scan, &so->meta))
 		return false;
 	hnsw_shape_from_meta(&so->meta, &so->shape);
 	matryoshka_layout_from_meta(index, &so->meta, &so->layout);
@@ -277,15 +269,7 @@ prepare_search(IndexScanDesc scan)
 	}
 
 	/* from the entry point down to layer 0, where the rounds search */
-	hnsw_walk_reset(so->walk, so->coarse_query);
-	/* not in recovery: a standby's snapshot may still see what was killed */
-	hnsw_walk_use_dead_hints(so->walk, scan->ignore_killed_tuples);
-	access = hnsw_walk_access(so->walk);
-	entry = hnsw_walk_handle(so->walk, &so->meta.entry_point);
-	entry_distance = access->distance(access->context, entry);
-	for (int layer = Min(so->meta.max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
-		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
-	graph_search_start(&so->search, access, entry, entry_distance, 0);
+	hnsw_scan_descend(scan, so->walk, &so->meta, so->coarse_query, &so->search);
 	hnsw_walk_release(so->walk);
 	return true;
 }
