@@ -67,6 +67,24 @@ need_count()
 		die "$1 needs an integer of at least $3, not '$2'"
 }
 
+# need_count_list OPTION LIST MIN: the values of a list option (words) are
+# at least one, each an integer of at least MIN.
+need_count_list()
+{
+	local value
+
+	[ -n "$2" ] || die "$1 needs at least one value"
+	for value in $2; do
+		need_count "a $1 value" "$value" "$3"
+	done
+}
+
+# A rate as a whole number
+whole()
+{
+	awk -v r="$1" 'BEGIN { printf "%.0f", r }'
+}
+
 load_average()
 {
 	cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"
@@ -725,5 +743,5 @@ measure_setting()
 	read -r RECALL seconds ROWS_AVG <<<"$line"
 	QPS_ALL=$(awk -v n="$QUERIES" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
 	QPS_ONE=$(measure_one_query) || return 1
-	QPS_ONE=$(awk -v q="$QPS_ONE" 'BEGIN { printf "%.0f", q }')
+	QPS_ONE=$(whole "$QPS_ONE")
 }

@@ -99,10 +99,7 @@ script_option()
 }
 
 bench_parse_args "$@"
-[ -n "$EF_LIST" ] || die "--ef needs at least one value"
-for ef in $EF_LIST; do
-	need_count "--ef value" "$ef" 1
-done
+need_count_list --ef "$EF_LIST" 1
 bench_check_opclass
 
 bench_make_work_dir

@@ -107,12 +107,8 @@ script_option()
 }
 
 bench_parse_args "$@"
-for list in "$HNSW_EF_LIST" "$MRY_EF_LIST"; do
-	[ -n "$list" ] || die "--hnsw-ef and --mry-ef need at least one value"
-	for ef in $list; do
-		need_count "an ef_search value" "$ef" 1
-	done
-done
+need_count_list --hnsw-ef "$HNSW_EF_LIST" 1
+need_count_list --mry-ef "$MRY_EF_LIST" 1
 bench_check_opclass
 
 bench_make_work_dir
