@@ -16,10 +16,10 @@
 #                    (defaults below) that its options set
 #   OPERATOR         (bench_check_opclass sets it)
 # and per data set DB and the DS_* variables (see prepare_truth).
-# filtered_bench.sh and mixed_bench.sh also run both access methods on the
-# prefix data sets (prepare_prefix_dataset, bench_prefix_option,
-# measure_each_am) and use the statement settings QUERY_FILTER and
-# TRUTH_TABLE and ITEMS_EXTRA_COLUMNS.
+# matryoshka_bench.sh, filtered_bench.sh and mixed_bench.sh run access
+# methods on the prefix data sets (prepare_prefix_dataset, measure_each_am
+# over AMS); the last two also take bench_prefix_option and use the
+# statement settings QUERY_FILTER and TRUTH_TABLE and ITEMS_EXTRA_COLUMNS.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/../.." && pwd)

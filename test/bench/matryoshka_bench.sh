@@ -84,6 +84,7 @@ BENCH_NAME=matryoshka_bench
 source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 DATASETS=(fmnist gen768 gen3072)
+AMS="hnsw matryoshka"			# measured in this order (measure_each_am)
 HNSW_EF_LIST="10 14 20 28 40 56 80 160"
 MRY_EF_LIST="12 14 20 28 40 56 80 160 320"
 FUNNEL=
@@ -182,9 +183,7 @@ run_dataset()
 	DB=bench_$ds
 	header "$DS_NAME: $DS_ROWS × $DS_DIM, $QUERIES queries, $OPCLASS, granularities $DS_GRANULARITIES (load average $(load_average))"
 	load_dataset || return 1
-	measure_index "$ds" hnsw || return 1
-	measure_index "$ds" matryoshka || return 1
-	psql -X -q -c "DROP DATABASE $DB" || true
+	measure_each_am "$ds"
 }
 
 # ---------------------------------------------------------------------------
