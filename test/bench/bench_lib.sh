@@ -277,6 +277,21 @@ print_results_table()
 		}' "$RESULTS"
 }
 
+# Awk functions for the Markdown rows of an ef_search sweep, over RESULTS
+# lines of print_results_table's layout whose fields 8 on are ef, recall,
+# qps 1/stmt, qps all/stmt and planner (hnsw_bench.sh, matryoshka_bench.sh):
+# add_sweep_point(KEY) appends the line's "recall/qps" to all[KEY] (all
+# queries in one statement) and one[KEY] (one query per statement), " · "
+# between points, "†" where the planner was forced.
+SWEEP_POINT_AWK='
+	function short(r) { r = sprintf("%.3f", r); sub(/^0\./, ".", r); return r }
+	function add_sweep_point(key,   sep, mark) {
+		sep = (key in all) ? " · " : ""
+		mark = $12 == "forced" ? "†" : ""
+		all[key] = all[key] sep short($9) "/" $11 mark
+		one[key] = one[key] sep short($9) "/" $10 mark
+	}'
+
 # ---------------------------------------------------------------------------
 # Data: fvecs files and ground truth, cached in DATA_DIR
 # ---------------------------------------------------------------------------

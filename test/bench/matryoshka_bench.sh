@@ -251,9 +251,8 @@ print_summary()
 	echo
 	echo "| data | index | mode | build | size | recall@$K / queries per second at ef_search (hnsw: $(sed 's/ \+/ · /g' <<<"$HNSW_EF_LIST"); matryoshka: $(sed 's/ \+/ · /g' <<<"$MRY_EF_LIST")) |"
 	echo "|---|---|---|---|---|---|"
-	awk -F'|' -v threads="$threads_text" -v grans="$WORK/granularities" '
+	awk -F'|' -v threads="$threads_text" -v grans="$WORK/granularities" "$SWEEP_POINT_AWK"'
 		BEGIN { while ((getline line < grans) > 0) { split(line, g, " "); gran[g[1]] = g[2] } }
-		function short(r) { r = sprintf("%.3f", r); sub(/^0\./, ".", r); return r }
 		{
 			key = $1 "|" $5
 			if (!(key in name)) {
@@ -262,10 +261,7 @@ print_summary()
 				am[key] = $5 == "matryoshka" ? "matryoshka " gran[$1] : $5
 			}
 			if ($9 !~ /^[0-9.]+$/) { all[key] = one[key] = $9; next }
-			sep = (key in all) ? " · " : ""
-			mark = $12 == "forced" ? "†" : ""
-			all[key] = all[key] sep short($9) "/" $11 mark
-			one[key] = one[key] sep short($9) "/" $10 mark
+			add_sweep_point(key)
 		}
 		END {
 			for (i = 1; i <= n; i++) {
