@@ -508,13 +508,16 @@ typedef struct HnswWalk HnswWalk;
 
 /*
  * keep_vectors: copy each element's vector when its distance is computed
- * (inserts need them for pair distances; scans do not).
+ * (inserts need them for pair distances; scans do not).  ef: the largest
+ * beam of graph_walk_layer on hnsw_walk_scratch; for a walk without kept
+ * vectors also how many elements it makes room for at first (it grows).
  */
 extern HnswWalk *hnsw_walk_begin(Relation index, const HnswShape *shape,
 								 int ef, bool keep_vectors);
 /* forget every handle and set a new prepared query vector */
 extern void hnsw_walk_reset(HnswWalk *walk, const float *query);
 extern GraphAccess *hnsw_walk_access(HnswWalk *walk);
+/* the beam scratch for graph_walk_layer, allocated on the first call */
 extern GraphWalkScratch *hnsw_walk_scratch(HnswWalk *walk);
 /* handle of an element tuple (assigning one if new) */
 extern int32 hnsw_walk_handle(HnswWalk *walk, ItemPointer element_tid);
@@ -560,6 +563,12 @@ extern uint64 hnsw_walk_distance_count(HnswWalk *walk);
  * iterative scan has visited, for hnsw.max_scan_tuples).
  */
 extern uint64 hnsw_walk_live_heaptids(HnswWalk *walk);
+/*
+ * Heap TIDs beyond the first HNSW_HEAPTIDS of each element that
+ * hnsw_walk_heaptids has returned since the reset (the overflow rows a scan
+ * has visited, for hnsw.max_scan_tuples).
+ */
+extern uint64 hnsw_walk_overflow_heaptids(HnswWalk *walk);
 /* bytes of per-element state for the elements met since the reset */
 extern Size hnsw_walk_memory(HnswWalk *walk);
 /*
@@ -695,6 +704,19 @@ extern void hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 extern bool hnsw_get_tuple(IndexScanDesc scan, ScanDirection dir);
 /* amrescan's part shared by both access methods: take the new keys */
 extern void hnsw_rescan_keys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys);
+/*
+ * The start of a search shared by both access methods (after each has
+ * checked for an ORDER BY).  hnsw_scan_read_meta: false when no row can be
+ * returned (ORDER BY col <op> NULL, an empty index), else the meta page in
+ * *meta.  hnsw_scan_descend, once the query is prepared as the elements'
+ * vectors are: reset the walk for it (with the scan's use of dead-row
+ * hints), descend greedily from the entry point through layers
+ * max_level..1 and start the resumable search on layer 0.
+ */
+extern bool hnsw_scan_read_meta(IndexScanDesc scan, HnswMetaPageData *meta);
+extern void hnsw_scan_descend(IndexScanDesc scan, HnswWalk *walk,
+							  const HnswMetaPageData *meta, const float *query,
+							  GraphSearch *search);
 /* GraphSearch.grow for a scan: context is the MemoryContext the search's heaps live in */
 extern void *hnsw_scan_search_grow(void *context, void *array, size_t bytes);
 
@@ -726,15 +748,14 @@ extern void hnsw_define_scan_settings(const char *am, int *iterative_scan,
 
 /*
  * Whether a scan's search has reached its limits (checked between batches):
- * the heap TIDs it visited (the walk's live ones, plus extra_tuples: overflow
- * rows the scan returned) reach max_tuples, or its state (the walk's
- * per-element state, the search's heaps, plus extra_bytes of the scan's own)
- * exceeds max_memory.  Says so at DEBUG1 when it has.
+ * the heap TIDs it visited (the walk's live ones and the overflow rows it
+ * returned) reach max_tuples, or its state (the walk's per-element state,
+ * the search's heaps, plus extra_bytes of the scan's own) exceeds
+ * max_memory.  Says so at DEBUG1 when it has.
  */
 extern bool hnsw_scan_limits_reached(const HnswScanLimits *limits, Relation index,
 									 HnswWalk *walk, const GraphSearch *search,
-									 int64 extra_tuples, double extra_bytes,
-									 int batches);
+									 double extra_bytes, int batches);
 extern void hnsw_end_scan(IndexScanDesc scan);
 
 /*

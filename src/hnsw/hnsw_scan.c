@@ -29,10 +29,11 @@
  * limits (HnswScanLimits) serve matryoshka's iterative scans too, with its
  * own settings of the same names.
  *
- * Memory: the walk (sized by ef_search) and the search's heaps live for the
- * whole scan and are reused by every rescan; whatever one search allocates
- * besides (the detoasted query) goes into a context reset at each rescan, so
- * a nested loop that rescans thousands of times uses constant memory.
+ * Memory: the walk and the search's heaps live for the whole scan and are
+ * reused by every rescan, whatever its ef_search (they grow as needed);
+ * whatever one search allocates besides (the detoasted query) goes into a
+ * context reset at each rescan, so a nested loop that rescans thousands of
+ * times uses constant memory.
  *
  * The cost estimate makes any scan without an ORDER BY operator prohibitive
  * (a graph cannot answer WHERE filters), and otherwise charges the elements
@@ -64,11 +65,11 @@ typedef struct HnswScanOpaqueData
 	MemoryContext search_context;	/* one search's scratch: reset by rescan */
 
 	HnswWalk   *walk;			/* NULL until the first search */
-	int			walk_ef;		/* ef_search the walk was sized for */
 	float	   *query;			/* prepared query, shape.dimensions floats */
 	GraphSearch search;			/* layer 0, resumable; arrays in scan_context */
 	GraphNeighbor *found;		/* one batch: found_capacity entries, grown */
 	int			found_capacity;
+	int			found_ef;		/* ef_search found was last sized for */
 	ItemPointerData *heaptids;	/* one batch's rows: heaptid_capacity entries, grown */
 	int			heaptid_capacity;
 	HnswRowSource *sources;		/* each row's element: source_capacity entries */
@@ -87,7 +88,6 @@ typedef struct HnswScanOpaqueData
 	bool		done;			/* no batch is left */
 	bool		limited;		/* a limit was hit: no more reading, only the pool */
 	int			batches;
-	int64		extra_tuples;	/* overflow-chain heap TIDs returned */
 	float		last_distance;	/* strict_order: of the last row returned */
 	int64		dropped;		/* strict_order: rows skipped as out of order */
 	int64		returned;		/* elements of the batches so far */
@@ -152,25 +152,20 @@ hnsw_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 		distance_memo_forget(so->memo);
 }
 
-/* (Re)size the scan's walk and result arrays for ef_search. */
+/*
+ * The scan's walk, query and result arrays, made by its first search and
+ * kept by every later one: ef gives the walk and the arrays only their first
+ * size, as they grow.
+ */
 static void
 hnsw_scan_prepare_walk(IndexScanDesc scan, const HnswShape *shape, int ef)
 {
 	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
 	MemoryContext old = MemoryContextSwitchTo(so->scan_context);
 
-	if (so->walk != NULL)
-	{
-		hnsw_walk_end(so->walk);
-		pfree(so->found);
-		pfree(so->heaptids);
-		pfree(so->sources);
-	}
-	else
-		so->query = palloc(sizeof(float) * shape->dimensions);
-	so->walk = NULL;
+	so->query = palloc(sizeof(float) * shape->dimensions);
 	so->walk = hnsw_walk_begin(scan->indexRelation, shape, ef, false);
-	so->walk_ef = ef;
+	so->found_ef = ef;
 	so->found_capacity = ef;
 	so->found = palloc(sizeof(GraphNeighbor) * ef);
 	so->heaptid_capacity = ef * 2;
@@ -228,9 +223,6 @@ hnsw_scan_start(IndexScanDesc scan)
 	ScanKey		orderby = &scan->orderByData[0];
 	HnswMetaPageData meta;
 	HnswShape	shape;
-	GraphAccess *access;
-	int32		entry;
-	float		entry_distance;
 	MemoryContext old;
 
 	so->done = true;
@@ -240,16 +232,10 @@ hnsw_scan_start(IndexScanDesc scan)
 				 errmsg("cannot scan hnsw index without order"),
 				 errhint("An hnsw index answers ORDER BY column <-> value LIMIT n queries.")));
 
-	/* ORDER BY col <-> NULL: every distance is NULL; we return no rows */
-	if (orderby->sk_flags & SK_ISNULL)
-		return;
-
 	old = MemoryContextSwitchTo(so->search_context);
 
-	hnsw_read_meta(index, &meta);
-	if (!ItemPointerIsValid(&meta.entry_point))
+	if (!hnsw_scan_read_meta(scan, &meta))
 	{
-		/* an empty index */
 		MemoryContextSwitchTo(old);
 		return;
 	}
@@ -258,8 +244,18 @@ hnsw_scan_start(IndexScanDesc scan)
 	so->ef = hnsw_ef_search;
 	hnsw_scan_limits_init(&so->limits, hnsw_iterative_scan, hnsw_max_scan_tuples,
 						  hnsw_scan_mem_multiplier);
-	if (so->walk == NULL || so->walk_ef != so->ef)
+	if (so->walk == NULL)
 		hnsw_scan_prepare_walk(scan, &shape, so->ef);
+	else if (so->found_ef != so->ef)
+	{
+		/*
+		 * The batch array counts against hnsw.scan_mem_multiplier at its
+		 * size: start it at the new ef_search, as the first search did.
+		 */
+		so->found = repalloc(so->found, sizeof(GraphNeighbor) * so->ef);
+		so->found_capacity = so->ef;
+		so->found_ef = so->ef;
+	}
 
 	/*
 	 * A zero query under cosine has no direction, so every cosine distance to
@@ -279,24 +275,45 @@ hnsw_scan_start(IndexScanDesc scan)
 	if (so->memo != NULL)
 		distance_memo_set_query(so->memo, so->query, shape.dimensions);
 
-	hnsw_walk_reset(so->walk, so->query);
-	/* not in recovery: a standby's snapshot may still see what was killed */
-	hnsw_walk_use_dead_hints(so->walk, scan->ignore_killed_tuples);
-	access = hnsw_walk_access(so->walk);
-	entry = hnsw_walk_handle(so->walk, &meta.entry_point);
-	entry_distance = access->distance(access->context, entry);
-	for (int layer = Min(meta.max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
-		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
-	graph_search_start(&so->search, access, entry, entry_distance, 0);
+	hnsw_scan_descend(scan, so->walk, &meta, so->query, &so->search);
 
 	so->done = false;
 	so->limited = false;
 	so->batches = 0;
-	so->extra_tuples = 0;
 	so->dropped = 0;
 	so->returned = 0;
 	so->last_distance = -get_float4_infinity();
 	MemoryContextSwitchTo(old);
+}
+
+bool
+hnsw_scan_read_meta(IndexScanDesc scan, HnswMetaPageData *meta)
+{
+	/* ORDER BY col <-> NULL: every distance is NULL; we return no rows */
+	if (scan->orderByData[0].sk_flags & SK_ISNULL)
+		return false;
+	hnsw_read_meta(scan->indexRelation, meta);
+	/* an empty index */
+	return ItemPointerIsValid(&meta->entry_point);
+}
+
+void
+hnsw_scan_descend(IndexScanDesc scan, HnswWalk *walk, const HnswMetaPageData *meta,
+				  const float *query, GraphSearch *search)
+{
+	GraphAccess *access;
+	int32		entry;
+	float		entry_distance;
+
+	hnsw_walk_reset(walk, query);
+	/* not in recovery: a standby's snapshot may still see what was killed */
+	hnsw_walk_use_dead_hints(walk, scan->ignore_killed_tuples);
+	access = hnsw_walk_access(walk);
+	entry = hnsw_walk_handle(walk, (ItemPointer) &meta->entry_point);
+	entry_distance = access->distance(access->context, entry);
+	for (int layer = Min(meta->max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
+		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
+	graph_search_start(search, access, entry, entry_distance, 0);
 }
 
 /* pgvector's names, so settings move over unchanged */
@@ -344,9 +361,10 @@ hnsw_scan_limits_init(HnswScanLimits *limits, int mode, int max_tuples,
 bool
 hnsw_scan_limits_reached(const HnswScanLimits *limits, Relation index,
 						 HnswWalk *walk, const GraphSearch *search,
-						 int64 extra_tuples, double extra_bytes, int batches)
+						 double extra_bytes, int batches)
 {
-	int64		tuples = (int64) hnsw_walk_live_heaptids(walk) + extra_tuples;
+	int64		tuples = (int64) (hnsw_walk_live_heaptids(walk) +
+								  hnsw_walk_overflow_heaptids(walk));
 	double		memory = (double) hnsw_walk_memory(walk) + extra_bytes +
 		(double) sizeof(GraphNeighbor) * (search->unexpanded_size + search->pool_size);
 
@@ -378,7 +396,6 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 	/* the limits apply from the second batch on, between batches */
 	if (so->batches > 0 && !so->limited &&
 		hnsw_scan_limits_reached(&so->limits, index, so->walk, &so->search,
-								 so->extra_tuples,
 								 (double) sizeof(GraphNeighbor) * so->found_capacity,
 								 so->batches))
 		so->limited = true;
@@ -426,8 +443,6 @@ hnsw_scan_next_batch(IndexScanDesc scan)
 		 */
 		n = hnsw_walk_heaptids(so->walk, so->found[i].id,
 							   &so->heaptids, &so->heaptid_capacity, so->count);
-		if (n > HNSW_HEAPTIDS)
-			so->extra_tuples += n - HNSW_HEAPTIDS;
 		if (so->count + n > so->source_capacity)
 		{
 			so->source_capacity = Max(so->source_capacity * 2, so->count + n);

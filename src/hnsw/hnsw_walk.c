@@ -140,7 +140,8 @@ struct HnswWalk
 	MemoryContext context;		/* where the walk and its growth live */
 
 	GraphAccess access;
-	GraphWalkScratch scratch;
+	int			ef;				/* of the beam scratch */
+	GraphWalkScratch scratch;	/* arrays NULL until hnsw_walk_scratch */
 	float	   *query;			/* shape.dimensions floats */
 
 	/* handles */
@@ -165,6 +166,7 @@ struct HnswWalk
 
 	uint64		distance_count; /* elements read (for DEBUG output) */
 	uint64		live_heaptids;	/* inline heap TIDs of the live elements read */
+	uint64		overflow_heaptids;	/* chain heap TIDs hnsw_walk_heaptids gave */
 };
 
 static inline uint64
@@ -740,10 +742,7 @@ hnsw_walk_begin(Relation index, const HnswShape *shape, int ef, bool keep_vector
 	walk->access.visited_test_and_set = walk_visited_test_and_set;
 	walk->access.live = walk_live;
 
-	walk->scratch.ef = ef;
-	walk->scratch.candidate_capacity = graph_walk_candidate_capacity(ef, shape->m0);
-	walk->scratch.candidates = palloc(sizeof(GraphNeighbor) * walk->scratch.candidate_capacity);
-	walk->scratch.results = palloc(sizeof(GraphNeighbor) * (ef + 2));
+	walk->ef = ef;
 	walk->query = palloc0(sizeof(float) * shape->dimensions);
 
 	/*
@@ -796,6 +795,7 @@ hnsw_walk_reset(HnswWalk *walk, const float *query)
 	walk->count = 0;
 	walk->distance_count = 0;
 	walk->live_heaptids = 0;
+	walk->overflow_heaptids = 0;
 	memcpy(walk->query, query, sizeof(float) * walk->shape.dimensions);
 }
 
@@ -805,10 +805,27 @@ hnsw_walk_access(HnswWalk *walk)
 	return &walk->access;
 }
 
+/*
+ * The beam scratch of graph_walk_layer, made on first use: only inserts and
+ * VACUUM search a layer that way (scans use GraphSearch, with heaps of its
+ * own), so a scan's walk never pays for it.
+ */
 GraphWalkScratch *
 hnsw_walk_scratch(HnswWalk *walk)
 {
-	return &walk->scratch;
+	GraphWalkScratch *scratch = &walk->scratch;
+
+	if (scratch->candidates == NULL)
+	{
+		scratch->ef = walk->ef;
+		scratch->candidate_capacity = graph_walk_candidate_capacity(walk->ef,
+																	walk->shape.m0);
+		scratch->candidates = MemoryContextAlloc(walk->context, sizeof(GraphNeighbor) *
+												 scratch->candidate_capacity);
+		scratch->results = MemoryContextAlloc(walk->context,
+											  sizeof(GraphNeighbor) * (walk->ef + 2));
+	}
+	return scratch;
 }
 
 const float *
@@ -934,6 +951,8 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 		next = overflow->next;
 		walk_unlock(walk);
 	}
+	if (count > HNSW_HEAPTIDS)
+		walk->overflow_heaptids += count - HNSW_HEAPTIDS;
 	return count;
 }
 
@@ -1068,6 +1087,12 @@ hnsw_walk_live_heaptids(HnswWalk *walk)
 	return walk->live_heaptids;
 }
 
+uint64
+hnsw_walk_overflow_heaptids(HnswWalk *walk)
+{
+	return walk->overflow_heaptids;
+}
+
 Size
 hnsw_walk_memory(HnswWalk *walk)
 {
@@ -1084,8 +1109,11 @@ void
 hnsw_walk_end(HnswWalk *walk)
 {
 	hnsw_walk_release(walk);
-	pfree(walk->scratch.candidates);
-	pfree(walk->scratch.results);
+	if (walk->scratch.candidates != NULL)
+	{
+		pfree(walk->scratch.candidates);
+		pfree(walk->scratch.results);
+	}
 	pfree(walk->query);
 	pfree(walk->elements);
 	pfree(walk->visited);

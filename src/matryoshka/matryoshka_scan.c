@@ -119,7 +119,6 @@ typedef struct MatryoshkaScanOpaqueData
 	double		last_bound;		/* value of the last row returned */
 	int64		late;			/* rows found below the last value returned */
 	int64		dropped;		/* strict_order: late rows skipped */
-	int64		extra_tuples;	/* overflow-chain heap TIDs returned */
 	HnswWalk   *walk;			/* every round's, in scan_context */
 	GraphSearch search;			/* layer 0, resumable; heaps in scan_context */
 
@@ -188,7 +187,6 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 	hnsw_killed_rows_reset(&so->killed);
 	so->late = 0;
 	so->dropped = 0;
-	so->extra_tuples = 0;
 	so->last_bound = -get_float8_infinity();
 }
 
@@ -207,9 +205,6 @@ prepare_search(IndexScanDesc scan)
 	int			full;
 	double		sum = 0;
 	int			stage = 0;
-	GraphAccess *access;
-	int32		entry;
-	float		entry_distance;
 
 	if (scan->numberOfOrderBys == 0)
 		ereport(ERROR,
@@ -217,12 +212,7 @@ prepare_search(IndexScanDesc scan)
 				 errmsg("cannot scan matryoshka index without order"),
 				 errhint("A matryoshka index answers ORDER BY column <-> value LIMIT n queries.")));
 
-	/* ORDER BY col <-> NULL: every distance is NULL; we return no rows */
-	if (orderby->sk_flags & SK_ISNULL)
-		return false;
-
-	hnsw_read_meta(index, &so->meta);
-	if (!ItemPointerIsValid(&so->meta.entry_point))
+	if (!hnsw_scan_read_meta(scan, &so->meta))
 		return false;
 	hnsw_shape_from_meta(&so->meta, &so->shape);
 	matryoshka_layout_from_meta(index, &so->meta, &so->layout);
@@ -268,7 +258,7 @@ prepare_search(IndexScanDesc scan)
 
 	/*
 	 * One walk for every round and rescan (the resumable search keeps its own
-	 * heaps, so the walk's beam scratch is never used: any ef will do).
+	 * heaps, and the walk grows as needed: any ef will do).
 	 */
 	if (so->walk == NULL)
 	{
@@ -279,15 +269,7 @@ prepare_search(IndexScanDesc scan)
 	}
 
 	/* from the entry point down to layer 0, where the rounds search */
-	hnsw_walk_reset(so->walk, so->coarse_query);
-	/* not in recovery: a standby's snapshot may still see what was killed */
-	hnsw_walk_use_dead_hints(so->walk, scan->ignore_killed_tuples);
-	access = hnsw_walk_access(so->walk);
-	entry = hnsw_walk_handle(so->walk, &so->meta.entry_point);
-	entry_distance = access->distance(access->context, entry);
-	for (int layer = Min(so->meta.max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
-		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
-	graph_search_start(&so->search, access, entry, entry_distance, 0);
+	hnsw_scan_descend(scan, so->walk, &so->meta, so->coarse_query, &so->search);
 	hnsw_walk_release(so->walk);
 	return true;
 }
@@ -602,7 +584,7 @@ run_round(IndexScanDesc scan)
 	 * rounds hand out what it has already met.
 	 */
 	if (so->rounds > 1 && !so->limited && !so->exhausted &&
-		hnsw_scan_limits_reached(&so->limits, index, walk, &so->search, so->extra_tuples,
+		hnsw_scan_limits_reached(&so->limits, index, walk, &so->search,
 								 (double) sizeof(Candidate) * so->held_capacity +
 								 (double) sizeof(GraphNeighbor) * ef,
 								 so->rounds - 1))
@@ -770,8 +752,6 @@ run_round(IndexScanDesc scan)
 		}
 		tids = hnsw_walk_heaptids(walk, candidates[i].handle, &heaptids,
 								  &heaptid_capacity, 0);
-		if (tids > HNSW_HEAPTIDS)
-			so->extra_tuples += tids - HNSW_HEAPTIDS;
 		if (so->count + tids > row_capacity)
 		{
 			row_capacity = Max(row_capacity * 2, so->count + tids);

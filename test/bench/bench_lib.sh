@@ -16,10 +16,10 @@
 #                    (defaults below) that its options set
 #   OPERATOR         (bench_check_opclass sets it)
 # and per data set DB and the DS_* variables (see prepare_truth).
-# filtered_bench.sh and mixed_bench.sh also run both access methods on the
-# prefix data sets (prepare_prefix_dataset, bench_prefix_option,
-# measure_each_am) and use the statement settings QUERY_FILTER and
-# TRUTH_TABLE and ITEMS_EXTRA_COLUMNS.
+# matryoshka_bench.sh, filtered_bench.sh and mixed_bench.sh run access
+# methods on the prefix data sets (prepare_prefix_dataset, measure_each_am
+# over AMS); the last two also take bench_prefix_option and use the
+# statement settings QUERY_FILTER and TRUTH_TABLE and ITEMS_EXTRA_COLUMNS.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/../.." && pwd)
@@ -65,6 +65,24 @@ need_count()
 {
 	[[ $2 =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] ||
 		die "$1 needs an integer of at least $3, not '$2'"
+}
+
+# need_count_list OPTION LIST MIN: the values of a list option (words) are
+# at least one, each an integer of at least MIN.
+need_count_list()
+{
+	local value
+
+	[ -n "$2" ] || die "$1 needs at least one value"
+	for value in $2; do
+		need_count "a $1 value" "$value" "$3"
+	done
+}
+
+# A rate as a whole number
+whole()
+{
+	awk -v r="$1" 'BEGIN { printf "%.0f", r }'
 }
 
 load_average()
@@ -258,6 +276,21 @@ print_results_table()
 					  " measured with enable_seqscan = off (marked † below)"
 		}' "$RESULTS"
 }
+
+# Awk functions for the Markdown rows of an ef_search sweep, over RESULTS
+# lines of print_results_table's layout whose fields 8 on are ef, recall,
+# qps 1/stmt, qps all/stmt and planner (hnsw_bench.sh, matryoshka_bench.sh):
+# add_sweep_point(KEY) appends the line's "recall/qps" to all[KEY] (all
+# queries in one statement) and one[KEY] (one query per statement), " · "
+# between points, "†" where the planner was forced.
+SWEEP_POINT_AWK='
+	function short(r) { r = sprintf("%.3f", r); sub(/^0\./, ".", r); return r }
+	function add_sweep_point(key,   sep, mark) {
+		sep = (key in all) ? " · " : ""
+		mark = $12 == "forced" ? "†" : ""
+		all[key] = all[key] sep short($9) "/" $11 mark
+		one[key] = one[key] sep short($9) "/" $10 mark
+	}'
 
 # ---------------------------------------------------------------------------
 # Data: fvecs files and ground truth, cached in DATA_DIR
@@ -725,5 +758,5 @@ measure_setting()
 	read -r RECALL seconds ROWS_AVG <<<"$line"
 	QPS_ALL=$(awk -v n="$QUERIES" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
 	QPS_ONE=$(measure_one_query) || return 1
-	QPS_ONE=$(awk -v q="$QPS_ONE" 'BEGIN { printf "%.0f", q }')
+	QPS_ONE=$(whole "$QPS_ONE")
 }

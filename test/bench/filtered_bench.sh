@@ -101,9 +101,8 @@ script_option()
 }
 
 bench_parse_args "$@"
-[ -n "$SELECTIVITIES" ] || die "--selectivity needs at least one value"
+need_count_list --selectivity "$SELECTIVITIES" 1
 for p in $SELECTIVITIES; do
-	need_count "a --selectivity value" "$p" 1
 	[ "$p" -le 100 ] || die "a --selectivity value is a percentage, not '$p'"
 done
 [ -n "$MODES" ] || die "--modes needs at least one value"

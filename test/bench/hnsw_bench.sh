@@ -99,10 +99,7 @@ script_option()
 }
 
 bench_parse_args "$@"
-[ -n "$EF_LIST" ] || die "--ef needs at least one value"
-for ef in $EF_LIST; do
-	need_count "--ef value" "$ef" 1
-done
+need_count_list --ef "$EF_LIST" 1
 bench_check_opclass
 
 bench_make_work_dir
@@ -156,11 +153,15 @@ build_index()
 	create_index hnsw "$(am_index_options hnsw)"
 }
 
-# record_result DATASET EF RECALL QPS_ONE QPS_ALL
+# record_result DATASET EF RECALL QPS_ONE QPS_ALL: a line of the layout of
+# print_results_table (the index hnsw, or none under --no-index)
 record_result()
 {
-	printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$1" "$DS_NAME" "$DS_ROWS" "$DS_DIM" \
-		"$BUILD_S" "$SIZE_MB" "$2" "$3" "$4" "$5" "$PLANNER_CHOICE" >>"$RESULTS"
+	local index=hnsw
+
+	[ "$NO_INDEX" -eq 0 ] || index=none
+	printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$1" "$DS_NAME" "$DS_ROWS" "$DS_DIM" \
+		"$index" "$BUILD_S" "$SIZE_MB" "$2" "$3" "$4" "$5" "$PLANNER_CHOICE" >>"$RESULTS"
 }
 
 run_dataset()
@@ -202,34 +203,15 @@ print_summary()
 		"qps all/stmt: best of $REPEAT"
 	echo "machine: $(nproc) cores; load average at start $LOAD_START, at the end $(load_average)"
 	echo
-	awk -F'|' '
-		BEGIN { printf "%-8s %8s %5s %8s %8s %6s %9s %11s %13s  %s\n",
-					   "data", "rows", "dim", "build s", "size MB", "ef", "recall",
-					   "qps 1/stmt", "qps all/stmt", "planner" }
-		{
-			if ($1 != last) printf "%-8s %8s %5s %8s %8s", $1, $3, $4, $5, $6
-			else printf "%-8s %8s %5s %8s %8s", "", "", "", "", ""
-			printf " %6s %9s %11s %13s  %s\n", $7, $8, $9, $10, $11
-			if ($11 == "forced") forced = 1
-			last = $1
-		}
-		END {
-			if (forced)
-				print "planner \"forced\": the planner did not choose the index by itself (its cost estimate);" \
-					  " measured with enable_seqscan = off (marked † below)"
-		}' "$RESULTS"
+	print_results_table "6 9 11 13 -7" ef recall "qps 1/stmt" "qps all/stmt" planner
 	echo
 	echo "| data | mode | build | size | recall@$K / queries per second at ef_search $(sed 's/ \+/ · /g' <<<"$EF_LIST") |"
 	echo "|---|---|---|---|---|"
-	awk -F'|' -v threads="$threads_text" '
-		function short(r) { r = sprintf("%.3f", r); sub(/^0\./, ".", r); return r }
+	awk -F'|' -v threads="$threads_text" "$SWEEP_POINT_AWK"'
 		{
 			key = $1
-			if (!(key in name)) { order[++n] = key; name[key] = $2 " " $3 "×" $4; build[key] = $5; size[key] = $6 }
-			sep = (key in all) ? " · " : ""
-			mark = $11 == "forced" ? "†" : ""
-			all[key] = all[key] sep short($8) "/" $10 mark
-			one[key] = one[key] sep short($8) "/" $9 mark
+			if (!(key in name)) { order[++n] = key; name[key] = $2 " " $3 "×" $4; build[key] = $6; size[key] = $7 }
+			add_sweep_point(key)
 		}
 		END {
 			for (i = 1; i <= n; i++) {

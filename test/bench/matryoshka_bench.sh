@@ -84,6 +84,7 @@ BENCH_NAME=matryoshka_bench
 source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 DATASETS=(fmnist gen768 gen3072)
+AMS="hnsw matryoshka"			# measured in this order (measure_each_am)
 HNSW_EF_LIST="10 14 20 28 40 56 80 160"
 MRY_EF_LIST="12 14 20 28 40 56 80 160 320"
 FUNNEL=
@@ -107,12 +108,8 @@ script_option()
 }
 
 bench_parse_args "$@"
-for list in "$HNSW_EF_LIST" "$MRY_EF_LIST"; do
-	[ -n "$list" ] || die "--hnsw-ef and --mry-ef need at least one value"
-	for ef in $list; do
-		need_count "an ef_search value" "$ef" 1
-	done
-done
+need_count_list --hnsw-ef "$HNSW_EF_LIST" 1
+need_count_list --mry-ef "$MRY_EF_LIST" 1
 bench_check_opclass
 
 bench_make_work_dir
@@ -186,9 +183,7 @@ run_dataset()
 	DB=bench_$ds
 	header "$DS_NAME: $DS_ROWS × $DS_DIM, $QUERIES queries, $OPCLASS, granularities $DS_GRANULARITIES (load average $(load_average))"
 	load_dataset || return 1
-	measure_index "$ds" hnsw || return 1
-	measure_index "$ds" matryoshka || return 1
-	psql -X -q -c "DROP DATABASE $DB" || true
+	measure_each_am "$ds"
 }
 
 # ---------------------------------------------------------------------------
@@ -256,9 +251,8 @@ print_summary()
 	echo
 	echo "| data | index | mode | build | size | recall@$K / queries per second at ef_search (hnsw: $(sed 's/ \+/ · /g' <<<"$HNSW_EF_LIST"); matryoshka: $(sed 's/ \+/ · /g' <<<"$MRY_EF_LIST")) |"
 	echo "|---|---|---|---|---|---|"
-	awk -F'|' -v threads="$threads_text" -v grans="$WORK/granularities" '
+	awk -F'|' -v threads="$threads_text" -v grans="$WORK/granularities" "$SWEEP_POINT_AWK"'
 		BEGIN { while ((getline line < grans) > 0) { split(line, g, " "); gran[g[1]] = g[2] } }
-		function short(r) { r = sprintf("%.3f", r); sub(/^0\./, ".", r); return r }
 		{
 			key = $1 "|" $5
 			if (!(key in name)) {
@@ -267,10 +261,7 @@ print_summary()
 				am[key] = $5 == "matryoshka" ? "matryoshka " gran[$1] : $5
 			}
 			if ($9 !~ /^[0-9.]+$/) { all[key] = one[key] = $9; next }
-			sep = (key in all) ? " · " : ""
-			mark = $12 == "forced" ? "†" : ""
-			all[key] = all[key] sep short($9) "/" $11 mark
-			one[key] = one[key] sep short($9) "/" $10 mark
+			add_sweep_point(key)
 		}
 		END {
 			for (i = 1; i <= n; i++) {

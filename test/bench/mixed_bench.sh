@@ -95,10 +95,7 @@ script_option()
 }
 
 bench_parse_args "$@"
-[ -n "$CLIENTS" ] || die "--clients needs at least one value"
-for n in $CLIENTS; do
-	need_count "a --clients value" "$n" 1
-done
+need_count_list --clients "$CLIENTS" 1
 bench_check_opclass
 
 bench_make_work_dir
@@ -174,12 +171,6 @@ record_result()
 	printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$1" "$DS_NAME" "$DS_ROWS" "$DS_DIM" \
 		"$2" "$BUILD_S" "$SIZE_MB" "$phase" "$INS_RATE" "$QRY_RATE" "$PLANNER_CHOICE" "$3" "$4" >>"$RESULTS"
 	printf '%-10s %-24s %12s %12s\n' "$2" "$phase" "$INS_RATE" "$QRY_RATE"
-}
-
-# A rate as a whole number
-whole()
-{
-	awk -v r="$1" 'BEGIN { printf "%.0f", r }'
 }
 
 # The rows inserted so far must all have come from the pool (a used-up pool

@@ -69,15 +69,6 @@ sub index_size
 	return $node->safe_psql('postgres', "SELECT pg_relation_size('items_l2')");
 }
 
-# elements hierindex_check finds unreachable now (for the record: the next
-# VACUUM must leave none)
-sub unreachable_now
-{
-	my ($node) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM hierindex_check('items_l2') WHERE problem = 'unreachable element'");
-}
-
 # recall@K of the index against a sequential scan of the rows there are now
 sub recall_now
 {
@@ -150,7 +141,9 @@ for my $am (access_methods())
 		});
 	$vacuum_loop->finish;
 	is($vacuum_err, '', "$am: no VACUUM of the churn's loop failed");
-	diag("$am: " . unreachable_now($node) . " elements unreachable after the churn, before the last VACUUM");
+	# for the record: the next VACUUM must leave none
+	my ($unreachable) = unreachable_elements($node, 'items_l2');
+	diag("$am: $unreachable elements unreachable after the churn, before the last VACUUM");
 	$node->safe_psql('postgres', 'VACUUM items');
 	my $churned = $node->safe_psql('postgres', "SELECT last_value FROM inserted_ids") - $churn_start_id;
 	my $churn_end_size = index_size($node);
@@ -180,9 +173,7 @@ for my $am (access_methods())
 		  . index_options_sql($am, $DIM, 'm = 2, ef_construction = 16') . ";\n"
 		  . "INSERT INTO narrow "
 		  . clustered_points_sql(dim => $DIM, series => 'generate_series(1, 2000)'));
-	my ($pieces, $narrow_elements) = split /\|/, $node->safe_psql('postgres',
-		"SELECT (SELECT count(*) FROM hierindex_check('narrow_l2') WHERE problem = 'unreachable element'), "
-		  . "elements FROM hierindex_index_info('narrow_l2')");
+	my ($pieces, $narrow_elements) = unreachable_elements($node, 'narrow_l2');
 	cmp_ok($pieces, '>', 0.002 * $narrow_elements,
 		"$am: m = 2 and single inserts leave elements unreachable ($pieces of $narrow_elements)");
 	$node->safe_psql('postgres', 'VACUUM narrow');

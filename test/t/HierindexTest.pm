@@ -28,6 +28,7 @@
 #   * the same after single inserts, with a bounded
 #     number of unreachable elements (and, after a
 #     crash in VACUUM, links to deleted elements)      hierindex_check_after_inserts
+#   * how many elements hierindex_check finds unreachable  unreachable_elements
 #
 # Every SQL builder returns text only; the functions that take a node run it.
 # The tables the tests use are always: centres (c, x real[]), items (id, v),
@@ -73,6 +74,7 @@ our @EXPORT = qw(
   self_found
   hierindex_check_is_clean
   hierindex_check_after_inserts
+  unreachable_elements
 );
 
 # Number of cluster centres; points of row i lie around centre i % CENTRES.
@@ -490,11 +492,24 @@ sub hierindex_check_after_inserts
 	my $other = $node->safe_psql('postgres',
 		"SELECT * FROM hierindex_check('$index') WHERE problem NOT IN ($allowed)");
 	is($other, '', "$name: no structural problem");
-	my ($unreachable, $elements) = split /\|/, $node->safe_psql('postgres',
-		"SELECT (SELECT count(*) FROM hierindex_check('$index') WHERE problem = 'unreachable element'),\n"
-		  . "\telements FROM hierindex_index_info('$index')");
+	my ($unreachable, $elements) = unreachable_elements($node, $index);
 	return ok($unreachable <= 0.002 * $elements,
 		"$name: $unreachable of $elements elements unreachable (at most 0.2%)");
+}
+
+=head2 unreachable_elements($node, $index)
+
+How many elements hierindex_check($index) on $node finds unreachable, and
+how many elements the index has (hierindex_index_info): a list of the two.
+
+=cut
+
+sub unreachable_elements
+{
+	my ($node, $index) = @_;
+	return split /\|/, $node->safe_psql('postgres',
+		"SELECT (SELECT count(*) FROM hierindex_check('$index') WHERE problem = 'unreachable element'),\n"
+		  . "\telements FROM hierindex_index_info('$index')");
 }
 
 1;
