@@ -104,6 +104,17 @@ typedef struct HierindexGpuStats
 	double		bytes_to_device;
 	double		bytes_from_device;
 	int64_t		column_blocks;	/* blocks of vectors streamed (1: all resident) */
+	int64_t		knn_rescued_rows;	/* rows searched again in fp32 (not certified) */
+
+	/*
+	 * The k-NN phase split into its steps, in seconds: only with
+	 * HIERINDEX_GPU_KNN_SPLIT set in the environment, which waits for the
+	 * GPU after each step (slower, for tuning); zero otherwise.
+	 */
+	double		knn_product_seconds;	/* matrix products */
+	double		knn_select_seconds; /* shortlist selection */
+	double		knn_rescore_seconds;	/* fp32 re-scoring and final k */
+	double		knn_rescue_seconds; /* uncertified rows again in fp32 */
 	char		device_name[256];
 } HierindexGpuStats;
 

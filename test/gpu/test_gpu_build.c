@@ -1008,6 +1008,11 @@ graph_quality(int64_t n, int d, int centres, int variant_count, char **variants)
 		for (size_t i = 0; i < sizeof(efs) / sizeof(efs[0]) && !times_only; i++)
 			printf(" ef %d %.4f", efs[i], graph_recall(graph, queries, nq, truth, efs[i]));
 		printf("\n");
+		if (builder == 0)
+			printf("  knn: %lld rows searched again in fp32; split (HIERINDEX_GPU_KNN_SPLIT): products %.2f s, selection %.2f s, re-scoring %.2f s, fp32 search again %.2f s\n",
+				   (long long) stats.knn_rescued_rows, stats.knn_product_seconds,
+				   stats.knn_select_seconds, stats.knn_rescore_seconds,
+				   stats.knn_rescue_seconds);
 		fflush(stdout);
 		graph_free(graph);
 		free(settings);
