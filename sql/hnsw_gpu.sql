@@ -29,7 +29,7 @@ SET hierindex.gpu_device = -1;
 SET hierindex.gpu_device = 256;
 SET hierindex.gpu_min_rows = -1;
 SET hierindex.gpu_memory_limit = -1;
-SET hierindex.gpu_precision = 'fp16';
+SET hierindex.gpu_precision = 'fp8';
 SET hierindex.gpu_precision = 'tf32x3';
 
 -- defaults, and units of the memory limit

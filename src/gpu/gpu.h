@@ -56,6 +56,8 @@ extern "C"
 #define HIERINDEX_GPU_PRECISION_TF32	0	/* fp32 inputs, TF32 tensor cores, fp32 sums */
 #define HIERINDEX_GPU_PRECISION_BF16	1	/* bf16 inputs, fp32 sums: twice the rate */
 #define HIERINDEX_GPU_PRECISION_FP32	2	/* plain fp32 (slow; for checking) */
+#define HIERINDEX_GPU_PRECISION_FP16	3	/* fp16 inputs scaled into its range, fp32 sums:
+											 * twice TF32's rate, the same 10-bit mantissa */
 
 typedef struct HierindexGpuDeviceInfo
 {

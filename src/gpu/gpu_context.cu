@@ -103,7 +103,7 @@ gpu_context_start(GpuContext *ctx, const HierindexGpuOptions *options,
 	if (options == NULL)
 		return gpu_fail(ctx, HIERINDEX_GPU_EINVAL, "no options given");
 	if (ctx->options.precision < HIERINDEX_GPU_PRECISION_TF32 ||
-		ctx->options.precision > HIERINDEX_GPU_PRECISION_FP32)
+		ctx->options.precision > HIERINDEX_GPU_PRECISION_FP16)
 		return gpu_fail(ctx, HIERINDEX_GPU_EINVAL, "unknown precision %d",
 						ctx->options.precision);
 	if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)

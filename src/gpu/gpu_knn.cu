@@ -2,8 +2,13 @@
  * gpu_knn.cu — the exact k-nearest-neighbour graph on the GPU.
  *
  * Distances as matrix products.  For a tile of R rows and a block of C
- * columns, cuBLAS computes S = rows . columns^T on the tensor cores (TF32, or
- * bf16 with fp32 sums; plain fp32 for checking).  A row's ranking key for
+ * columns, cuBLAS computes S = rows . columns^T on the tensor cores (fp16 or
+ * TF32 or bf16 inputs with fp32 sums; plain fp32 for checking).  fp16 runs at
+ * twice TF32's rate with the same 10-bit mantissa; its copy of the vectors is
+ * scaled by one power of two that puts the largest norm in [2^14, 2^15),
+ * below fp16's largest value, and alpha = 1/scale^2 undoes it exactly.  It
+ * needs the vectors resident (the scale comes from all of them); streamed,
+ * fp16 runs as TF32.  A row's ranking key for
  * column j is then |x_j|^2 - 2 s_ij under L2 (|x_i|^2 is the same for the whole
  * row) and -s_ij under inner product and cosine (rows normalised by the
  * caller).  One pass writes S (R x C x 4 bytes) and the selection kernel
@@ -23,10 +28,13 @@
  * row is certified exact when no column left out can beat its k-th: every
  * column left out has an approximate key no smaller than the shortlist's
  * worst, tau, and the approximation errs by at most
- * err = c * gamma * |x_i| * max_j |x_j| (gamma: 2^-10 for TF32 inputs, 2^-7 for
- * bf16, plus the fp32 sum's d * 2^-23; c = 4 under L2, 2 otherwise, a factor
- * 2 of margin included), so tau - err > key of the k-th exact candidate is
- * enough.  Rows that fail (near ties, or data whose distances crowd together)
+ * err = c * gamma * |x_i| * max_j |x_j| (gamma: 2^-10 for TF32 and fp16 inputs,
+ * 2^-7 for bf16, plus the fp32 sum's d * 2^-23; c = 4 under L2, 2 otherwise, a
+ * factor 2 of margin included), so tau - err > key of the k-th exact candidate
+ * is enough.  fp16 adds an absolute term for elements small enough to become
+ * subnormal, whose rounding error is not relative: at most a = 2^-39 max|x_j|
+ * each (half the subnormal spacing, unscaled), so the product errs by at most
+ * a sqrt(d) (|x_i| + max|x_j|) + d a^2 more (finalize_kernel).  Rows that fail (near ties, or data whose distances crowd together)
  * are searched again with plain fp32 products and accepted as they come out.
  *
  * Memory.  When the vectors fit (the graph builder always has them on the
@@ -39,6 +47,7 @@
 #include "gpu_internal.cuh"
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include <algorithm>
 #include <math.h>
@@ -132,6 +141,15 @@ gather_rows_kernel(const float *vectors, const int32_t *ids, int64_t count, int 
 		return;
 	for (int t = lane; t < d; t += 32)
 		out[row * d + t] = vectors[(int64_t) ids[row] * d + t];
+}
+
+/* out[i] = in[i] x scale in fp16 (scale a power of two: exact before the rounding) */
+__global__ void
+to_fp16_kernel(const float *in, __half *out, int64_t count, float scale)
+{
+	for (int64_t i = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; i < count;
+		 i += (int64_t) gridDim.x * blockDim.x)
+		out[i] = __float2half_rn(in[i] * scale);
 }
 
 __global__ void
@@ -336,8 +354,8 @@ finalize_kernel(const float *shortlist_keys, const int32_t *shortlist_ids,
 				const float *exact, int shortlist, int sort_size, int k, int metric,
 				const int32_t *row_ids, int64_t row_base,
 				const float *squared_norms, const unsigned int *max_squared_norm_bits,
-				float gamma, int32_t *out_ids, float *out_distances,
-				unsigned char *uncertified)
+				float gamma, float absolute_unit, int d, int32_t *out_ids,
+				float *out_distances, unsigned char *uncertified)
 {
 	extern __shared__ unsigned char finalize_shared[];
 	float	   *keys = (float *) finalize_shared;
@@ -376,8 +394,11 @@ finalize_kernel(const float *shortlist_keys, const int32_t *shortlist_ids,
 		{
 			float		row_norm = sqrtf(squared_norms[self]);
 			float		max_norm = sqrtf(__uint_as_float(*max_squared_norm_bits));
+			/* elements rounded to subnormals: at most absolute_unit x max_norm off each */
+			float		absolute = absolute_unit * max_norm;
 			float		err = (metric == HIERINDEX_GPU_METRIC_L2 ? 4.0f : 2.0f) *
-				gamma * row_norm * max_norm;
+				(gamma * row_norm * max_norm +
+				 absolute * (sqrtf((float) d) * (row_norm + max_norm) + (float) d * absolute));
 			float		key_k = keys[k - 1];
 
 			if (metric == HIERINDEX_GPU_METRIC_L2)
@@ -404,6 +425,8 @@ typedef struct KnnPlan
 	bool		resident;		/* all vectors on the device */
 	const float *vectors;		/* resident: n x d fp32 on the device */
 	__nv_bfloat16 *vectors_bf16;	/* resident bf16 copy, or NULL */
+	__half	   *vectors_fp16;	/* resident fp16 copy (x fp16_scale), or NULL */
+	float		fp16_scale;		/* a power of two: the largest norm lands in [2^14, 2^15) */
 	int64_t		column_block;	/* columns per block */
 	float	   *column_buffer[2];	/* streaming: device blocks */
 	__nv_bfloat16 *column_buffer_bf16[2];
@@ -429,7 +452,7 @@ precision_gamma(int precision, int d)
 {
 	float		sum_error = (float) d * ldexpf(1.0f, -23);
 
-	if (precision == HIERINDEX_GPU_PRECISION_TF32)
+	if (precision == HIERINDEX_GPU_PRECISION_TF32 || precision == HIERINDEX_GPU_PRECISION_FP16)
 		return ldexpf(1.0f, -10) + sum_error;
 	if (precision == HIERINDEX_GPU_PRECISION_BF16)
 		return ldexpf(1.0f, -7) + sum_error;
@@ -439,20 +462,27 @@ precision_gamma(int precision, int d)
 /* S[0 .. rows) x [0 .. cols) = rows . columns^T */
 static int
 multiply(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
-		 const __nv_bfloat16 *rows_bf16, int64_t row_count,
-		 const float *columns, const __nv_bfloat16 *columns_bf16, int64_t column_count)
+		 const void *rows_half, int64_t row_count,
+		 const float *columns, const void *columns_half, int64_t column_count)
 {
 	int			d = plan->input->dimensions;
 	const float one = 1.0f;
 	const float zero = 0.0f;
 
-	if (precision == HIERINDEX_GPU_PRECISION_BF16)
+	if (precision == HIERINDEX_GPU_PRECISION_FP16 || precision == HIERINDEX_GPU_PRECISION_BF16)
+	{
+		bool		fp16 = precision == HIERINDEX_GPU_PRECISION_FP16;
+		cudaDataType type = fp16 ? CUDA_R_16F : CUDA_R_16BF;
+
+		/* both sides of fp16 were scaled by fp16_scale: alpha undoes it exactly */
+		const float alpha = fp16 ? 1.0f / (plan->fp16_scale * plan->fp16_scale) : 1.0f;
+
 		GPU_CHECK_BLAS(ctx, cublasGemmEx(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N,
-										 (int) column_count, (int) row_count, d, &one,
-										 columns_bf16, CUDA_R_16BF, d,
-										 rows_bf16, CUDA_R_16BF, d, &zero,
+										 (int) column_count, (int) row_count, d, &alpha,
+										 columns_half, type, d, rows_half, type, d, &zero,
 										 plan->S, CUDA_R_32F, (int) column_count,
 										 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	}
 	else
 		GPU_CHECK_BLAS(ctx, cublasGemmEx(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N,
 										 (int) column_count, (int) row_count, d, &one,
@@ -490,7 +520,7 @@ convert_bf16(GpuContext *ctx, const float *in, __nv_bfloat16 *out, int64_t count
  */
 static int
 columns_of_block(GpuContext *ctx, KnnPlan *plan, int64_t block, int precision,
-				 const float **columns, const __nv_bfloat16 **columns_bf16,
+				 const float **columns, const void **columns_half,
 				 int64_t *column_count, int *buffer)
 {
 	const GpuKnnInput *input = plan->input;
@@ -503,7 +533,10 @@ columns_of_block(GpuContext *ctx, KnnPlan *plan, int64_t block, int precision,
 	if (plan->resident)
 	{
 		*columns = plan->vectors + start * d;
-		*columns_bf16 = plan->vectors_bf16 != NULL ? plan->vectors_bf16 + start * d : NULL;
+		if (precision == HIERINDEX_GPU_PRECISION_FP16)
+			*columns_half = plan->vectors_fp16 + start * d;
+		else
+			*columns_half = plan->vectors_bf16 != NULL ? plan->vectors_bf16 + start * d : NULL;
 		return HIERINDEX_GPU_OK;
 	}
 	GPU_CHECK(ctx, cudaStreamWaitEvent(ctx->copy_stream, plan->column_free[*buffer], 0));
@@ -519,7 +552,7 @@ columns_of_block(GpuContext *ctx, KnnPlan *plan, int64_t block, int precision,
 		GPU_TRY(convert_bf16(ctx, plan->column_buffer[*buffer],
 							 plan->column_buffer_bf16[*buffer], count * d));
 	*columns = plan->column_buffer[*buffer];
-	*columns_bf16 = plan->column_buffer_bf16[*buffer];
+	*columns_half = plan->column_buffer_bf16[*buffer];
 	return HIERINDEX_GPU_OK;
 }
 
@@ -544,18 +577,20 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 	const GpuKnnInput *input = plan->input;
 	int			d = input->dimensions;
 	int64_t		blocks = (input->n + plan->column_block - 1) / plan->column_block;
-	const __nv_bfloat16 *rows_bf16 = NULL;
+	const void *rows_half = NULL;
 	size_t		select_shared = (size_t) plan->select_sort * (sizeof(float) + sizeof(int32_t));
 	size_t		finalize_shared = (size_t) plan->finalize_sort * (sizeof(float) + sizeof(int32_t));
 
-	if (precision == HIERINDEX_GPU_PRECISION_BF16)
+	if (precision == HIERINDEX_GPU_PRECISION_FP16)
+		rows_half = plan->vectors_fp16 + row_base * d;	/* resident, and never for rescued rows */
+	else if (precision == HIERINDEX_GPU_PRECISION_BF16)
 	{
 		if (plan->resident && row_ids == NULL && plan->vectors_bf16 != NULL)
-			rows_bf16 = plan->vectors_bf16 + row_base * d;
+			rows_half = plan->vectors_bf16 + row_base * d;
 		else
 		{
 			GPU_TRY(convert_bf16(ctx, rows, plan->rows_bf16, row_count * d));
-			rows_bf16 = plan->rows_bf16;
+			rows_half = plan->rows_bf16;
 		}
 	}
 
@@ -567,11 +602,11 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 	for (int64_t block = 0; block < blocks; block++)
 	{
 		const float *columns;
-		const __nv_bfloat16 *columns_bf16;
+		const void *columns_half;
 		int64_t		column_count;
 		int			buffer;
 
-		GPU_TRY(columns_of_block(ctx, plan, block, precision, &columns, &columns_bf16,
+		GPU_TRY(columns_of_block(ctx, plan, block, precision, &columns, &columns_half,
 								 &column_count, &buffer));
 		for (int64_t tile = 0; tile < row_count; tile += plan->row_tile)
 		{
@@ -597,8 +632,9 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 			}
 			KNN_STEP(ctx, knn_product_seconds,
 					 GPU_TRY(multiply(ctx, plan, precision, rows + tile * d,
-									  rows_bf16 != NULL ? rows_bf16 + tile * d : NULL, tile_rows,
-									  columns, columns_bf16, tile_columns)));
+									  rows_half != NULL ?
+									  (const char *) rows_half + tile * d * sizeof(uint16_t) : NULL,
+									  tile_rows, columns, columns_half, tile_columns)));
 			KNN_STEP(ctx, knn_select_seconds, {
 				select_kernel<<<(unsigned int) tile_rows, SELECT_THREADS, select_shared, ctx->stream>>>(
 					plan->S, tile_columns, (int) tile_columns, block * plan->column_block,
@@ -639,12 +675,12 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 	for (int64_t block = 0; block < blocks; block++)
 	{
 		const float *columns;
-		const __nv_bfloat16 *columns_bf16;
+		const void *columns_half;
 		int64_t		column_count;
 		int			buffer;
 
 		GPU_TRY(columns_of_block(ctx, plan, block, HIERINDEX_GPU_PRECISION_FP32,
-								 &columns, &columns_bf16, &column_count, &buffer));
+								 &columns, &columns_half, &column_count, &buffer));
 		rescore_kernel<<<gpu_blocks(row_count * plan->shortlist, RESCORE_THREADS / 32),
 			RESCORE_THREADS, 0, ctx->stream>>>(
 				rows, d, input->metric, row_count, plan->shortlist_ids, plan->shortlist,
@@ -658,6 +694,7 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 		plan->finalize_sort, input->k, input->metric, row_ids, row_base,
 		plan->squared_norms, plan->max_norm_bits,
 		certify ? precision_gamma(precision, d) : -1.0f,
+		precision == HIERINDEX_GPU_PRECISION_FP16 ? ldexpf(1.0f, -39) : 0.0f, d,
 		out_ids, out_distances, certify ? plan->uncertified : NULL);
 	GPU_CHECK_LAUNCH(ctx);
 	if (knn_split_timing())
@@ -773,10 +810,43 @@ gpu_knn(GpuContext *ctx, const GpuKnnInput *input, int32_t *out_ids, float *out_
 		}
 		else if (precision == HIERINDEX_GPU_PRECISION_BF16)
 			precision = HIERINDEX_GPU_PRECISION_TF32;	/* no room for a bf16 copy */
+		if (precision == HIERINDEX_GPU_PRECISION_FP16 &&
+			vector_bytes / 2 <= gpu_memory_left(ctx) / 3)
+		{
+			unsigned int max_bits;
+			float		max_squared_norm;
+			int			exponent = 0;
+
+			/*
+			 * One power-of-two scale for every vector, from the largest norm
+			 * (which bounds every element): it lands in [2^14, 2^15), below
+			 * fp16's 65504, and the elements that end up subnormal are covered
+			 * by the certification's absolute term (finalize_kernel).
+			 */
+			GPU_CHECK(ctx, cudaMemsetAsync(plan.max_norm_bits, 0, sizeof(unsigned int), ctx->stream));
+			max_norm_kernel<<<gpu_blocks(n, 256 * 16), 256, 0, ctx->stream>>>(
+				plan.squared_norms, n, plan.max_norm_bits);
+			GPU_CHECK_LAUNCH(ctx);
+			plan.norms_ready = true;
+			GPU_TRY(gpu_download(ctx, &max_bits, plan.max_norm_bits, sizeof(max_bits)));
+			memcpy(&max_squared_norm, &max_bits, sizeof(float));
+			if (max_squared_norm > 0.0f)
+				(void) frexpf(sqrtf(max_squared_norm), &exponent);
+			plan.fp16_scale = ldexpf(1.0f, 15 - exponent);
+			GPU_TRY(gpu_alloc(ctx, (void **) &plan.vectors_fp16, vector_bytes / 2, "fp16 vectors"));
+			to_fp16_kernel<<<gpu_blocks(n * d, 256), 256, 0, ctx->stream>>>(
+				plan.vectors, plan.vectors_fp16, n * d, plan.fp16_scale);
+			GPU_CHECK_LAUNCH(ctx);
+		}
+		else if (precision == HIERINDEX_GPU_PRECISION_FP16)
+			precision = HIERINDEX_GPU_PRECISION_TF32;	/* no room for an fp16 copy */
 		plan.column_block = n;
 	}
 	else
 	{
+		/* fp16 needs the scale of all vectors first: streamed, TF32 */
+		if (precision == HIERINDEX_GPU_PRECISION_FP16)
+			precision = HIERINDEX_GPU_PRECISION_TF32;
 		/* streaming: a quarter of what is left for the two column buffers */
 		size_t		per_column = sizeof(float) * d * 2 +
 			(precision == HIERINDEX_GPU_PRECISION_BF16 ? sizeof(__nv_bfloat16) * d * 2 : 0);
@@ -886,6 +956,7 @@ gpu_knn(GpuContext *ctx, const GpuKnnInput *input, int32_t *out_ids, float *out_
 	if (input->device_vectors == NULL)
 		gpu_free(ctx, (void *) plan.vectors);
 	gpu_free(ctx, plan.vectors_bf16);
+	gpu_free(ctx, plan.vectors_fp16);
 	gpu_free(ctx, plan.squared_norms);
 	gpu_free(ctx, plan.max_norm_bits);
 	gpu_free(ctx, plan.rows_buffer);

@@ -45,7 +45,7 @@ int			hierindex_build_device = HNSW_BUILD_DEVICE_AUTO;
 int			hierindex_gpu_device = 0;
 int			hierindex_gpu_min_rows = 50000;
 int			hierindex_gpu_memory_limit = 0;
-int			hierindex_gpu_precision = HIERINDEX_GPU_PRECISION_TF32;
+int			hierindex_gpu_precision = HIERINDEX_GPU_PRECISION_FP16;
 
 static relopt_kind hnsw_relopt_kind;
 
@@ -64,6 +64,7 @@ static const struct config_enum_entry gpu_precision_values[] = {
 	{"tf32", HIERINDEX_GPU_PRECISION_TF32, false},
 	{"bf16", HIERINDEX_GPU_PRECISION_BF16, false},
 	{"fp32", HIERINDEX_GPU_PRECISION_FP32, false},
+	{"fp16", HIERINDEX_GPU_PRECISION_FP16, false},
 	{NULL, 0, false}
 };
 
@@ -166,9 +167,9 @@ hnsw_init(void)
 							&hierindex_gpu_memory_limit, 0, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MB, NULL, NULL, NULL);
 	DefineCustomEnumVariable("hierindex.gpu_precision",
-							 "Arithmetic of the GPU's candidate search: tf32, bf16 or fp32.",
+							 "Arithmetic of the GPU's candidate search: fp16, tf32, bf16 or fp32.",
 							 "The kept neighbours are always re-scored in fp32.",
-							 &hierindex_gpu_precision, HIERINDEX_GPU_PRECISION_TF32,
+							 &hierindex_gpu_precision, HIERINDEX_GPU_PRECISION_FP16,
 							 gpu_precision_values, PGC_USERSET, 0, NULL, NULL, NULL);
 }
 

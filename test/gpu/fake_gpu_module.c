@@ -112,7 +112,7 @@ check_common(int64_t n, int d, int metric, const HierindexGpuOptions *options,
 			 char *errbuf, size_t errlen)
 {
 	if (options == NULL || n < 0 || d < 1 || metric < 0 || metric > HIERINDEX_GPU_METRIC_L1 ||
-		options->precision < 0 || options->precision > HIERINDEX_GPU_PRECISION_FP32)
+		options->precision < 0 || options->precision > HIERINDEX_GPU_PRECISION_FP16)
 	{
 		snprintf(errbuf, errlen, "bad arguments");
 		return HIERINDEX_GPU_EINVAL;

@@ -5,6 +5,8 @@
 # VARIANT: gpu or cpu, optionally :NAME=VALUE,... put in the environment
 # before that build (settings stay for the later variants).
 # HIERINDEX_QUALITY_TIMES_ONLY=1: build times only, no exact k-NN or recall.
+# HIERINDEX_QUALITY_PRECISION=tf32|bf16|fp32|fp16: the GPU k-NN arithmetic (default tf32).
+# HIERINDEX_GPU_KNN_SPLIT=1: the k-NN phase split into its steps (slower).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 make -s -C src/gpu >/dev/null

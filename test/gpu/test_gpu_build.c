@@ -77,7 +77,7 @@ static double relative_tolerance = 1e-5;
 #define LEAK_SLACK ((size_t) 16 << 20)	/* allocation granularity, driver noise */
 
 static const char *const metric_names[] = {"l2", "inner_product", "cosine", "l1"};
-static const char *const precision_names[] = {"tf32", "bf16", "fp32"};
+static const char *const precision_names[] = {"tf32", "bf16", "fp32", "fp16"};
 
 /* ------------------------------------------------------------------------
  * The module
@@ -589,7 +589,7 @@ test_knn_shape(const KnnShape *shape, int shape_number)
 			int			k = ks[ki];
 
 			/* reference rows of MAX_K hold the top k as their prefix */
-			for (int precision = 0; precision <= HIERINDEX_GPU_PRECISION_FP32; precision++)
+			for (int precision = 0; precision <= HIERINDEX_GPU_PRECISION_FP16; precision++)
 				for (int streamed = 0; streamed <= (shape->stream_limit > 0); streamed++)
 				{
 					StopCounter counter = {0, 0, 0};
@@ -984,6 +984,12 @@ graph_quality(int64_t n, int d, int centres, int variant_count, char **variants)
 				setenv(item, equals + 1, 1);
 			}
 		}
+		/* HIERINDEX_QUALITY_PRECISION: the candidate search's arithmetic (default tf32) */
+		options.precision = HIERINDEX_GPU_PRECISION_TF32;
+		for (int p = 0; p <= HIERINDEX_GPU_PRECISION_FP16; p++)
+			if (getenv("HIERINDEX_QUALITY_PRECISION") != NULL &&
+				strcmp(getenv("HIERINDEX_QUALITY_PRECISION"), precision_names[p]) == 0)
+				options.precision = p;
 		start = seconds_now();
 
 		if (builder == 0)
