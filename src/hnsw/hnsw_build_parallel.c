@@ -189,6 +189,10 @@ row_message_bytes(const HnswBuildSpec *spec)
  * Workers by size as the planner counts them for a scan (one from
  * min_parallel_table_scan_size, one more for each tripling), but over the
  * heap and its TOAST table together: the vectors are in the TOAST table.
+ * Unlike plan_create_index_workers this count does not require 32 MB of
+ * maintenance_work_mem per participant: that rule shares the memory among
+ * btree's sorting workers, while here the graph and its budget stay in the
+ * leader and a worker only needs its queue (QUEUE_MIN_BYTES of DSM).
  */
 static int
 workers_by_size(Relation heap)
