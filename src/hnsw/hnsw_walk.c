@@ -531,17 +531,6 @@ walk_distance(void *context, int32_t id)
 }
 
 /*
- * Start fetching the page data that reading element `handle` will touch: the
- * buffer header that pinning checks, the page header, the special space that
- * hnsw_check_page reads, the line pointer, and the first cache lines of the
- * tuple.  Only hints: the block's buffer is the one this backend last found
- * it in (not pinned, maybe reused since), and the line pointer is read
- * without a lock just to learn where the tuple probably is; whatever is read
- * here decides no answer, and an address computed from a stale value stays
- * inside that buffer's page, so nothing can fault.  The real read
- * (walk_read_element) pins, locks and checks as always.
- */
-/*
  * Prefetch for writing: pinning changes the buffer header with an atomic
  * operation, which needs its cache line owned, not just present.  x86-64's
  * PREFETCHW (a no-op on processors without it); elsewhere a plain prefetch.
@@ -556,6 +545,17 @@ prefetch_for_write(const void *address)
 #endif
 }
 
+/*
+ * Start fetching the page data that reading element `handle` will touch: the
+ * buffer header that pinning checks, the page header, the special space that
+ * hnsw_check_page reads, the line pointer, and the first cache lines of the
+ * tuple.  Only hints: the block's buffer is the one this backend last found
+ * it in (not pinned, maybe reused since), and the line pointer is read
+ * without a lock just to learn where the tuple probably is; whatever is read
+ * here decides no answer, and an address computed from a stale value stays
+ * inside that buffer's page, so nothing can fault.  The real read
+ * (walk_read_element) pins, locks and checks as always.
+ */
 static inline void
 walk_prefetch_page(HnswWalk *walk, ItemPointer tid)
 {
