@@ -99,6 +99,7 @@ gpu_context_start(GpuContext *ctx, const HierindexGpuOptions *options,
 	ctx->staging[0] = ctx->staging[1] = NULL;
 	ctx->staging_done[0] = ctx->staging_done[1] = NULL;
 	ctx->staging_bytes = 0;
+	ctx->split_timing = getenv("HIERINDEX_GPU_KNN_SPLIT") != NULL;
 
 	if (options == NULL)
 		return gpu_fail(ctx, HIERINDEX_GPU_EINVAL, "no options given");

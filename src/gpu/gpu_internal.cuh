@@ -41,6 +41,7 @@ struct GpuContext
 	void	   *staging[2];		/* pinned upload buffers */
 	cudaEvent_t staging_done[2];
 	size_t		staging_bytes;
+	bool		split_timing;	/* HIERINDEX_GPU_KNN_SPLIT set (gpu_knn.cu), read once */
 };
 
 /* Record an error (the first one wins) and return its code. */

@@ -63,27 +63,22 @@
 #define MAX_GEMM_ELEMENTS	((int64_t) 1 << 30)	/* one S tile: well under 2^31 entries, so no 32-bit index in a product kernel (tiles rounded up) can overflow */
 
 /*
- * HIERINDEX_GPU_KNN_SPLIT: time each step of a pass (stats->knn_*_seconds),
- * waiting for the GPU before and after it.  For tuning only: it serialises
- * what otherwise overlaps.
+ * HIERINDEX_GPU_KNN_SPLIT (ctx->split_timing, read when the build starts):
+ * time each step of a pass (stats->knn_*_seconds), waiting for the GPU
+ * before and after it.  For tuning only: it serialises what otherwise
+ * overlaps.
  */
-static bool
-knn_split_timing(void)
-{
-	return getenv("HIERINDEX_GPU_KNN_SPLIT") != NULL;
-}
-
 /* Run the statement given, adding its time to stats->field when splitting. */
 #define KNN_STEP(ctx, field, ...) \
 	do { \
 		double		step_started_ = 0.0; \
-		if (knn_split_timing()) \
+		if ((ctx)->split_timing) \
 		{ \
 			GPU_CHECK(ctx, cudaStreamSynchronize((ctx)->stream)); \
 			step_started_ = gpu_now(); \
 		} \
 		__VA_ARGS__; \
-		if (knn_split_timing()) \
+		if ((ctx)->split_timing) \
 		{ \
 			GPU_CHECK(ctx, cudaStreamSynchronize((ctx)->stream)); \
 			(ctx)->stats->field += gpu_now() - step_started_; \
@@ -667,7 +662,7 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 	/* exact distances of the shortlists, block by block */
 	double		rescore_started = 0.0;
 
-	if (knn_split_timing())
+	if (ctx->split_timing)
 	{
 		GPU_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
 		rescore_started = gpu_now();
@@ -697,7 +692,7 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 		precision == HIERINDEX_GPU_PRECISION_FP16 ? ldexpf(1.0f, -39) : 0.0f, d,
 		out_ids, out_distances, certify ? plan->uncertified : NULL);
 	GPU_CHECK_LAUNCH(ctx);
-	if (knn_split_timing())
+	if (ctx->split_timing)
 	{
 		GPU_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
 		ctx->stats->knn_rescore_seconds += gpu_now() - rescore_started;

@@ -9,7 +9,7 @@
  * Files, one phase each:
  *   hnsw.c          handler, index options, settings (GUCs), validation
  *   hnsw_page.c     page and tuple layout: init, size, form, read, meta page
- *   hnsw_write.c    bulk page writer: an in-memory Graph to pages, one WAL pass
+ *   hnsw_write.c    bulk page writer: an in-memory Graph to pages and their WAL
  *   hnsw_build.c    ambuild/ambuildempty: heap scan -> Graph -> bulk writer
  *   hnsw_build_gpu.c  the GPU phase of a build: builder choice, Graph -> GPU
  *   hnsw_build_parallel.c  the load phase of a build on parallel workers
@@ -378,8 +378,7 @@ extern void hnsw_check_page(Relation index, Page page, BlockNumber blkno);
 extern bool hnsw_block_exists(Relation index, BlockNumber *nblocks, BlockNumber blkno);
 
 /* hnsw_page.c: meta page */
-extern void hnsw_write_meta_page(Relation index, ForkNumber fork,
-								 const HnswMetaPageData *meta);	/* new block 0 */
+extern void hnsw_form_meta_page(Page page, const HnswMetaPageData *meta);
 extern void hnsw_read_meta(Relation index, HnswMetaPageData *meta);	/* checked copy */
 extern void hnsw_shape_from_meta(const HnswMetaPageData *meta, HnswShape *shape);
 
@@ -477,8 +476,8 @@ typedef struct HnswPayloads
 /*
  * Lay out graph elements [0, graph->count) in breadth-first order from the
  * entry point, write them after the meta page (which it also writes), then
- * their payloads (if any) on fine pages, and WAL-log everything once with
- * log_newpage_range().  Index must be empty.
+ * their payloads (if any) on fine pages, WAL-logging every page as it is
+ * completed and the meta page last.  Index must be empty.
  */
 extern void hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 							 const HnswHeapTids *heaptids,

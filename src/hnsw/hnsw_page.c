@@ -74,26 +74,15 @@ hnsw_check_page(Relation index, Page page, BlockNumber blkno)
 }
 
 /*
- * Write block 0 of an empty fork.  The caller WAL-logs it: the bulk writer
- * logs all pages at once, ambuildempty logs the init fork with log_newpage.
+ * Fill an initialised meta page (hnsw_init_page with HNSW_PAGE_META) with
+ * meta.  The bulk writer calls it on block 0's new buffer and WAL-logs it.
  */
 void
-hnsw_write_meta_page(Relation index, ForkNumber fork, const HnswMetaPageData *meta)
+hnsw_form_meta_page(Page page, const HnswMetaPageData *meta)
 {
-	Buffer		buffer;
-	Page		page;
-
-	buffer = ReadBufferExtended(index, fork, P_NEW, RBM_NORMAL, NULL);
-	if (BufferGetBlockNumber(buffer) != HNSW_METAPAGE_BLKNO)
-		elog(ERROR, "index \"%s\" is not empty", RelationGetRelationName(index));
-	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
-	page = BufferGetPage(buffer);
-	hnsw_init_page(page, HNSW_PAGE_META);
 	memcpy(HnswPageGetMeta(page), meta, sizeof(HnswMetaPageData));
 	((PageHeader) page)->pd_lower =
 		((char *) HnswPageGetMeta(page) + sizeof(HnswMetaPageData)) - (char *) page;
-	MarkBufferDirty(buffer);
-	UnlockReleaseBuffer(buffer);
 }
 
 void

@@ -24,9 +24,8 @@
  * Two passes.  Neighbour tuples hold the TIDs of other elements, which are
  * only known once everything is placed, so pass 1 only assigns each element
  * the TIDs of its two tuples (simulating PageAddItem's space arithmetic) and
- * pass 2 forms the tuples and fills the pages.  Pages are built in local
- * memory and copied into shared buffers when complete; a page is complete
- * after the last element that pass 1 put on it.
+ * pass 2 forms the tuples and fills the pages.  A page is complete after
+ * the last element that pass 1 put on it.
  *
  * Extending.  Pass 1 knows how many blocks there will be, so the fork is
  * extended once, by writing its last block (the file in between is sparse,
@@ -45,13 +44,21 @@
  * (every element tuple is written knowing its finetid) and pass 2 repeats
  * the same walk to write the pieces, one page open at a time.
  *
- * WAL.  Nothing is logged per tuple: once every page is written, the whole
- * fork is logged with log_newpage_range (full-page images), when the
- * relation needs WAL or this is an unlogged index's init fork.
+ * WAL.  Nothing is logged per tuple: every page is logged whole as it is
+ * completed, up to XLR_MAX_BLOCK_ID pages per XLOG_FPI record (what
+ * log_newpage_range does, but while the page is still in the CPU's cache
+ * and without reading the buffers again), when the relation needs WAL or
+ * this is an unlogged index's init fork.  The meta page comes last.
+ * Tuples are formed directly in the new buffers, which nobody else can see
+ * before the index is committed.
  */
 #include "postgres.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include "access/xloginsert.h"
+#include "catalog/pg_control.h"
 #include "commands/progress.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -89,19 +96,22 @@ typedef struct PlanPage
 	OffsetNumber next_offset;
 } PlanPage;
 
-/* Pass 2 page: local image of one block and its pinned new buffer. */
+/* Pass 2 page: a new block's buffer, exclusively locked while it is filled. */
 typedef struct OpenPage
 {
 	BlockNumber blkno;			/* InvalidBlockNumber: slot free */
 	Buffer		buffer;
-	PGAlignedBlock image;
+	Page		page;
 } OpenPage;
 
-/* Everything the two passes share. */
+/* Everything the passes share. */
 typedef struct WriteState
 {
 	Relation	index;
 	ForkNumber	fork;
+	bool		need_wal;
+	Buffer		logged[XLR_MAX_BLOCK_ID];	/* completed, locked, not logged */
+	int			nlogged;
 	const Graph *graph;
 	const HnswHeapTids *heaptids;
 	const HnswPayloads *payloads;	/* NULL or size 0: no fine pages */
@@ -111,11 +121,11 @@ typedef struct WriteState
 	ItemPointerData *neighbor_tids; /* per element id */
 	int64	   *overflow_start; /* element id -> first of its overflow_tids */
 	ItemPointerData *overflow_tids; /* heap-TID overflow tuples, by element */
-	int64	   *last_use;		/* per block: last order position placed there */
 	ItemPointerData *fine_tids; /* per element id: first fine tuple */
+	int64	   *page_start;		/* graph block -> its first of page_tuples */
+	struct TupleRef *page_tuples;	/* tuples of each graph page, in order */
 	BlockNumber graph_nblocks;	/* blocks up to the last element page */
 	BlockNumber nblocks;		/* blocks including the meta page */
-	BlockNumber last_use_capacity;
 } WriteState;
 
 /*
@@ -175,7 +185,7 @@ order_breadth_first(WriteState *state)
 }
 
 static void open_fine_page(WriteState *state, OpenPage *page, BlockNumber blkno);
-static void close_page(OpenPage *page);
+static void close_page(WriteState *state, OpenPage *page);
 static void add_planned(Relation index, OpenPage *page, const void *tuple, Size size,
 						ItemPointer planned);
 
@@ -188,12 +198,6 @@ plan_open_page(WriteState *state, PlanPage *page)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("index \"%s\" would need more than %u blocks",
 						RelationGetRelationName(state->index), MaxBlockNumber)));
-	if (state->nblocks >= state->last_use_capacity)
-	{
-		state->last_use_capacity *= 2;
-		state->last_use = repalloc_huge(state->last_use,
-										sizeof(int64) * state->last_use_capacity);
-	}
 	page->blkno = state->nblocks++;
 	page->free = PAGE_ROOM;
 	page->next_offset = FirstOffsetNumber;
@@ -208,7 +212,6 @@ plan_place(WriteState *state, PlanPage *page, Size size, int64 position,
 	page->free -= TUPLE_SPACE(size);
 	ItemPointerSet(tid, page->blkno, page->next_offset);
 	page->next_offset++;
-	state->last_use[page->blkno] = position;
 }
 
 /* Heap TIDs of element id, checked. */
@@ -237,8 +240,8 @@ overflow_tuples_for(int64 tid_count)
  * Pass 1: give every element the TIDs of its element and neighbour tuples.
  * The current page takes the element and its neighbour tuple while both fit,
  * else a new page is started.  A pair too big for any page is split: the
- * element starts a page of its own and its neighbour tuple goes to the
- * current "neighbours only" page.
+ * element goes on the current page (a new one when it does not fit) and its
+ * neighbour tuple on the current "neighbours only" page.
  */
 static void
 plan_layout(WriteState *state)
@@ -363,7 +366,7 @@ layout_fine(WriteState *state, OpenPage *page)
 				else
 				{
 					if (page->blkno != InvalidBlockNumber)
-						close_page(page);
+						close_page(state, page);
 					current.blkno = next_block;
 					current.free = PAGE_ROOM;
 					current.next_offset = FirstOffsetNumber;
@@ -398,7 +401,7 @@ layout_fine(WriteState *state, OpenPage *page)
 	if (page != NULL)
 	{
 		if (page->blkno != InvalidBlockNumber)
-			close_page(page);
+			close_page(state, page);
 		pfree(piece);
 		if (next_block != state->nblocks)
 			elog(ERROR, "hnsw bulk write: fine pages end at block %u, planned %u",
@@ -454,70 +457,87 @@ fill_meta(WriteState *state, uint8 build_method, float8 build_seconds,
 }
 
 /*
- * Make the fork state->nblocks long by writing its last block (zeroes; pass 2
- * fills it like every other block).  Nobody else can see the index while it
- * is built, but extending is done under the extension lock as everywhere.
+ * Make the empty fork state->nblocks long by writing its last block (zeroes;
+ * the passes fill it like every other block), so that every block is then
+ * taken as a zeroed buffer without any read.  Nobody else can see the index
+ * while it is built, but extending is done under the extension lock as
+ * everywhere.
  */
 static void
 extend_fork(WriteState *state)
 {
 	PGAlignedBlock zero;
-	BlockNumber last = state->nblocks - 1;
 
-	if (last <= HNSW_METAPAGE_BLKNO)
-		return;
 	memset(zero.data, 0, BLCKSZ);
 	LockRelationForExtension(state->index, ExclusiveLock);
-	if (RelationGetNumberOfBlocksInFork(state->index, state->fork) != HNSW_METAPAGE_BLKNO + 1)
+	if (RelationGetNumberOfBlocksInFork(state->index, state->fork) != 0)
 		elog(ERROR, "hnsw bulk write: index \"%s\" is not empty",
 			 RelationGetRelationName(state->index));
-	smgrextend(RelationGetSmgr(state->index), state->fork, last, zero.data, false);
+	smgrextend(RelationGetSmgr(state->index), state->fork, state->nblocks - 1,
+			   zero.data, false);
 	UnlockRelationForExtension(state->index, ExclusiveLock);
 }
 
-/* Find the open page for blkno, opening (extending the fork) if new. */
-static OpenPage *
-open_page(WriteState *state, OpenPage *pages, int npages, BlockNumber blkno)
+/* A zeroed, exclusively locked buffer for blkno, initialised as page_type. */
+static void
+open_block(WriteState *state, OpenPage *slot, BlockNumber blkno, uint16 page_type)
 {
-	OpenPage   *free_slot = NULL;
-
-	for (int i = 0; i < npages; i++)
-	{
-		if (pages[i].blkno == blkno)
-			return &pages[i];
-		if (pages[i].blkno == InvalidBlockNumber && free_slot == NULL)
-			free_slot = &pages[i];
-	}
-	if (free_slot == NULL)
-		elog(ERROR, "hnsw bulk write: no free page slot for block %u", blkno);
-
-	/* zeroed and exclusively locked: the fork already reaches this block */
-	free_slot->buffer = ReadBufferExtended(state->index, state->fork, blkno,
-										   RBM_ZERO_AND_LOCK, NULL);
-	free_slot->blkno = blkno;
-	hnsw_init_page((Page) free_slot->image.data, HNSW_PAGE_ELEMENT);
-	return free_slot;
+	slot->buffer = ReadBufferExtended(state->index, state->fork, blkno,
+									  RBM_ZERO_AND_LOCK, NULL);
+	slot->blkno = blkno;
+	slot->page = BufferGetPage(slot->buffer);
+	hnsw_init_page(slot->page, page_type);
 }
 
 /* A fine page for blkno in the one slot the fine pass uses. */
 static void
 open_fine_page(WriteState *state, OpenPage *page, BlockNumber blkno)
 {
-	page->buffer = ReadBufferExtended(state->index, state->fork, blkno,
-									  RBM_ZERO_AND_LOCK, NULL);
-	page->blkno = blkno;
-	hnsw_init_page((Page) page->image.data, HNSW_PAGE_FINE);
+	open_block(state, page, blkno, HNSW_PAGE_FINE);
 }
 
-/* Copy a finished page image into its (locked) buffer and release it. */
+/*
+ * WAL-log the completed pages waiting in state->logged as one XLOG_FPI
+ * record (as log_newpage_range does) and release them.
+ */
 static void
-close_page(OpenPage *page)
+log_completed_pages(WriteState *state)
 {
-	memcpy(BufferGetPage(page->buffer), page->image.data, BLCKSZ);
+	if (state->nlogged == 0)
+		return;
+	if (state->need_wal)
+	{
+		XLogRecPtr	recptr;
+
+		START_CRIT_SECTION();
+		XLogBeginInsert();
+		for (int i = 0; i < state->nlogged; i++)
+			XLogRegisterBuffer((uint8) i, state->logged[i],
+							   REGBUF_FORCE_IMAGE | REGBUF_STANDARD);
+		recptr = XLogInsert(RM_XLOG_ID, XLOG_FPI);
+		for (int i = 0; i < state->nlogged; i++)
+			PageSetLSN(BufferGetPage(state->logged[i]), recptr);
+		END_CRIT_SECTION();
+	}
+	for (int i = 0; i < state->nlogged; i++)
+		UnlockReleaseBuffer(state->logged[i]);
+	state->nlogged = 0;
+}
+
+/*
+ * A filled page is complete: dirty it (before its WAL record, as the rules
+ * ask) and queue it for logging.
+ */
+static void
+close_page(WriteState *state, OpenPage *page)
+{
 	MarkBufferDirty(page->buffer);
-	UnlockReleaseBuffer(page->buffer);
+	state->logged[state->nlogged++] = page->buffer;
+	if (state->nlogged == XLR_MAX_BLOCK_ID)
+		log_completed_pages(state);
 	page->blkno = InvalidBlockNumber;
 	page->buffer = InvalidBuffer;
+	page->page = NULL;
 }
 
 /* Add a tuple where pass 1 planned it; anything else is a bug here. */
@@ -527,7 +547,7 @@ add_planned(Relation index, OpenPage *page, const void *tuple, Size size,
 {
 	OffsetNumber offset;
 
-	offset = PageAddItem((Page) page->image.data, (Item) tuple, size,
+	offset = PageAddItem(page->page, (Item) tuple, size,
 						 InvalidOffsetNumber, false, false);
 	if (offset != ItemPointerGetOffsetNumber(planned))
 		elog(ERROR, "hnsw bulk write: tuple for (%u,%u) of index \"%s\" landed at offset %u",
@@ -537,169 +557,330 @@ add_planned(Relation index, OpenPage *page, const void *tuple, Size size,
 }
 
 /*
- * Pass 2: form every element's two tuples in placement order and fill the
- * pages; a page is copied out after the last element planned on it.
+ * Pass 2 runs on the build's threads: the backend takes a batch of new
+ * buffers (zeroed and locked), the threads fill them, and the backend
+ * WAL-logs and releases them.  What one page holds comes from pass 1: its
+ * tuples in the order they were placed, which is their offset order.
+ */
+#define TUPLE_ELEMENT	(-1)
+#define TUPLE_NEIGHBORS	(-2)
+
+/* One tuple of a page: its element, and which tuple of that element. */
+typedef struct TupleRef
+{
+	int32		id;
+	int32		part;			/* TUPLE_ELEMENT, TUPLE_NEIGHBORS, or the
+								 * number of the heap-TID overflow tuple in
+								 * the element's chain */
+} TupleRef;
+
+/* Pages per batch: all locked at once, well under MAX_SIMUL_LWLOCKS. */
+#define PAGE_BATCH	(2 * XLR_MAX_BLOCK_ID)
+
+/* The TID pass 1 gave a tuple. */
+static ItemPointer
+tuple_tid(WriteState *state, TupleRef ref)
+{
+	if (ref.part == TUPLE_ELEMENT)
+		return &state->element_tids[ref.id];
+	if (ref.part == TUPLE_NEIGHBORS)
+		return &state->neighbor_tids[ref.id];
+	return &state->overflow_tids[state->overflow_start[ref.id] + ref.part];
+}
+
+/*
+ * The tuples of each graph page (blocks 1 .. graph_nblocks - 1) in placement
+ * order: a counting sort by block of every element's tuples in the order
+ * pass 1 placed them (element, neighbour tuple, heap-TID tuples, element by
+ * element in placement order).
  */
 static void
-write_pages(WriteState *state)
+list_page_tuples(WriteState *state)
+{
+	BlockNumber nblocks = state->graph_nblocks;
+	int64		total = 2 * state->count + state->overflow_start[state->count];
+	int64	   *next = NULL;
+
+	state->page_start = MemoryContextAllocHuge(CurrentMemoryContext,
+											   sizeof(int64) * (nblocks + 1));
+	state->page_tuples = MemoryContextAllocHuge(CurrentMemoryContext,
+												sizeof(TupleRef) * total);
+	memset(state->page_start, 0, sizeof(int64) * (nblocks + 1));
+
+	/* pass 0 counts each page's tuples, pass 1 places them */
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (int64 position = 0; position < state->count; position++)
+		{
+			int32		id = state->order[position];
+			int32		chain = (int32) (state->overflow_start[id + 1] -
+										 state->overflow_start[id]);
+
+			/* as pass 1 placed them: element, neighbours, the heap-TID chain */
+			for (int32 step = 0; step < 2 + chain; step++)
+			{
+				TupleRef	ref = {id, step == 0 ? TUPLE_ELEMENT :
+				step == 1 ? TUPLE_NEIGHBORS : step - 2};
+				BlockNumber blkno = ItemPointerGetBlockNumber(tuple_tid(state, ref));
+
+				if (blkno <= HNSW_METAPAGE_BLKNO || blkno >= nblocks)
+					elog(ERROR, "hnsw bulk write: a tuple of element %d was planned on block %u, outside the graph's %u blocks",
+						 id, blkno, nblocks);
+				if (pass == 0)
+					state->page_start[blkno + 1]++;
+				else
+					state->page_tuples[next[blkno]++] = ref;
+			}
+		}
+		if (pass == 0)
+		{
+			for (BlockNumber blkno = 0; blkno < nblocks; blkno++)
+				state->page_start[blkno + 1] += state->page_start[blkno];
+			next = MemoryContextAllocHuge(CurrentMemoryContext, sizeof(int64) * nblocks);
+			memcpy(next, state->page_start, sizeof(int64) * nblocks);
+		}
+	}
+	pfree(next);
+}
+
+/*
+ * Room for a tuple of `size` at line pointer `offset` of an initialised page,
+ * which must be the next one; as PageAddItem does it, but without any
+ * PostgreSQL call, for the threads.  NULL when the page disagrees with the
+ * plan.
+ */
+static char *
+page_place_tuple(Page page, Size size, OffsetNumber offset)
+{
+	PageHeader	header = (PageHeader) page;
+	Size		aligned = MAXALIGN(size);
+
+	if (offset != PageGetMaxOffsetNumber(page) + 1 ||
+		header->pd_upper < header->pd_lower ||
+		(Size) (header->pd_upper - header->pd_lower) < aligned + sizeof(ItemIdData))
+		return NULL;
+	header->pd_upper -= aligned;
+	ItemIdSetNormal(PageGetItemId(page, offset), header->pd_upper, size);
+	header->pd_lower += sizeof(ItemIdData);
+	return (char *) page + header->pd_upper;
+}
+
+/* Element id's element tuple (with its vector), formed in place. */
+static void
+form_element_tuple(WriteState *state, int32 id, HnswElementTuple element)
 {
 	const Graph *graph = state->graph;
 	int			dim = graph->params.dim;
+	int64		tid_start = state->heaptids->start[id];
+	int64		tid_count = state->heaptids->start[id + 1] - tid_start;
+	int64		first_overflow = state->overflow_start[id];
+
+	memset(element, 0, offsetof(HnswElementTupleData, vector));
+	element->type = HNSW_ELEMENT_TUPLE;
+	element->level = (uint8) graph->levels[id];
+	element->state = HNSW_ELEMENT_LIVE;
+	element->heaptid_count = (uint8) Min(tid_count, HNSW_HEAPTIDS);
+	for (int i = 0; i < HNSW_HEAPTIDS; i++)
+	{
+		if (i < tid_count)
+			element->heaptids[i] = state->heaptids->tids[tid_start + i];
+		else
+			ItemPointerSetInvalid(&element->heaptids[i]);
+	}
+	if (first_overflow < state->overflow_start[id + 1])
+		element->overflowtid = state->overflow_tids[first_overflow];
+	else
+		ItemPointerSetInvalid(&element->overflowtid);
+	element->neighbortid = state->neighbor_tids[id];
+	if (state->fine_tids != NULL)
+		element->finetid = state->fine_tids[id];
+	else
+		ItemPointerSetInvalid(&element->finetid);
+	memcpy(element->vector, graph->vectors + (int64) id * dim,
+		   sizeof(float) * dim);
+}
+
+/*
+ * Element id's neighbour tuple, formed in place: element TIDs, packed,
+ * invalid after the end.  False when a list is longer than its layer allows
+ * or names an id outside the graph (an engine bug; the backend reports it).
+ */
+static bool
+form_neighbor_tuple(WriteState *state, int32 id, HnswNeighborTuple neighbors)
+{
+	const Graph *graph = state->graph;
 	int			m = graph->params.m;
-	Size		element_size = hnsw_element_tuple_size(dim);
-	HnswElementTuple element = palloc0(element_size);
-	HnswNeighborTuple neighbors = palloc0(hnsw_neighbor_tuple_size(GRAPH_MAX_LEVEL, m));
-	HnswHeapTidTupleData overflow;
+	int			level = graph->levels[id];
 
-	/*
-	 * Pass 1 keeps at most two pages open: the current one, neighbours-only;
-	 * pass 2 also the page of the overflow tuples being written.
-	 */
-	OpenPage   *pages = palloc(sizeof(OpenPage) * 3);
-	BlockNumber pages_written = 0;
-
-	for (int i = 0; i < 3; i++)
+	neighbors->type = HNSW_NEIGHBOR_TUPLE;
+	neighbors->level = (uint8) level;
+	for (int layer = 0; layer <= level; layer++)
 	{
-		pages[i].blkno = InvalidBlockNumber;
-		pages[i].buffer = InvalidBuffer;
-	}
+		const int32_t *ids;
+		int			n = graph_neighbors(graph, id, layer, &ids);
+		int			width = hnsw_layer_width(layer, m);
+		ItemPointerData *slots = neighbors->slots + hnsw_neighbor_offset(layer, m);
 
-	for (int64 position = 0; position < state->count; position++)
-	{
-		int32		id = state->order[position];
-		int			level = graph->levels[id];
-		Size		neighbor_size = hnsw_neighbor_tuple_size(level, m);
-		int64		tid_start = state->heaptids->start[id];
-		int64		tid_count = element_tid_count(state, id);
-		int64		first_overflow = state->overflow_start[id];
-		int64		end_overflow = state->overflow_start[id + 1];
-		OpenPage   *page;
-
-		/* the element tuple */
-		memset(element, 0, element_size);
-		element->type = HNSW_ELEMENT_TUPLE;
-		element->level = (uint8) level;
-		element->state = HNSW_ELEMENT_LIVE;
-		element->heaptid_count = (uint8) Min(tid_count, HNSW_HEAPTIDS);
-		for (int i = 0; i < HNSW_HEAPTIDS; i++)
+		if (n < 0 || n > width)
+			return false;
+		for (int i = 0; i < width; i++)
 		{
-			if (i < tid_count)
-				element->heaptids[i] = state->heaptids->tids[tid_start + i];
+			if (i < n)
+			{
+				if (ids[i] < 0 || ids[i] >= state->count)
+					return false;
+				slots[i] = state->element_tids[ids[i]];
+			}
 			else
-				ItemPointerSetInvalid(&element->heaptids[i]);
-		}
-		if (first_overflow < end_overflow)
-			element->overflowtid = state->overflow_tids[first_overflow];
-		else
-			ItemPointerSetInvalid(&element->overflowtid);
-		element->neighbortid = state->neighbor_tids[id];
-		if (state->fine_tids != NULL)
-			element->finetid = state->fine_tids[id];
-		else
-			ItemPointerSetInvalid(&element->finetid);
-		memcpy(element->vector, graph->vectors + (int64) id * dim,
-			   sizeof(float) * dim);
-
-		/* the neighbour tuple: element TIDs, packed, invalid after the end */
-		memset(neighbors, 0, neighbor_size);
-		neighbors->type = HNSW_NEIGHBOR_TUPLE;
-		neighbors->level = (uint8) level;
-		for (int layer = 0; layer <= level; layer++)
-		{
-			const int32_t *ids;
-			int			n = graph_neighbors(graph, id, layer, &ids);
-			int			width = hnsw_layer_width(layer, m);
-			ItemPointerData *slots = neighbors->slots + hnsw_neighbor_offset(layer, m);
-
-			if (n < 0 || n > width)
-				elog(ERROR, "hnsw bulk write: element %d has %d neighbours on layer %d (at most %d)",
-					 id, n, layer, width);
-			for (int i = 0; i < width; i++)
-			{
-				if (i < n)
-				{
-					if (ids[i] < 0 || ids[i] >= state->count)
-						elog(ERROR, "graph element %d links to element %d outside the graph of " INT64_FORMAT " elements",
-							 id, ids[i], state->count);
-					slots[i] = state->element_tids[ids[i]];
-				}
-				else
-					ItemPointerSetInvalid(&slots[i]);
-			}
-		}
-
-		page = open_page(state, pages, 3,
-						 ItemPointerGetBlockNumber(&state->element_tids[id]));
-		add_planned(state->index, page, element, element_size,
-					&state->element_tids[id]);
-		page = open_page(state, pages, 3,
-						 ItemPointerGetBlockNumber(&state->neighbor_tids[id]));
-		add_planned(state->index, page, neighbors, neighbor_size,
-					&state->neighbor_tids[id]);
-
-		/* the heap-TID overflow tuples, chained in order */
-		for (int64 i = first_overflow; i < end_overflow; i++)
-		{
-			int64		tid_offset = HNSW_HEAPTIDS + (i - first_overflow) * HNSW_OVERFLOW_HEAPTIDS;
-			int			count = (int) Min(tid_count - tid_offset, HNSW_OVERFLOW_HEAPTIDS);
-
-			memset(&overflow, 0, sizeof(overflow));
-			overflow.type = HNSW_HEAPTID_TUPLE;
-			overflow.count = (uint16) count;
-			if (i + 1 < end_overflow)
-				overflow.next = state->overflow_tids[i + 1];
-			else
-				ItemPointerSetInvalid(&overflow.next);
-			for (int j = 0; j < HNSW_OVERFLOW_HEAPTIDS; j++)
-			{
-				if (j < count)
-					overflow.heaptids[j] = state->heaptids->tids[tid_start + tid_offset + j];
-				else
-					ItemPointerSetInvalid(&overflow.heaptids[j]);
-			}
-			page = open_page(state, pages, 3,
-							 ItemPointerGetBlockNumber(&state->overflow_tids[i]));
-			add_planned(state->index, page, &overflow, sizeof(overflow),
-						&state->overflow_tids[i]);
-
-			/*
-			 * A page that only overflow tuples of this element filled is
-			 * complete once its chain moves on to the next page: close it now,
-			 * so that a long chain keeps at most one such page open.
-			 */
-			if (i + 1 < end_overflow &&
-				ItemPointerGetBlockNumber(&state->overflow_tids[i + 1]) != page->blkno &&
-				page->blkno != ItemPointerGetBlockNumber(&state->element_tids[id]) &&
-				page->blkno != ItemPointerGetBlockNumber(&state->neighbor_tids[id]))
-			{
-				close_page(page);
-				pages_written++;
-			}
-		}
-
-		/* copy out the pages this element was the last one on */
-		for (int i = 0; i < 3; i++)
-		{
-			if (pages[i].blkno != InvalidBlockNumber &&
-				state->last_use[pages[i].blkno] == position)
-			{
-				close_page(&pages[i]);
-				if (++pages_written % 16 == 0)
-					pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
-												 position + 1);
-				CHECK_FOR_INTERRUPTS();
-			}
+				ItemPointerSetInvalid(&slots[i]);
 		}
 	}
+	return true;
+}
 
-	for (int i = 0; i < 3; i++)
-		if (pages[i].blkno != InvalidBlockNumber)
-			elog(ERROR, "hnsw bulk write: block %u was never completed", pages[i].blkno);
+/* ERROR for element id's neighbour lists, which form_neighbor_tuple refused. */
+static void
+report_bad_links(WriteState *state, int32 id)
+{
+	const Graph *graph = state->graph;
 
+	for (int layer = 0; layer <= graph->levels[id]; layer++)
+	{
+		const int32_t *ids;
+		int			n = graph_neighbors(graph, id, layer, &ids);
+		int			width = hnsw_layer_width(layer, graph->params.m);
+
+		if (n < 0 || n > width)
+			elog(ERROR, "hnsw bulk write: element %d has %d neighbours on layer %d (at most %d)",
+				 id, n, layer, width);
+		for (int i = 0; i < n; i++)
+			if (ids[i] < 0 || ids[i] >= state->count)
+				elog(ERROR, "graph element %d links to element %d outside the graph of " INT64_FORMAT " elements",
+					 id, ids[i], state->count);
+	}
+}
+
+/* Heap-TID overflow tuple `number` of element id's chain, formed in place. */
+static void
+form_overflow_tuple(WriteState *state, int32 id, int32 number,
+					HnswHeapTidTuple overflow)
+{
+	int64		tid_start = state->heaptids->start[id];
+	int64		tid_count = state->heaptids->start[id + 1] - tid_start;
+	int64		chain = state->overflow_start[id];
+	int64		tid_offset = HNSW_HEAPTIDS + (int64) number * HNSW_OVERFLOW_HEAPTIDS;
+	int			count = (int) Min(tid_count - tid_offset, HNSW_OVERFLOW_HEAPTIDS);
+
+	memset(overflow, 0, sizeof(HnswHeapTidTupleData));
+	overflow->type = HNSW_HEAPTID_TUPLE;
+	overflow->count = (uint16) count;
+	if (chain + number + 1 < state->overflow_start[id + 1])
+		overflow->next = state->overflow_tids[chain + number + 1];
+	else
+		ItemPointerSetInvalid(&overflow->next);
+	for (int j = 0; j < HNSW_OVERFLOW_HEAPTIDS; j++)
+	{
+		if (j < count)
+			overflow->heaptids[j] = state->heaptids->tids[tid_start + tid_offset + j];
+		else
+			ItemPointerSetInvalid(&overflow->heaptids[j]);
+	}
+}
+
+/*
+ * Fill graph page blkno (initialised, empty) with its tuples.  Runs on the
+ * build's threads: no PostgreSQL call.  Returns -1 when done, else the
+ * index in page_tuples of the tuple that could not be written.
+ */
+static int64
+fill_graph_page(WriteState *state, BlockNumber blkno, Page page)
+{
+	Size		element_size = hnsw_element_tuple_size(state->graph->params.dim);
+	int			m = state->graph->params.m;
+
+	for (int64 i = state->page_start[blkno]; i < state->page_start[blkno + 1]; i++)
+	{
+		TupleRef	ref = state->page_tuples[i];
+		OffsetNumber offset = ItemPointerGetOffsetNumber(tuple_tid(state, ref));
+		Size		size;
+		char	   *tuple;
+
+		if (ref.part == TUPLE_ELEMENT)
+			size = element_size;
+		else if (ref.part == TUPLE_NEIGHBORS)
+			size = hnsw_neighbor_tuple_size(state->graph->levels[ref.id], m);
+		else
+			size = sizeof(HnswHeapTidTupleData);
+		tuple = page_place_tuple(page, size, offset);
+		if (tuple == NULL)
+			return i;
+		if (ref.part == TUPLE_ELEMENT)
+			form_element_tuple(state, ref.id, (HnswElementTuple) tuple);
+		else if (ref.part == TUPLE_NEIGHBORS)
+		{
+			if (!form_neighbor_tuple(state, ref.id, (HnswNeighborTuple) tuple))
+				return i;
+		}
+		else
+			form_overflow_tuple(state, ref.id, ref.part, (HnswHeapTidTuple) tuple);
+	}
+	return -1;
+}
+
+/*
+ * Pass 2 for the graph pages, a batch of PAGE_BATCH blocks at a time: the
+ * backend takes the batch's new buffers, the build's threads fill them
+ * (every signal blocked, as while linking), the backend checks the result,
+ * logs and releases them.
+ */
+static void
+write_graph_pages(WriteState *state)
+{
+	int			threads = hnsw_build_thread_count();
+	OpenPage	batch[PAGE_BATCH];
+	int64		failed[PAGE_BATCH];
+	sigset_t	all_signals;
+	sigset_t	saved_signals;
+
+	sigfillset(&all_signals);
+	list_page_tuples(state);
+
+	for (BlockNumber first = HNSW_METAPAGE_BLKNO + 1; first < state->graph_nblocks;
+		 first += PAGE_BATCH)
+	{
+		int			count = (int) Min((BlockNumber) PAGE_BATCH, state->graph_nblocks - first);
+
+		for (int i = 0; i < count; i++)
+			open_block(state, &batch[i], first + i, HNSW_PAGE_ELEMENT);
+
+		pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+		for (int i = 0; i < count; i++)
+			failed[i] = fill_graph_page(state, batch[i].blkno, batch[i].page);
+		pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+
+		for (int i = 0; i < count; i++)
+		{
+			if (failed[i] >= 0)
+			{
+				TupleRef	ref = state->page_tuples[failed[i]];
+				ItemPointer planned = tuple_tid(state, ref);
+
+				if (ref.part == TUPLE_NEIGHBORS)
+					report_bad_links(state, ref.id);
+				elog(ERROR, "hnsw bulk write: tuple for (%u,%u) of index \"%s\" does not fit where planned",
+					 ItemPointerGetBlockNumber(planned),
+					 ItemPointerGetOffsetNumber(planned),
+					 RelationGetRelationName(state->index));
+			}
+			close_page(state, &batch[i]);
+		}
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+									 (int64) ((double) state->count *
+											  (first + count) / state->graph_nblocks));
+		CHECK_FOR_INTERRUPTS();
+	}
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, state->count);
-	pfree(pages);
-	pfree(element);
-	pfree(neighbors);
 }
 
 /*
@@ -713,12 +894,12 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 {
 	WriteState	state;
 	HnswMetaPageData meta;
+	OpenPage	page;
 	MemoryContext write_context;
 	MemoryContext old_context;
 	instr_time	started;
 	instr_time	planned;
 	instr_time	written;
-	instr_time	logged;
 
 	write_context = AllocSetContextCreate(CurrentMemoryContext,
 										  "hnsw bulk write",
@@ -728,14 +909,12 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	memset(&state, 0, sizeof(state));
 	state.index = index;
 	state.fork = fork;
+	state.need_wal = RelationNeedsWAL(index) || fork == INIT_FORKNUM;
 	state.graph = graph;
 	state.heaptids = heaptids;
 	state.payloads = payloads;
 	state.count = graph->count;
 	state.nblocks = 1;			/* the meta page */
-	state.last_use_capacity = 64;
-	state.last_use = palloc(sizeof(int64) * state.last_use_capacity);
-	state.last_use[HNSW_METAPAGE_BLKNO] = -1;
 
 	INSTR_TIME_SET_CURRENT(started);
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_WRITE);
@@ -770,41 +949,41 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	}
 
 	INSTR_TIME_SET_CURRENT(planned);
-	fill_meta(&state, build_method, build_seconds, &meta);
-	hnsw_write_meta_page(index, fork, &meta);
+	/* XLOG_FPI records of up to XLR_MAX_BLOCK_ID pages */
+	if (state.need_wal)
+		XLogEnsureRecordSpace(XLR_MAX_BLOCK_ID - 1, 0);
+	extend_fork(&state);
 	if (state.count > 0)
 	{
-		extend_fork(&state);
-		write_pages(&state);
+		write_graph_pages(&state);
 		if (state.fine_tids != NULL)
 		{
-			OpenPage   *fine_page = palloc(sizeof(OpenPage));
-
-			fine_page->blkno = InvalidBlockNumber;
-			fine_page->buffer = InvalidBuffer;
-			layout_fine(&state, fine_page);
-			pfree(fine_page);
+			page.blkno = InvalidBlockNumber;
+			page.buffer = InvalidBuffer;
+			page.page = NULL;
+			layout_fine(&state, &page);
 		}
 	}
+
+	/* the meta page last, with the others' counts and the entry point */
+	fill_meta(&state, build_method, build_seconds, &meta);
+	open_block(&state, &page, HNSW_METAPAGE_BLKNO, HNSW_PAGE_META);
+	hnsw_form_meta_page(page.page, &meta);
+	close_page(&state, &page);
+	log_completed_pages(&state);
 
 	if (RelationGetNumberOfBlocksInFork(index, fork) != state.nblocks)
 		elog(ERROR, "hnsw bulk write: index \"%s\" has %u blocks, planned %u",
 			 RelationGetRelationName(index),
 			 RelationGetNumberOfBlocksInFork(index, fork), state.nblocks);
-
 	INSTR_TIME_SET_CURRENT(written);
-	if (RelationNeedsWAL(index) || fork == INIT_FORKNUM)
-		log_newpage_range(index, fork, 0, state.nblocks, true);
-	INSTR_TIME_SET_CURRENT(logged);
 
-	/* the three parts of the write phase, for tuning builds of every size */
-	INSTR_TIME_SUBTRACT(logged, written);
+	/* the two parts of the write phase, for tuning builds of every size */
 	INSTR_TIME_SUBTRACT(written, planned);
 	INSTR_TIME_SUBTRACT(planned, started);
-	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages %.2f s, WAL %.2f s",
+	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages and WAL %.2f s",
 		 RelationGetRelationName(index), state.nblocks,
-		 INSTR_TIME_GET_DOUBLE(planned), INSTR_TIME_GET_DOUBLE(written),
-		 INSTR_TIME_GET_DOUBLE(logged));
+		 INSTR_TIME_GET_DOUBLE(planned), INSTR_TIME_GET_DOUBLE(written));
 
 	MemoryContextSwitchTo(old_context);
 	MemoryContextDelete(write_context);
