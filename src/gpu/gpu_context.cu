@@ -16,6 +16,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <algorithm>
+#include <thread>
+#include <vector>
+
 /* 64 MB per staging buffer: large enough for full-rate DMA, small to pin */
 #define GPU_STAGING_BYTES ((size_t) 64 << 20)
 
@@ -259,6 +263,68 @@ gpu_alloc_pinned(GpuContext *ctx, void **ptr, size_t bytes, const char *what)
  * that the copy into one overlaps the DMA out of the other.  rows NULL: the
  * bytes are one contiguous run; else whole rows of row_bytes, gathered.
  */
+/*
+ * Copy bytes [done, done + piece) of the upload into a staging buffer: one
+ * contiguous run, or whole rows gathered through rows[].
+ */
+static void
+copy_into_staging(void *staging, const void *host_src, size_t done, size_t piece,
+				  size_t row_bytes, const int32_t *rows)
+{
+	if (rows == NULL)
+		memcpy(staging, (const char *) host_src + done, piece);
+	else
+		for (size_t r = 0; r < piece / row_bytes; r++)
+			memcpy((char *) staging + r * row_bytes,
+				   (const char *) host_src + (size_t) rows[done / row_bytes + r] * row_bytes,
+				   row_bytes);
+}
+
+/*
+ * copy_into_staging on up to STAGING_THREADS threads.  One thread copies
+ * about 4 GB/s of scattered 3 kB rows, a third of what the DMA behind it
+ * takes, so a 1M x 768 upload was bound by it (0.8 s).  The threads inherit
+ * the caller's signal mask (a PostgreSQL backend blocks them all around
+ * the call).  Without threads (they could not be started) it copies alone.
+ */
+#define STAGING_THREADS		8
+#define STAGING_SLICE_MIN	((size_t) 4 << 20)
+
+static void
+fill_staging(void *staging, const void *host_src, size_t done, size_t piece,
+			 size_t row_bytes, const int32_t *rows)
+{
+	size_t		unit = rows != NULL ? row_bytes : 4096;
+	size_t		units = (piece + unit - 1) / unit;
+	size_t		slices = std::min<size_t>(STAGING_THREADS,
+										  std::max<size_t>(1, piece / STAGING_SLICE_MIN));
+	size_t		per_slice = (units + slices - 1) / slices;
+	std::vector<std::thread> threads;
+
+	for (size_t slice = 1; slice < slices; slice++)
+	{
+		size_t		begin = std::min(piece, slice * per_slice * unit);
+		size_t		end = std::min(piece, (slice + 1) * per_slice * unit);
+
+		if (begin >= end)
+			break;
+		try
+		{
+			threads.emplace_back(copy_into_staging, (char *) staging + begin, host_src,
+								 done + begin, end - begin, row_bytes, rows);
+		}
+		catch (...)
+		{
+			copy_into_staging((char *) staging + begin, host_src, done + begin,
+							  end - begin, row_bytes, rows);
+		}
+	}
+	copy_into_staging(staging, host_src, done, std::min(piece, per_slice * unit),
+					  row_bytes, rows);
+	for (std::thread &thread : threads)
+		thread.join();
+}
+
 static int
 upload_staged(GpuContext *ctx, void *device_dst, const void *host_src, size_t bytes,
 			  size_t row_bytes, const int32_t *rows)
@@ -276,13 +342,7 @@ upload_staged(GpuContext *ctx, void *device_dst, const void *host_src, size_t by
 
 		/* wait until the DMA that last read this staging buffer is over */
 		GPU_CHECK(ctx, cudaEventSynchronize(ctx->staging_done[turn]));
-		if (rows == NULL)
-			memcpy(ctx->staging[turn], (const char *) host_src + done, piece);
-		else
-			for (size_t r = 0; r < piece / row_bytes; r++)
-				memcpy((char *) ctx->staging[turn] + r * row_bytes,
-					   (const char *) host_src + (size_t) rows[done / row_bytes + r] * row_bytes,
-					   row_bytes);
+		fill_staging(ctx->staging[turn], host_src, done, piece, row_bytes, rows);
 		GPU_CHECK(ctx, cudaMemcpyAsync((char *) device_dst + done, ctx->staging[turn], piece,
 									   cudaMemcpyHostToDevice, ctx->copy_stream));
 		GPU_CHECK(ctx, cudaEventRecord(ctx->staging_done[turn], ctx->copy_stream));

@@ -57,6 +57,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include "access/xlog.h"
 #include "access/xloginsert.h"
 #include "catalog/pg_control.h"
 #include "commands/progress.h"
@@ -518,6 +519,15 @@ log_completed_pages(WriteState *state)
 		for (int i = 0; i < state->nlogged; i++)
 			PageSetLSN(BufferGetPage(state->logged[i]), recptr);
 		END_CRIT_SECTION();
+
+		/*
+		 * Wake the WAL writer to write (and flush) what is logged so far in
+		 * the background, as an asynchronous commit does: otherwise this
+		 * backend writes every full WAL buffer itself and waits for each
+		 * segment's fsync, and gigabytes of page images take as long to
+		 * write as to form.
+		 */
+		XLogSetAsyncXactLSN(recptr);
 	}
 	for (int i = 0; i < state->nlogged; i++)
 		UnlockReleaseBuffer(state->logged[i]);
