@@ -30,6 +30,7 @@
  */
 #include "postgres.h"
 
+#include "portability/instr_time.h"
 #include "utils/rel.h"
 
 #include "gpu_module.h"
@@ -40,6 +41,17 @@ StaticAssertDecl(HIERINDEX_GPU_METRIC_L2 == GRAPH_METRIC_L2 &&
 				 HIERINDEX_GPU_METRIC_COSINE == GRAPH_METRIC_COSINE &&
 				 HIERINDEX_GPU_METRIC_L1 == GRAPH_METRIC_L1,
 				 "gpu.h and graph.h number the metrics alike");
+
+/* Seconds since `since`. */
+static double
+seconds_since_instr(instr_time since)
+{
+	instr_time	now;
+
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, since);
+	return INSTR_TIME_GET_DOUBLE(now);
+}
 
 /* SQLSTATE of an ERROR for a module error code */
 static int
@@ -135,6 +147,9 @@ run_gpu_build(Relation index, Graph *graph, const GpuModule *module,
 	HierindexGpuStats stats;
 	char		errbuf[1024];
 	int			rc;
+	instr_time	called;
+	instr_time	returned;
+	instr_time	checked;
 
 	memset(&gpu_graph, 0, sizeof(gpu_graph));
 	gpu_graph.n = graph->count;
@@ -154,8 +169,10 @@ run_gpu_build(Relation index, Graph *graph, const GpuModule *module,
 	options.precision = hierindex_gpu_precision;
 	memset(&stats, 0, sizeof(stats));
 
+	INSTR_TIME_SET_CURRENT(called);
 	rc = gpu_module_build_graph(module, &gpu_graph, &options, &stats,
 								errbuf, sizeof(errbuf));
+	INSTR_TIME_SET_CURRENT(returned);
 	if (rc == HIERINDEX_GPU_ENOMEM && device == HNSW_BUILD_DEVICE_AUTO)
 	{
 		clear_links(graph);
@@ -175,6 +192,16 @@ run_gpu_build(Relation index, Graph *graph, const GpuModule *module,
 
 	check_links(index, graph);
 	graph_adopt_links(graph);
+	INSTR_TIME_SET_CURRENT(checked);
+
+	/* what the module's phases leave out: its set-up and clean-up, our checks */
+	INSTR_TIME_SUBTRACT(checked, returned);
+	INSTR_TIME_SUBTRACT(returned, called);
+	elog(DEBUG1, "GPU build of \"%s\": module call %.2f s (its phases %.2f s), checking its graph %.2f s",
+		 RelationGetRelationName(index), INSTR_TIME_GET_DOUBLE(returned),
+		 stats.seconds[HIERINDEX_GPU_PHASE_TRANSFER] + stats.seconds[HIERINDEX_GPU_PHASE_KNN] +
+		 stats.seconds[HIERINDEX_GPU_PHASE_PRUNE] + stats.seconds[HIERINDEX_GPU_PHASE_UPPER],
+		 INSTR_TIME_GET_DOUBLE(checked));
 
 	phases->transfer = stats.seconds[HIERINDEX_GPU_PHASE_TRANSFER];
 	phases->knn = stats.seconds[HIERINDEX_GPU_PHASE_KNN];
@@ -211,7 +238,12 @@ hnsw_link_graph_on_gpu(Relation index, Graph *graph, HnswBuildDevice device,
 	}
 	else
 	{
+		instr_time	opened;
+
+		INSTR_TIME_SET_CURRENT(opened);
 		module = gpu_module_open(hierindex_gpu_device, &reason);
+		elog(DEBUG1, "GPU build of \"%s\": opening the module and probing the device took %.2f s",
+			 RelationGetRelationName(index), seconds_since_instr(opened));
 		sqlstate = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
 	}
 
