@@ -17,6 +17,16 @@
  * from a live backend is a risk for no gain (a second dlopen of the same
  * file returns the same handle).
  *
+ * Warm-up.  Opening the module (dlopen of it and of cuBLAS) and the first
+ * probe (the CUDA runtime's start) take about half a second in a fresh
+ * backend.  A build that will probably use the GPU asks for it with
+ * gpu_module_open_soon before its heap scan: a thread with every signal
+ * blocked does the same work as gpu_module_open (which makes no PostgreSQL
+ * call), and gpu_module_open joins it before anything else, then finds the
+ * module open and the device probed.  An ERROR in between leaves the thread
+ * to finish on its own (a second or so, touching nothing but this file's
+ * state); the next open, or the backend's exit, joins it.
+ *
  * Signals.  Every call into the module runs with all signals blocked on the
  * backend thread.  The CUDA runtime creates threads (at load, at the first
  * call, during builds) and they inherit the creating thread's mask; with
@@ -36,6 +46,7 @@
 #include <sys/stat.h>
 
 #include "miscadmin.h"
+#include "storage/ipc.h"
 
 #include "gpu_module.h"
 
@@ -45,6 +56,15 @@ static char failure_reason[1024];
 static bool module_loaded = false;
 static GpuModule module;
 static int	probed_device = -1; /* device of module.device, -1: none yet */
+
+/*
+ * gpu_module_open_soon's thread: it opens the module and probes the device
+ * while the build scans the heap; gpu_module_open joins it first.
+ */
+static pthread_t warm_up_thread;
+static bool warm_up_running = false;
+static bool warm_up_exit_callback = false;
+static int	warm_up_device;
 
 /* One call into the module: the mask to restore, and whose thread it is. */
 typedef struct ModuleCall
@@ -162,8 +182,67 @@ load_module(void)
 	return true;
 }
 
+static const GpuModule *open_and_probe(int device, const char **reason);
+
+static void *
+warm_up_main(void *arg)
+{
+	const char *reason;
+
+	(void) open_and_probe(warm_up_device, &reason);
+	return NULL;
+}
+
+static void
+join_warm_up(void)
+{
+	if (warm_up_running)
+	{
+		pthread_join(warm_up_thread, NULL);
+		warm_up_running = false;
+	}
+}
+
+static void
+join_warm_up_at_exit(int code, Datum arg)
+{
+	join_warm_up();
+}
+
+void
+gpu_module_open_soon(int device)
+{
+	sigset_t	all_signals;
+	sigset_t	saved_signals;
+
+	if (warm_up_running || (module_loaded && probed_device == device))
+		return;
+	if (!warm_up_exit_callback)
+	{
+		before_shmem_exit(join_warm_up_at_exit, (Datum) 0);
+		warm_up_exit_callback = true;
+	}
+	warm_up_device = device;
+	sigfillset(&all_signals);
+	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+	if (pthread_create(&warm_up_thread, NULL, warm_up_main, NULL) == 0)
+		warm_up_running = true;
+	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+}
+
 const GpuModule *
 gpu_module_open(int device, const char **reason)
+{
+	join_warm_up();
+	return open_and_probe(device, reason);
+}
+
+/*
+ * gpu_module_open's work, on the backend thread or the warm-up thread: no
+ * PostgreSQL call.
+ */
+static const GpuModule *
+open_and_probe(int device, const char **reason)
 {
 	ModuleCall	call;
 	HierindexGpuDeviceInfo info;

@@ -51,6 +51,13 @@ typedef struct GpuModule
 extern const GpuModule *gpu_module_open(int device, const char **reason);
 
 /*
+ * Start what gpu_module_open(device) does on a thread, so that a later
+ * gpu_module_open finds the work done (see the file comment of
+ * gpu_module.c).  Says nothing: a failure shows at gpu_module_open.
+ */
+extern void gpu_module_open_soon(int device);
+
+/*
  * hierindex_gpu_build_graph through the rules above.  options->should_stop is
  * set here (the caller's value is ignored).  Returns the module's code:
  * HIERINDEX_GPU_OK, or an error code with its message in errbuf.  Never

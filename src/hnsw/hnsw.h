@@ -648,6 +648,15 @@ typedef struct HnswGpuPhases
 } HnswGpuPhases;
 
 /*
+ * Before the heap scan of a build: when the GPU will probably link it (the
+ * device, the metric, the table's estimated size against
+ * hierindex.gpu_min_rows), open the GPU module and probe the device on a
+ * thread meanwhile (gpu_module_open_soon).
+ */
+extern void hnsw_gpu_warm_up(HnswBuildDevice device, GraphMetric metric,
+							 int64 estimated_elements);
+
+/*
  * The linking phase of a bulk build on the GPU, when build_device wants it
  * there (see HnswBuildDevice): returns true when the GPU linked `graph`, its
  * entry point, max_level and inserted count set, everything but the repair

@@ -849,6 +849,7 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 	HnswPayloads payloads;
 	uint8		build_method;
 	int64		capacity;
+	int64		estimated;
 	int64		fit;
 
 	/* a parallel worker of the load phase came in through ambuild */
@@ -902,7 +903,9 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		spec->payload_stride;
 	fit = state->budget / state->element_bytes;
 	fit = Min(fit, (int64) PG_INT32_MAX - 1);
-	capacity = Min(Max(estimate_rows(heap, spec->row_dimensions), 1024), fit);
+	estimated = estimate_rows(heap, spec->row_dimensions);
+	capacity = Min(Max(estimated, 1024), fit);
+	hnsw_gpu_warm_up(device, state->params.metric, estimated);
 
 	if (capacity > 0)
 	{

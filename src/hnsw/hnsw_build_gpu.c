@@ -214,6 +214,16 @@ run_gpu_build(Relation index, Graph *graph, const GpuModule *module,
 	return true;
 }
 
+void
+hnsw_gpu_warm_up(HnswBuildDevice device, GraphMetric metric, int64 estimated_elements)
+{
+	if (device == HNSW_BUILD_DEVICE_CPU || metric == GRAPH_METRIC_L1)
+		return;
+	if (device == HNSW_BUILD_DEVICE_AUTO && estimated_elements < hierindex_gpu_min_rows)
+		return;
+	gpu_module_open_soon(hierindex_gpu_device);
+}
+
 bool
 hnsw_link_graph_on_gpu(Relation index, Graph *graph, HnswBuildDevice device,
 					   bool device_from_option, HnswGpuPhases *phases)
