@@ -56,6 +56,7 @@ use Test::More;
 
 our @EXPORT = qw(
   start_hierindex_node
+  build_is_whole
   access_methods
   index_options_sql
   ef_search_sql
@@ -467,6 +468,29 @@ sub hierindex_check_is_clean
 	my ($node, $index, $name) = @_;
 	return is($node->safe_psql('postgres', "SELECT * FROM hierindex_check('$index')"),
 		'', $name);
+}
+
+=head2 build_is_whole($node, $am, $index, $dim, $what)
+
+Two tests: CREATE INDEX $index ON items USING $am (v vector_l2_ops), with
+index_options_sql's defaults for $dim, holds one element per row of items
+(the vectors are distinct) and hierindex_check finds no problem in it.
+The index is left in place.  $what starts each test's name.
+
+=cut
+
+sub build_is_whole
+{
+	my ($node, $am, $index, $dim, $what) = @_;
+	$node->safe_psql('postgres',
+		"CREATE INDEX $index ON items USING $am (v vector_l2_ops) "
+		  . index_options_sql($am, $dim, ''));
+	is( $node->safe_psql('postgres',
+			"SELECT elements = heap_tids AND heap_tids = (SELECT count(*) FROM items) "
+			  . "FROM hierindex_index_info('$index')"),
+		't', "$what: a new CREATE INDEX succeeds, one element per row");
+	return hierindex_check_is_clean($node, $index,
+		"$what: hierindex_check of the new index finds no problem");
 }
 
 =head2 hierindex_check_after_inserts($node, $index, $name, also_allowed => $problem)
