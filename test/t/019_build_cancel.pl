@@ -4,8 +4,8 @@
 # The linking runs on OpenMP threads with every signal blocked, and the
 # backend checks for interrupts between chunks of about 0.15 s (and between
 # batches of pages while writing).  For hnsw and matryoshka, a CREATE INDEX
-# on one thread with m = 100 and ef_construction = 1000 (tens of seconds of
-# linking on 12000 64-d vectors) is started in the background and, once
+# on one thread with m = 100 and ef_construction = 1000 (about 7 s of
+# linking on 12000 64-d vectors here) is started in the background and, once
 # pg_stat_progress_create_index shows it building the graph and unfinished
 # (the same build uninterrupted is timed first: the statement must end
 # within a quarter of that after the signal, so a signal that waited for the
