@@ -113,6 +113,9 @@ typedef struct WriteState
 	bool		need_wal;
 	Buffer		logged[XLR_MAX_BLOCK_ID];	/* completed, locked, not logged */
 	int			nlogged;
+	instr_time	buffers_time;	/* graph pages: taking new buffers */
+	instr_time	forming_time;	/* graph pages: the threads filling them */
+	instr_time	logging_time;	/* every page: WAL and release */
 	const Graph *graph;
 	const HnswHeapTids *heaptids;
 	const HnswPayloads *payloads;	/* NULL or size 0: no fine pages */
@@ -504,8 +507,12 @@ open_fine_page(WriteState *state, OpenPage *page, BlockNumber blkno)
 static void
 log_completed_pages(WriteState *state)
 {
+	instr_time	started;
+	instr_time	done;
+
 	if (state->nlogged == 0)
 		return;
+	INSTR_TIME_SET_CURRENT(started);
 	if (state->need_wal)
 	{
 		XLogRecPtr	recptr;
@@ -532,6 +539,8 @@ log_completed_pages(WriteState *state)
 	for (int i = 0; i < state->nlogged; i++)
 		UnlockReleaseBuffer(state->logged[i]);
 	state->nlogged = 0;
+	INSTR_TIME_SET_CURRENT(done);
+	INSTR_TIME_ACCUM_DIFF(state->logging_time, done, started);
 }
 
 /*
@@ -860,14 +869,23 @@ write_graph_pages(WriteState *state)
 	{
 		int			count = (int) Min((BlockNumber) PAGE_BATCH, state->graph_nblocks - first);
 
+		instr_time	started;
+		instr_time	opened;
+		instr_time	filled;
+
+		INSTR_TIME_SET_CURRENT(started);
 		for (int i = 0; i < count; i++)
 			open_block(state, &batch[i], first + i, HNSW_PAGE_ELEMENT);
+		INSTR_TIME_SET_CURRENT(opened);
 
 		pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
 		for (int i = 0; i < count; i++)
 			failed[i] = fill_graph_page(state, batch[i].blkno, batch[i].page);
 		pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+		INSTR_TIME_SET_CURRENT(filled);
+		INSTR_TIME_ACCUM_DIFF(state->buffers_time, opened, started);
+		INSTR_TIME_ACCUM_DIFF(state->forming_time, filled, opened);
 
 		for (int i = 0; i < count; i++)
 		{
@@ -991,9 +1009,12 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	/* the two parts of the write phase, for tuning builds of every size */
 	INSTR_TIME_SUBTRACT(written, planned);
 	INSTR_TIME_SUBTRACT(planned, started);
-	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages and WAL %.2f s",
+	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages and WAL %.2f s (graph pages: new buffers %.2f s, forming %.2f s; WAL and release %.2f s)",
 		 RelationGetRelationName(index), state.nblocks,
-		 INSTR_TIME_GET_DOUBLE(planned), INSTR_TIME_GET_DOUBLE(written));
+		 INSTR_TIME_GET_DOUBLE(planned), INSTR_TIME_GET_DOUBLE(written),
+		 INSTR_TIME_GET_DOUBLE(state.buffers_time),
+		 INSTR_TIME_GET_DOUBLE(state.forming_time),
+		 INSTR_TIME_GET_DOUBLE(state.logging_time));
 
 	MemoryContextSwitchTo(old_context);
 	MemoryContextDelete(write_context);
