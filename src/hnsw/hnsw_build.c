@@ -889,9 +889,11 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 	/*
 	 * Bytes per element slot: the graph's own, its heap TID and count, the
 	 * duplicate finder (at most two entries per element as it doubles), the
-	 * writer's CSR arrays and layout arrays (with its overflow-tuple index),
-	 * and each thread's visited marks while linking.  The writer's overflow
-	 * tuple TIDs (one per 64 duplicates) fit in what the extras cost.
+	 * writer's CSR arrays and layout arrays (with its overflow-tuple index
+	 * and, per page, where its tuple list starts), the writer's per-page
+	 * tuple lists (two entries of two int32 per element), and each thread's
+	 * visited marks while linking.  The writer's overflow tuple TIDs (one per
+	 * 64 duplicates) fit in what the extras cost.
 	 */
 	state->budget = (Size) maintenance_work_mem * 1024;
 	state->element_bytes = graph_memory_estimate(&state->params, 1024) / 1024 +
@@ -899,6 +901,7 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		2 * sizeof(DuplicateEntry) +
 		sizeof(int64) + sizeof(ItemPointerData) +
 		2 * sizeof(ItemPointerData) + sizeof(int32) + 1 + sizeof(int64) +
+		2 * 2 * sizeof(int32) +
 		sizeof(uint32) * state->threads +
 		spec->payload_stride;
 	fit = state->budget / state->element_bytes;
