@@ -28,6 +28,7 @@
 #include "access/generic_xlog.h"
 #include "access/reloptions.h"
 #include "nodes/execnodes.h"
+#include "portability/instr_time.h"
 #include "storage/bufmgr.h"
 #include "storage/itemptr.h"
 #include "utils/relcache.h"
@@ -636,6 +637,9 @@ extern IndexBuildResult *hnsw_build_with_spec(Relation heap, Relation index,
 											  IndexInfo *info,
 											  const HnswBuildSpec *spec);
 extern void hnsw_build_empty_with_spec(Relation index, const HnswBuildSpec *spec);
+
+/* Seconds from `started` (INSTR_TIME_SET_CURRENT) until now: the builds' phase clocks. */
+extern double hnsw_seconds_since(instr_time started);
 
 /* hnsw_build_gpu.c */
 typedef struct HnswGpuPhases

@@ -724,8 +724,8 @@ update_build_seconds(Relation index, float8 build_seconds)
 	UnlockReleaseBuffer(buffer);
 }
 
-static float8
-seconds_since(instr_time started)
+double
+hnsw_seconds_since(instr_time started)
 {
 	instr_time	now;
 
@@ -944,7 +944,7 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		duplicates_destroy(state->duplicates);
 		state->duplicates = NULL;
 	}
-	phases.load = seconds_since(started);
+	phases.load = hnsw_seconds_since(started);
 	elog(DEBUG1, "%s build of \"%s\": loaded " INT64_FORMAT " rows into " INT64_FORMAT " elements in %.2f s with %d parallel workers",
 		 spec->am_name, RelationGetRelationName(index),
 		 state->rows_in_memory + state->spooled,
@@ -965,9 +965,9 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		if (!phases.on_gpu)
 			link_graph(state);
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, count);
-		phases.link = seconds_since(started) - phases.load;
+		phases.link = hnsw_seconds_since(started) - phases.load;
 		connect_graph(state);
-		phases.connect = seconds_since(started) - phases.load - phases.link;
+		phases.connect = hnsw_seconds_since(started) - phases.load - phases.link;
 		collect_heap_tids(state, &heaptids);
 		written = state->graph;
 		build_method = phases.on_gpu ? HNSW_BUILD_GPU : HNSW_BUILD_CPU;
@@ -985,8 +985,8 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 	payloads.arg = spec->arg;
 	hnsw_write_graph(index, MAIN_FORKNUM, written, &heaptids,
 					 spec->payload_size > 0 || spec->fill_meta ? &payloads : NULL,
-					 build_method, seconds_since(started));
-	phases.write = seconds_since(started) - phases.load - phases.link - phases.connect;
+					 build_method, hnsw_seconds_since(started));
+	phases.write = hnsw_seconds_since(started) - phases.load - phases.link - phases.connect;
 	elog(DEBUG1, "%s build of \"%s\": load %.2f s (%d parallel workers), link %.2f s (%s), connect %.2f s, write %.2f s",
 		 spec->am_name, RelationGetRelationName(index), phases.load,
 		 phases.workers, phases.link,
@@ -999,11 +999,11 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 
 	if (state->spooled > 0)
 	{
-		double		inserts_started = seconds_since(started);
+		double		inserts_started = hnsw_seconds_since(started);
 
 		insert_spooled(state);
-		phases.inserts = seconds_since(started) - inserts_started;
-		update_build_seconds(index, seconds_since(started));
+		phases.inserts = hnsw_seconds_since(started) - inserts_started;
+		update_build_seconds(index, hnsw_seconds_since(started));
 	}
 	report_build(state, device, &phases);
 

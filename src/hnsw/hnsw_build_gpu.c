@@ -30,7 +30,6 @@
  */
 #include "postgres.h"
 
-#include "portability/instr_time.h"
 #include "utils/rel.h"
 
 #include "gpu_module.h"
@@ -41,17 +40,6 @@ StaticAssertDecl(HIERINDEX_GPU_METRIC_L2 == GRAPH_METRIC_L2 &&
 				 HIERINDEX_GPU_METRIC_COSINE == GRAPH_METRIC_COSINE &&
 				 HIERINDEX_GPU_METRIC_L1 == GRAPH_METRIC_L1,
 				 "gpu.h and graph.h number the metrics alike");
-
-/* Seconds since `since`. */
-static double
-seconds_since_instr(instr_time since)
-{
-	instr_time	now;
-
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, since);
-	return INSTR_TIME_GET_DOUBLE(now);
-}
 
 /* SQLSTATE of an ERROR for a module error code */
 static int
@@ -253,7 +241,7 @@ hnsw_link_graph_on_gpu(Relation index, Graph *graph, HnswBuildDevice device,
 		INSTR_TIME_SET_CURRENT(opened);
 		module = gpu_module_open(hierindex_gpu_device, &reason);
 		elog(DEBUG1, "GPU build of \"%s\": opening the module and probing the device took %.2f s",
-			 RelationGetRelationName(index), seconds_since_instr(opened));
+			 RelationGetRelationName(index), hnsw_seconds_since(opened));
 		sqlstate = ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE;
 	}
 

@@ -188,7 +188,8 @@ order_breadth_first(WriteState *state)
 	pfree(seen);
 }
 
-static void open_fine_page(WriteState *state, OpenPage *page, BlockNumber blkno);
+static void open_block(WriteState *state, OpenPage *slot, BlockNumber blkno,
+					   uint16 page_type);
 static void close_page(WriteState *state, OpenPage *page);
 static void add_planned(Relation index, OpenPage *page, const void *tuple, Size size,
 						ItemPointer planned);
@@ -374,7 +375,7 @@ layout_fine(WriteState *state, OpenPage *page)
 					current.blkno = next_block;
 					current.free = PAGE_ROOM;
 					current.next_offset = FirstOffsetNumber;
-					open_fine_page(state, page, next_block);
+					open_block(state, page, next_block, HNSW_PAGE_FINE);
 				}
 				next_block++;
 				length = hnsw_fine_piece_length(current.free, payloads->size - done);
@@ -493,13 +494,6 @@ open_block(WriteState *state, OpenPage *slot, BlockNumber blkno, uint16 page_typ
 	hnsw_init_page(slot->page, page_type);
 }
 
-/* A fine page for blkno in the one slot the fine pass uses. */
-static void
-open_fine_page(WriteState *state, OpenPage *page, BlockNumber blkno)
-{
-	open_block(state, page, blkno, HNSW_PAGE_FINE);
-}
-
 /*
  * WAL-log the completed pages waiting in state->logged as one XLOG_FPI
  * record (as log_newpage_range does) and release them.
@@ -559,20 +553,51 @@ close_page(WriteState *state, OpenPage *page)
 	page->page = NULL;
 }
 
-/* Add a tuple where pass 1 planned it; anything else is a bug here. */
+/*
+ * Room for a tuple of `size` at line pointer `offset` of an initialised page,
+ * which must be the next one; as PageAddItem does it, but without any
+ * PostgreSQL call, so that the threads forming graph pages use it as well as
+ * the backend.  NULL when the page disagrees with the plan.
+ */
+static char *
+page_place_tuple(Page page, Size size, OffsetNumber offset)
+{
+	PageHeader	header = (PageHeader) page;
+	Size		aligned = MAXALIGN(size);
+
+	if (offset != PageGetMaxOffsetNumber(page) + 1 ||
+		header->pd_upper < header->pd_lower ||
+		(Size) (header->pd_upper - header->pd_lower) < aligned + sizeof(ItemIdData))
+		return NULL;
+	header->pd_upper -= aligned;
+	ItemIdSetNormal(PageGetItemId(page, offset), header->pd_upper, size);
+	header->pd_lower += sizeof(ItemIdData);
+	return (char *) page + header->pd_upper;
+}
+
+/* ERROR for a tuple that does not go where pass 1 planned it: a bug here. */
+static void report_misplaced_tuple(Relation index, ItemPointer planned) pg_attribute_noreturn();
+
+static void
+report_misplaced_tuple(Relation index, ItemPointer planned)
+{
+	elog(ERROR, "hnsw bulk write: tuple for (%u,%u) of index \"%s\" does not fit where planned",
+		 ItemPointerGetBlockNumber(planned),
+		 ItemPointerGetOffsetNumber(planned),
+		 RelationGetRelationName(index));
+}
+
+/* Add a tuple where pass 1 planned it. */
 static void
 add_planned(Relation index, OpenPage *page, const void *tuple, Size size,
 			ItemPointer planned)
 {
-	OffsetNumber offset;
+	char	   *place = page_place_tuple(page->page, size,
+										 ItemPointerGetOffsetNumber(planned));
 
-	offset = PageAddItem(page->page, (Item) tuple, size,
-						 InvalidOffsetNumber, false, false);
-	if (offset != ItemPointerGetOffsetNumber(planned))
-		elog(ERROR, "hnsw bulk write: tuple for (%u,%u) of index \"%s\" landed at offset %u",
-			 ItemPointerGetBlockNumber(planned),
-			 ItemPointerGetOffsetNumber(planned),
-			 RelationGetRelationName(index), offset);
+	if (place == NULL)
+		report_misplaced_tuple(index, planned);
+	memcpy(place, tuple, size);
 }
 
 /*
@@ -660,28 +685,6 @@ list_page_tuples(WriteState *state)
 		}
 	}
 	pfree(next);
-}
-
-/*
- * Room for a tuple of `size` at line pointer `offset` of an initialised page,
- * which must be the next one; as PageAddItem does it, but without any
- * PostgreSQL call, for the threads.  NULL when the page disagrees with the
- * plan.
- */
-static char *
-page_place_tuple(Page page, Size size, OffsetNumber offset)
-{
-	PageHeader	header = (PageHeader) page;
-	Size		aligned = MAXALIGN(size);
-
-	if (offset != PageGetMaxOffsetNumber(page) + 1 ||
-		header->pd_upper < header->pd_lower ||
-		(Size) (header->pd_upper - header->pd_lower) < aligned + sizeof(ItemIdData))
-		return NULL;
-	header->pd_upper -= aligned;
-	ItemIdSetNormal(PageGetItemId(page, offset), header->pd_upper, size);
-	header->pd_lower += sizeof(ItemIdData);
-	return (char *) page + header->pd_upper;
 }
 
 /* Element id's element tuple (with its vector), formed in place. */
@@ -896,10 +899,7 @@ write_graph_pages(WriteState *state)
 
 				if (ref.part == TUPLE_NEIGHBORS)
 					report_bad_links(state, ref.id);
-				elog(ERROR, "hnsw bulk write: tuple for (%u,%u) of index \"%s\" does not fit where planned",
-					 ItemPointerGetBlockNumber(planned),
-					 ItemPointerGetOffsetNumber(planned),
-					 RelationGetRelationName(state->index));
+				report_misplaced_tuple(state->index, planned);
 			}
 			close_page(state, &batch[i]);
 		}
