@@ -259,11 +259,6 @@ gpu_alloc_pinned(GpuContext *ctx, void **ptr, size_t bytes, const char *what)
 }
 
 /*
- * Both uploads go through the two pinned staging buffers, alternating, so
- * that the copy into one overlaps the DMA out of the other.  rows NULL: the
- * bytes are one contiguous run; else whole rows of row_bytes, gathered.
- */
-/*
  * Copy bytes [done, done + piece) of the upload into a staging buffer: one
  * contiguous run, or whole rows gathered through rows[].
  */
@@ -325,6 +320,11 @@ fill_staging(void *staging, const void *host_src, size_t done, size_t piece,
 		thread.join();
 }
 
+/*
+ * Both uploads go through the two pinned staging buffers, alternating, so
+ * that the copy into one overlaps the DMA out of the other.  rows NULL: the
+ * bytes are one contiguous run; else whole rows of row_bytes, gathered.
+ */
 static int
 upload_staged(GpuContext *ctx, void *device_dst, const void *host_src, size_t bytes,
 			  size_t row_bytes, const int32_t *rows)

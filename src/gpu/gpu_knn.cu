@@ -63,12 +63,11 @@
 #define MAX_GEMM_ELEMENTS	((int64_t) 1 << 30)	/* one S tile: well under 2^31 entries, so no 32-bit index in a product kernel (tiles rounded up) can overflow */
 
 /*
- * HIERINDEX_GPU_KNN_SPLIT (ctx->split_timing, read when the build starts):
- * time each step of a pass (stats->knn_*_seconds), waiting for the GPU
- * before and after it.  For tuning only: it serialises what otherwise
- * overlaps.
+ * Run the statement given; with HIERINDEX_GPU_KNN_SPLIT (ctx->split_timing,
+ * read when the build starts), wait for the GPU before and after it and add
+ * its time to stats->field, so that each step of a pass is timed.  For
+ * tuning only: it serialises what otherwise overlaps.
  */
-/* Run the statement given, adding its time to stats->field when splitting. */
 #define KNN_STEP(ctx, field, ...) \
 	do { \
 		double		step_started_ = 0.0; \
@@ -428,7 +427,7 @@ typedef struct KnnPlan
 	cudaEvent_t column_free[2]; /* streaming: products on the buffer done */
 	float	   *squared_norms;	/* n, of every vector */
 	unsigned int *max_norm_bits;
-	bool		norms_ready;	/* all n norms computed */
+	bool		norms_ready;	/* all n norms and their largest computed */
 	int64_t		row_block;		/* rows per super-block */
 	int64_t		row_tile;		/* rows per product */
 	float	   *rows_buffer;	/* rows_capacity x d: streamed rows, rescued rows */
@@ -560,6 +559,23 @@ column_block_done(GpuContext *ctx, KnnPlan *plan, int buffer)
 }
 
 /*
+ * max_norm_bits = the largest of the n squared norms (all of them computed),
+ * which the certification and the fp16 scale need.
+ */
+static int
+find_max_norm(GpuContext *ctx, KnnPlan *plan)
+{
+	int64_t		n = plan->input->n;
+
+	GPU_CHECK(ctx, cudaMemsetAsync(plan->max_norm_bits, 0, sizeof(unsigned int), ctx->stream));
+	max_norm_kernel<<<gpu_blocks(n, 256 * 16), 256, 0, ctx->stream>>>(
+		plan->squared_norms, n, plan->max_norm_bits);
+	GPU_CHECK_LAUNCH(ctx);
+	plan->norms_ready = true;
+	return HIERINDEX_GPU_OK;
+}
+
+/*
  * One pass over all columns for `row_count` rows (device vectors `rows`,
  * global ids row_ids[] or row_base + i): shortlists, re-scoring, final k
  * into the output rows of their global ids, and the uncertified flags.
@@ -651,52 +667,36 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 		GPU_TRY(column_block_done(ctx, plan, buffer));
 	}
 	if (!plan->norms_ready)
-	{
-		GPU_CHECK(ctx, cudaMemsetAsync(plan->max_norm_bits, 0, sizeof(unsigned int), ctx->stream));
-		max_norm_kernel<<<gpu_blocks(input->n, 256 * 16), 256, 0, ctx->stream>>>(
-			plan->squared_norms, input->n, plan->max_norm_bits);
+		GPU_TRY(find_max_norm(ctx, plan));
+
+	/* exact distances of the shortlists, block by block, then the final k */
+	KNN_STEP(ctx, knn_rescore_seconds, {
+		for (int64_t block = 0; block < blocks; block++)
+		{
+			const float *columns;
+			const void *columns_half;
+			int64_t		column_count;
+			int			buffer;
+
+			GPU_TRY(columns_of_block(ctx, plan, block, HIERINDEX_GPU_PRECISION_FP32,
+									 &columns, &columns_half, &column_count, &buffer));
+			rescore_kernel<<<gpu_blocks(row_count * plan->shortlist, RESCORE_THREADS / 32),
+				RESCORE_THREADS, 0, ctx->stream>>>(
+					rows, d, input->metric, row_count, plan->shortlist_ids, plan->shortlist,
+					columns, block * plan->column_block, column_count, plan->exact);
+			GPU_CHECK_LAUNCH(ctx);
+			GPU_TRY(column_block_done(ctx, plan, buffer));
+		}
+
+		finalize_kernel<<<(unsigned int) row_count, FINALIZE_THREADS, finalize_shared, ctx->stream>>>(
+			plan->shortlist_keys, plan->shortlist_ids, plan->exact, plan->shortlist,
+			plan->finalize_sort, input->k, input->metric, row_ids, row_base,
+			plan->squared_norms, plan->max_norm_bits,
+			certify ? precision_gamma(precision, d) : -1.0f,
+			precision == HIERINDEX_GPU_PRECISION_FP16 ? ldexpf(1.0f, -39) : 0.0f, d,
+			out_ids, out_distances, certify ? plan->uncertified : NULL);
 		GPU_CHECK_LAUNCH(ctx);
-		plan->norms_ready = true;
-	}
-
-	/* exact distances of the shortlists, block by block */
-	double		rescore_started = 0.0;
-
-	if (ctx->split_timing)
-	{
-		GPU_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
-		rescore_started = gpu_now();
-	}
-	for (int64_t block = 0; block < blocks; block++)
-	{
-		const float *columns;
-		const void *columns_half;
-		int64_t		column_count;
-		int			buffer;
-
-		GPU_TRY(columns_of_block(ctx, plan, block, HIERINDEX_GPU_PRECISION_FP32,
-								 &columns, &columns_half, &column_count, &buffer));
-		rescore_kernel<<<gpu_blocks(row_count * plan->shortlist, RESCORE_THREADS / 32),
-			RESCORE_THREADS, 0, ctx->stream>>>(
-				rows, d, input->metric, row_count, plan->shortlist_ids, plan->shortlist,
-				columns, block * plan->column_block, column_count, plan->exact);
-		GPU_CHECK_LAUNCH(ctx);
-		GPU_TRY(column_block_done(ctx, plan, buffer));
-	}
-
-	finalize_kernel<<<(unsigned int) row_count, FINALIZE_THREADS, finalize_shared, ctx->stream>>>(
-		plan->shortlist_keys, plan->shortlist_ids, plan->exact, plan->shortlist,
-		plan->finalize_sort, input->k, input->metric, row_ids, row_base,
-		plan->squared_norms, plan->max_norm_bits,
-		certify ? precision_gamma(precision, d) : -1.0f,
-		precision == HIERINDEX_GPU_PRECISION_FP16 ? ldexpf(1.0f, -39) : 0.0f, d,
-		out_ids, out_distances, certify ? plan->uncertified : NULL);
-	GPU_CHECK_LAUNCH(ctx);
-	if (ctx->split_timing)
-	{
-		GPU_CHECK(ctx, cudaStreamSynchronize(ctx->stream));
-		ctx->stats->knn_rescore_seconds += gpu_now() - rescore_started;
-	}
+	});
 	return HIERINDEX_GPU_OK;
 }
 
@@ -818,11 +818,7 @@ gpu_knn(GpuContext *ctx, const GpuKnnInput *input, int32_t *out_ids, float *out_
 			 * fp16's 65504, and the elements that end up subnormal are covered
 			 * by the certification's absolute term (finalize_kernel).
 			 */
-			GPU_CHECK(ctx, cudaMemsetAsync(plan.max_norm_bits, 0, sizeof(unsigned int), ctx->stream));
-			max_norm_kernel<<<gpu_blocks(n, 256 * 16), 256, 0, ctx->stream>>>(
-				plan.squared_norms, n, plan.max_norm_bits);
-			GPU_CHECK_LAUNCH(ctx);
-			plan.norms_ready = true;
+			GPU_TRY(find_max_norm(ctx, &plan));
 			GPU_TRY(gpu_download(ctx, &max_bits, plan.max_norm_bits, sizeof(max_bits)));
 			memcpy(&max_squared_norm, &max_bits, sizeof(float));
 			if (max_squared_norm > 0.0f)
