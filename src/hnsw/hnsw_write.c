@@ -27,6 +27,17 @@
  * pass 2 forms the tuples and fills the pages.  A page is complete after
  * the last element that pass 1 put on it.
  *
+ * Mapping the buffer pool.  Every new buffer is a stretch of shared memory
+ * that this backend may never have touched: its first touch (zeroing it in
+ * ReadBuffer) costs a page fault per 4 kB page, about 2 us, which was half
+ * of taking the buffers of a 4 GB index in a warm server.  Before a large
+ * write the build's threads map the pool's resident pages into the
+ * backend's page tables in bulk (mincore, then MADV_POPULATE_WRITE, Linux
+ * 5.14), about a tenth of the cost per page and spread over every thread.
+ * Pages not yet resident (a server that never used that much of its pool)
+ * are left alone, so this never allocates shared memory; where the kernel
+ * lacks the call nothing changes.
+ *
  * Extending.  Pass 1 knows how many blocks there will be, so the fork is
  * extended once, by writing its last block (the file in between is sparse,
  * as the hash access method does for new bucket pages), and each page then
@@ -56,6 +67,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "access/xlog.h"
 #include "access/xloginsert.h"
@@ -113,6 +126,8 @@ typedef struct WriteState
 	bool		need_wal;
 	Buffer		logged[XLR_MAX_BLOCK_ID];	/* completed, locked, not logged */
 	int			nlogged;
+	int64		mapped_pages;	/* of the buffer pool, by map_buffer_pool */
+	instr_time	mapping_time;	/* ... and the time it took */
 	instr_time	buffers_time;	/* graph pages: taking new buffers */
 	instr_time	forming_time;	/* graph pages: the threads filling them */
 	instr_time	logging_time;	/* every page: WAL and release */
@@ -849,6 +864,77 @@ fill_graph_page(WriteState *state, BlockNumber blkno, Page page)
 	return -1;
 }
 
+/* Pages of the buffer pool that one mincore call asks about. */
+#define MAP_CHUNK_PAGES		1024
+
+/*
+ * Map the resident pages of the buffer pool into this backend's page tables
+ * on the build's threads (file header: "Mapping the buffer pool").  Only for
+ * a write that will take at least half the pool divided by the thread count
+ * in new buffers: the walk costs about 0.3 us per 4 kB page of the whole
+ * pool, divided by the threads, and saves about 2 us per page taken.
+ * Returns the number of pages mapped.
+ */
+static int64
+map_buffer_pool(WriteState *state, int threads)
+{
+#ifdef MADV_POPULATE_WRITE
+	long		page_size = sysconf(_SC_PAGESIZE);
+	uintptr_t	start;
+	uintptr_t	end;
+	int64		pages;
+	int64		per_thread;
+	int64		mapped = 0;
+	sigset_t	all_signals;
+	sigset_t	saved_signals;
+
+	if (page_size <= 0 || (double) state->nblocks * threads < NBuffers / 2.0)
+		return 0;
+	start = TYPEALIGN_DOWN(page_size, (uintptr_t) BufferBlocks);
+	end = TYPEALIGN(page_size, (uintptr_t) BufferBlocks + (Size) NBuffers * BLCKSZ);
+	pages = (int64) ((end - start) / page_size);
+	per_thread = (pages + threads - 1) / threads;
+
+	sigfillset(&all_signals);
+	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+#pragma omp parallel for num_threads(threads) schedule(static, 1) reduction(+:mapped)
+	for (int thread = 0; thread < threads; thread++)
+	{
+		int64		last = Min(pages, (thread + 1) * per_thread);
+		unsigned char resident[MAP_CHUNK_PAGES];
+
+		for (int64 first = thread * per_thread; first < last; first += MAP_CHUNK_PAGES)
+		{
+			int			count = (int) Min(MAP_CHUNK_PAGES, last - first);
+			char	   *base = (char *) start + first * page_size;
+			int			run = 0;
+
+			/* an error (say, no MADV_POPULATE_WRITE) ends this thread's part */
+			if (mincore(base, (size_t) count * page_size, resident) != 0)
+				break;
+			for (int i = 0; i <= count; i++)
+			{
+				if (i < count && (resident[i] & 1))
+					continue;
+				if (i > run &&
+					madvise(base + (size_t) run * page_size,
+							(size_t) (i - run) * page_size, MADV_POPULATE_WRITE) != 0)
+				{
+					first = last;
+					break;
+				}
+				mapped += i - run;
+				run = i + 1;
+			}
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+	return mapped;
+#else
+	return 0;
+#endif
+}
+
 /*
  * Pass 2 for the graph pages, a batch of PAGE_BATCH blocks at a time: the
  * backend takes the batch's new buffers, the build's threads fill them
@@ -863,9 +949,14 @@ write_graph_pages(WriteState *state)
 	int64		failed[PAGE_BATCH];
 	sigset_t	all_signals;
 	sigset_t	saved_signals;
+	instr_time	mapping_started;
 
 	sigfillset(&all_signals);
 	list_page_tuples(state);
+	INSTR_TIME_SET_CURRENT(mapping_started);
+	state->mapped_pages = map_buffer_pool(state, threads);
+	INSTR_TIME_SET_CURRENT(state->mapping_time);
+	INSTR_TIME_SUBTRACT(state->mapping_time, mapping_started);
 
 	for (BlockNumber first = HNSW_METAPAGE_BLKNO + 1; first < state->graph_nblocks;
 		 first += PAGE_BATCH)
@@ -1009,9 +1100,10 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	/* the two parts of the write phase, for tuning builds of every size */
 	INSTR_TIME_SUBTRACT(written, planned);
 	INSTR_TIME_SUBTRACT(planned, started);
-	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages and WAL %.2f s (graph pages: new buffers %.2f s, forming %.2f s; WAL and release %.2f s)",
+	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages and WAL %.2f s (buffer pool: " INT64_FORMAT " pages mapped in %.2f s; graph pages: new buffers %.2f s, forming %.2f s; WAL and release %.2f s)",
 		 RelationGetRelationName(index), state.nblocks,
 		 INSTR_TIME_GET_DOUBLE(planned), INSTR_TIME_GET_DOUBLE(written),
+		 state.mapped_pages, INSTR_TIME_GET_DOUBLE(state.mapping_time),
 		 INSTR_TIME_GET_DOUBLE(state.buffers_time),
 		 INSTR_TIME_GET_DOUBLE(state.forming_time),
 		 INSTR_TIME_GET_DOUBLE(state.logging_time));

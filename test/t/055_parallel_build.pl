@@ -17,7 +17,10 @@
 #
 # Crash: an hnsw and a matryoshka index built with workers, then an
 # immediate shutdown; after recovery (from the builds' WAL alone) both hold
-# the same elements, heap TIDs and pages and pass hierindex_check.
+# the same elements, heap TIDs and pages and pass hierindex_check.  The
+# buffer pool is 4 MB, so that these builds are large next to it and the
+# bulk writer maps the pool's pages first (its DEBUG1 line must count
+# them): what is written through those mappings must be what is logged.
 #
 # maintenance_work_mem = 1MB with workers (table option parallel_workers):
 # the spool fallback, every indexed row in the index.
@@ -53,6 +56,7 @@ my $MIN_RECALL = 0.95;
 
 my $node = start_hierindex_node('parallel_build',
 	conf => qq{maintenance_work_mem = '256MB'
+shared_buffers = '4MB'
 wal_level = replica
 max_wal_senders = 0
 min_parallel_table_scan_size = 0
@@ -85,7 +89,10 @@ is($expected{cosine}, "$ROWS|" . ($ROWS + $DUPLICATES),
 
 # Run a CREATE INDEX with max_parallel_maintenance_workers = $workers and
 # DEBUG1 messages on; returns the number of workers the build's DEBUG1 line
-# says loaded the rows (undef when there is no such line).
+# says loaded the rows (undef when there is no such line).  The build's
+# messages stay in $build_messages.
+my $build_messages;
+
 sub build_index
 {
 	my ($sql, $workers) = @_;
@@ -97,6 +104,7 @@ $sql;},
 		stdout => \$stdout,
 		stderr => \$stderr,
 		on_error_die => 1);
+	$build_messages = $stderr;
 	return $stderr =~ /build of "[^"]+": loaded \d+ rows into \d+ elements in [0-9.]+ s with (\d+) parallel workers/
 	  ? $1
 	  : undef;
@@ -143,6 +151,10 @@ for my $am ('hnsw', 'matryoshka')
 
 	is(build_index("CREATE INDEX items_logged_$am ON items USING $am (v) $with", 2),
 		2, "$am, before a crash: the load ran with 2 parallel workers");
+	my ($mapped) = $build_messages =~ /buffer pool: (\d+) pages mapped/;
+	ok(defined $mapped && $mapped > 0,
+		"$am, before a crash: the bulk writer mapped the buffer pool first ("
+		  . ($mapped // 'no DEBUG1 line') . " pages)");
 	$built{$am} = $node->safe_psql('postgres',
 		"SELECT elements, heap_tids, pages FROM hierindex_index_info('items_logged_$am')");
 }
