@@ -6,6 +6,9 @@
  * and insertion order, and the size of the upper-layer pool is known exactly
  * before any insertion starts, so nothing is allocated while threads run.
  */
+/* madvise and MADV_HUGEPAGE are not ISO C: ask for them under -std=c11 too */
+#define _DEFAULT_SOURCE 1
+
 #include "graph_internal.h"
 #include "distance.h"
 
