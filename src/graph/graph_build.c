@@ -325,6 +325,7 @@ graph_connect_unreachable(Graph *graph)
 	BuildScratch scratch;
 	int64_t		relinked = 0;
 	int			dim = graph->params.dim;
+	int			counted_indegrees = 0;
 
 	if (reachable == NULL || queue == NULL || indegree == NULL ||
 		scratch_init(&scratch, graph) != 0)
@@ -338,14 +339,6 @@ graph_connect_unreachable(Graph *graph)
 	if (graph->entry_point == GRAPH_NO_ELEMENT)
 		goto done;
 
-	for (int64_t id = 0; id < n; id++)
-	{
-		const int32_t *slot = graph_slot(graph, (int32_t) id, 0);
-
-		for (int i = 0; i < slot[0]; i++)
-			indegree[slot[1 + i]]++;
-	}
-
 	/*
 	 * Pruning can drop an element's last incoming link, leaving it stored but
 	 * impossible to find.  For each such element, search for its nearest
@@ -353,11 +346,17 @@ graph_connect_unreachable(Graph *graph)
 	 * it; when all of them are full, replace in the nearest list a neighbour
 	 * that has another incoming link, so that no element is orphaned in turn.
 	 * One pass nearly always suffices; a few more catch elements that only a
-	 * later relink made findable.
+	 * later relink made findable.  A pass that only added links (no
+	 * replacement, no element left unlinked) is the last: each link marks
+	 * what it made reachable, and adding links never makes anything
+	 * unreachable, so another walk of the whole graph would find nothing.
+	 * The in-degrees, for choosing a replacement, are counted when the
+	 * first unreachable element turns up.
 	 */
 	for (int pass = 0; pass < 4; pass++)
 	{
 		int64_t		missing = 0;
+		int			only_added = 1;
 
 		memset(reachable, 0, n);
 		mark_reachable(graph, graph->entry_point, reachable, queue);
@@ -372,6 +371,17 @@ graph_connect_unreachable(Graph *graph)
 
 			if (reachable[id])
 				continue;
+			if (!counted_indegrees)
+			{
+				for (int64_t from = 0; from < n; from++)
+				{
+					const int32_t *slot = graph_slot(graph, (int32_t) from, 0);
+
+					for (int i = 0; i < slot[0]; i++)
+						indegree[slot[1 + i]]++;
+				}
+				counted_indegrees = 1;
+			}
 			missing++;
 			vector = graph->vectors + id * dim;
 
@@ -433,6 +443,7 @@ graph_connect_unreachable(Graph *graph)
 						indegree[slot[1 + victim]]--;
 						slot[1 + victim] = (int32_t) id;
 						linked = 1;
+						only_added = 0;
 					}
 				}
 			}
@@ -442,8 +453,10 @@ graph_connect_unreachable(Graph *graph)
 				relinked++;
 				mark_reachable(graph, (int32_t) id, reachable, queue);
 			}
+			else
+				only_added = 0;
 		}
-		if (missing == 0)
+		if (missing == 0 || only_added)
 			break;
 	}
 
