@@ -25,6 +25,8 @@
 # maintenance_work_mem = 1MB with workers (table option parallel_workers):
 # the spool fallback, every indexed row in the index.
 #
+# A build under the smallest buffer pool (16 buffers) is whole.
+#
 # Errors: rows of 63 dimensions at the end of a table indexed through the
 # expression v::vector(64) make the build fail with that ERROR and leave no
 # index; an index expression that fails in every process but the leader
@@ -245,6 +247,23 @@ CREATE INDEX leader_only_$am ON loose USING $am ((leader_only(v)::vector($DIM)))
 	is( $node->safe_psql('postgres',
 			"SELECT count(*) FROM pg_class WHERE relname = 'leader_only_$am'"),
 		'0', "$am: the failed parallel build leaves no index");
+}
+
+# The smallest buffer pool the server accepts (16 buffers): the bulk writer
+# holds no more new pages than it can spare, and the builds (hundreds of
+# pages each) come out whole.
+$node->append_conf('postgresql.conf', "shared_buffers = '128kB'");
+$node->restart;
+for my $am ('hnsw', 'matryoshka')
+{
+	my $with = $am eq 'matryoshka' ? "WITH (granularities = '32,$DIM')" : '';
+
+	build_index("CREATE INDEX items_small_pool_$am ON items USING $am (v) $with", 0);
+	cmp_ok($node->safe_psql('postgres',
+			"SELECT pages FROM hierindex_index_info('items_small_pool_$am')"),
+		'>', 100, "$am, 16 shared buffers: the index has more than 100 pages");
+	hierindex_check_is_clean($node, "items_small_pool_$am",
+		"$am, 16 shared buffers: hierindex_check finds no problem");
 }
 
 $node->stop;
