@@ -960,6 +960,7 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL, count);
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, 0);
 		phases.linked = true;
+		hnsw_map_buffer_pool_soon(state->graph);
 		phases.on_gpu = hnsw_link_graph_on_gpu(index, state->graph, device,
 											   device_from_option, &phases.gpu);
 		if (!phases.on_gpu)

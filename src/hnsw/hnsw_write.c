@@ -36,7 +36,10 @@
  * 5.14), about a tenth of the cost per page and spread over every thread.
  * Pages not yet resident (a server that never used that much of its pool)
  * are left alone, so this never allocates shared memory; where the kernel
- * lacks the call nothing changes.
+ * lacks the call nothing changes.  The bulk builders start the same walk on
+ * a thread of their own before linking (hnsw_map_buffer_pool_soon), so it is
+ * done by the time the pages are written; the writer walks the pool itself
+ * only when nobody did.
  *
  * Extending.  Pass 1 knows how many blocks there will be, so the fork is
  * extended once, by writing its last block (the file in between is sparse,
@@ -891,70 +894,163 @@ fill_graph_page(WriteState *state, BlockNumber blkno, Page page)
 #define MAP_CHUNK_PAGES		1024
 
 /*
- * Map the resident pages of the buffer pool into this backend's page tables
- * on the build's threads (file header: "Mapping the buffer pool").  Only for
- * a write that will take at least half the pool divided by the thread count
- * in new buffers: the walk costs about 0.3 us per 4 kB page of the whole
- * pool, divided by the threads, and saves about 2 us per page taken.
- * Returns the number of pages mapped.
+ * Whether mapping the pool pays for a write of about `blocks` new pages on
+ * `threads` threads: only when it takes at least half the pool divided by
+ * the thread count, since the walk costs about 0.3 us per 4 kB page of the
+ * whole pool, divided by the threads, and saves about 2 us per page taken.
+ */
+static bool
+mapping_pays(double blocks, int threads)
+{
+	return blocks * threads >= NBuffers / 2.0;
+}
+
+/* The buffer pool as system pages: the first one's address, and how many. */
+static char *
+pool_pages(long page_size, int64 *pages)
+{
+	uintptr_t	start = TYPEALIGN_DOWN(page_size, (uintptr_t) BufferBlocks);
+	uintptr_t	end = TYPEALIGN(page_size, (uintptr_t) BufferBlocks + (Size) NBuffers * BLCKSZ);
+
+	*pages = (int64) ((end - start) / page_size);
+	return (char *) start;
+}
+
+/*
+ * Map the resident ones of pool pages [first, last) (pool_pages numbering)
+ * into this process's page tables.  Plain system calls, no PostgreSQL call:
+ * it runs on the build's threads or on its own thread.  Returns the number
+ * of pages mapped; an error (say, no MADV_POPULATE_WRITE) ends the walk.
+ */
+static int64
+map_resident_pages(char *pool, long page_size, int64 first, int64 last)
+{
+	int64		mapped = 0;
+
+#ifdef MADV_POPULATE_WRITE
+	unsigned char resident[MAP_CHUNK_PAGES];
+
+	for (; first < last; first += MAP_CHUNK_PAGES)
+	{
+		int			count = (int) Min(MAP_CHUNK_PAGES, last - first);
+		char	   *base = pool + first * page_size;
+		int			run = 0;
+
+		if (mincore(base, (size_t) count * page_size, resident) != 0)
+			return mapped;
+		for (int i = 0; i <= count; i++)
+		{
+			if (i < count && (resident[i] & 1))
+				continue;
+			if (i > run &&
+				madvise(base + (size_t) run * page_size,
+						(size_t) (i - run) * page_size, MADV_POPULATE_WRITE) != 0)
+				return mapped;
+			mapped += i - run;
+			run = i + 1;
+		}
+	}
+#endif
+	return mapped;
+}
+
+/*
+ * Map the pool on the build's threads (file header: "Mapping the buffer
+ * pool"), when that pays for this write.  Returns the number of pages
+ * mapped.
  */
 static int64
 map_buffer_pool(WriteState *state, int threads)
 {
-#ifdef MADV_POPULATE_WRITE
 	long		page_size = sysconf(_SC_PAGESIZE);
-	uintptr_t	start;
-	uintptr_t	end;
+	char	   *pool;
 	int64		pages;
 	int64		per_thread;
 	int64		mapped = 0;
 	sigset_t	all_signals;
 	sigset_t	saved_signals;
 
-	if (page_size <= 0 || (double) state->nblocks * threads < NBuffers / 2.0)
+	if (page_size <= 0 || !mapping_pays(state->nblocks, threads))
 		return 0;
-	start = TYPEALIGN_DOWN(page_size, (uintptr_t) BufferBlocks);
-	end = TYPEALIGN(page_size, (uintptr_t) BufferBlocks + (Size) NBuffers * BLCKSZ);
-	pages = (int64) ((end - start) / page_size);
+	pool = pool_pages(page_size, &pages);
 	per_thread = (pages + threads - 1) / threads;
 
 	sigfillset(&all_signals);
 	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
 #pragma omp parallel for num_threads(threads) schedule(static, 1) reduction(+:mapped)
 	for (int thread = 0; thread < threads; thread++)
-	{
-		int64		last = Min(pages, (thread + 1) * per_thread);
-		unsigned char resident[MAP_CHUNK_PAGES];
-
-		for (int64 first = thread * per_thread; first < last; first += MAP_CHUNK_PAGES)
-		{
-			int			count = (int) Min(MAP_CHUNK_PAGES, last - first);
-			char	   *base = (char *) start + first * page_size;
-			int			run = 0;
-
-			/* an error (say, no MADV_POPULATE_WRITE) ends this thread's part */
-			if (mincore(base, (size_t) count * page_size, resident) != 0)
-				break;
-			for (int i = 0; i <= count; i++)
-			{
-				if (i < count && (resident[i] & 1))
-					continue;
-				if (i > run &&
-					madvise(base + (size_t) run * page_size,
-							(size_t) (i - run) * page_size, MADV_POPULATE_WRITE) != 0)
-				{
-					first = last;
-					break;
-				}
-				mapped += i - run;
-				run = i + 1;
-			}
-		}
-	}
+		mapped += map_resident_pages(pool, page_size, thread * per_thread,
+									 Min(pages, (thread + 1) * per_thread));
 	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
 	return mapped;
-#else
-	return 0;
+}
+
+/*
+ * The mapping started by hnsw_map_buffer_pool_soon, on a thread of its own
+ * while the graph is linked.  The writer joins it; when a build fails
+ * before that, the next call of hnsw_map_buffer_pool_soon does (the walk
+ * ends by itself within about a second, touching nothing but page tables).
+ */
+static struct
+{
+	bool		running;
+	pthread_t	thread;
+	char	   *pool;
+	long		page_size;
+	int64		pages;
+	int64		mapped;
+}			background_mapping;
+
+static void *
+background_mapping_main(void *arg)
+{
+	background_mapping.mapped = map_resident_pages(background_mapping.pool,
+												   background_mapping.page_size,
+												   0, background_mapping.pages);
+	return NULL;
+}
+
+/* Join the background mapping; its page count, or -1 when none ran. */
+static int64
+join_background_mapping(void)
+{
+	if (!background_mapping.running)
+		return -1;
+	pthread_join(background_mapping.thread, NULL);
+	background_mapping.running = false;
+	return background_mapping.mapped;
+}
+
+/*
+ * See hnsw.h.  The writer's own mapping, on every thread, takes about 0.2 s
+ * for a 16 GB pool; one thread does the same in about a second while
+ * linking keeps the backend waiting (GPU) or takes a few seconds (CPU).
+ */
+void
+hnsw_map_buffer_pool_soon(const Graph *graph)
+{
+	(void) join_background_mapping();
+#ifdef MADV_POPULATE_WRITE
+	{
+		long		page_size = sysconf(_SC_PAGESIZE);
+
+		/* a lower bound of the index's size: its vectors alone */
+		double		blocks = (double) graph->count *
+			hnsw_element_tuple_size(graph->params.dim) / BLCKSZ;
+		sigset_t	all_signals;
+		sigset_t	saved_signals;
+
+		if (page_size <= 0 || !mapping_pays(blocks, hnsw_build_thread_count()))
+			return;
+		background_mapping.page_size = page_size;
+		background_mapping.pool = pool_pages(page_size, &background_mapping.pages);
+		background_mapping.mapped = 0;
+		sigfillset(&all_signals);
+		pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+		background_mapping.running =
+			pthread_create(&background_mapping.thread, NULL, background_mapping_main, NULL) == 0;
+		pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+	}
 #endif
 }
 
@@ -977,7 +1073,9 @@ write_graph_pages(WriteState *state)
 	sigfillset(&all_signals);
 	list_page_tuples(state);
 	INSTR_TIME_SET_CURRENT(mapping_started);
-	state->mapped_pages = map_buffer_pool(state, threads);
+	state->mapped_pages = join_background_mapping();
+	if (state->mapped_pages < 0)
+		state->mapped_pages = map_buffer_pool(state, threads);
 	INSTR_TIME_SET_CURRENT(state->mapping_time);
 	INSTR_TIME_SUBTRACT(state->mapping_time, mapping_started);
 
