@@ -88,7 +88,7 @@
 #define CHUNK_TARGET_SECONDS	0.15
 #define CHUNK_MIN_ELEMENTS		16
 
-/* hash-table key standing for the vector being loaded (state->probe) */
+/* hash-table key standing for the row being added (state->row_vector) */
 #define PROBE_KEY				(-1)
 
 /* A second or later heap TID of an element (duplicates); rare. */
@@ -127,6 +127,8 @@ typedef struct BuildState
 	struct duplicates_hash *duplicates;
 	float	   *probe;			/* the prepared vector of the current row */
 	char	   *probe_payload;	/* and its payload (spec->payload_stride) */
+	const float *row_vector;	/* the row add_row is adding: probe, or a */
+	const char *row_payload;	/* parallel worker's message, not copied */
 	HnswParallelLoad *parallel; /* workers of the load phase, or NULL */
 	char	   *payloads;		/* per element slot: payload_stride bytes */
 
@@ -145,7 +147,7 @@ static inline const float *
 duplicate_vector(BuildState *state, int32 key)
 {
 	if (key == PROBE_KEY)
-		return state->probe;
+		return state->row_vector;
 	return state->graph->vectors + (int64) key * state->shape.dimensions;
 }
 
@@ -153,7 +155,7 @@ static inline const char *
 duplicate_payload(BuildState *state, int32 key)
 {
 	if (key == PROBE_KEY)
-		return state->probe_payload;
+		return state->row_payload;
 	return state->payloads + (Size) key * state->spec->payload_stride;
 }
 
@@ -364,24 +366,30 @@ spool_row(BuildState *state, ItemPointer tid)
 		state->spool = BufFileCreateTemp(false);
 	}
 	BufFileWrite(state->spool, tid, sizeof(ItemPointerData));
-	BufFileWrite(state->spool, state->probe,
+	BufFileWrite(state->spool, unconstify(float *, state->row_vector),
 				 sizeof(float) * state->shape.dimensions);
 	if (state->spec->payload_stride > 0)
-		BufFileWrite(state->spool, state->probe_payload, state->spec->payload_stride);
+		BufFileWrite(state->spool, unconstify(char *, state->row_payload),
+					 state->spec->payload_stride);
 	state->spooled++;
 }
 
 /*
- * Add the prepared row in state->probe with heap TID tid; hash is its
- * hnsw_build_row_hash.
+ * Add a prepared row (vector and payload) with heap TID tid; hash is its
+ * hnsw_build_row_hash.  The vector is read where it is (state->probe, or
+ * a parallel worker's message), so that it is copied once, into the graph.
  */
 static void
-add_row(BuildState *state, ItemPointer tid, uint32 hash)
+add_row(BuildState *state, ItemPointer tid, const float *vector,
+		const char *payload, uint32 hash)
 {
 	Graph	   *graph = state->graph;
 	DuplicateEntry *entry;
 	int64		id;
 	bool		found;
+
+	state->row_vector = vector;
+	state->row_payload = payload;
 
 	/* once anything is spooled, keep going there: rows stay in heap order */
 	if (graph == NULL || state->spool != NULL)
@@ -419,11 +427,11 @@ add_row(BuildState *state, ItemPointer tid, uint32 hash)
 	 * the insert path stores for the same value.
 	 */
 	id = graph->count;
-	memcpy(graph->vectors + id * state->shape.dimensions, state->probe,
+	memcpy(graph->vectors + id * state->shape.dimensions, vector,
 		   sizeof(float) * state->shape.dimensions);
 	if (state->payloads != NULL)
 		memcpy(state->payloads + id * state->spec->payload_stride,
-			   state->probe_payload, state->spec->payload_stride);
+			   payload, state->spec->payload_stride);
 	graph->count = id + 1;
 	state->first_tids[id] = *tid;
 	state->tid_counts[id] = 1;
@@ -475,8 +483,8 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 								state->probe, state->probe_payload))
 		return;
 
-	add_row(state, tid, hnsw_build_row_hash(state->spec, state->probe,
-											state->probe_payload));
+	add_row(state, tid, state->probe, state->probe_payload,
+			hnsw_build_row_hash(state->spec, state->probe, state->probe_payload));
 	report_rows_done(state);
 }
 
@@ -487,9 +495,7 @@ add_shipped_row(void *arg, ItemPointer tid, const float *vector,
 {
 	BuildState *state = (BuildState *) arg;
 
-	memcpy(state->probe, vector, sizeof(float) * state->shape.dimensions);
-	memcpy(state->probe_payload, payload, state->spec->payload_stride);
-	add_row(state, tid, hash);
+	add_row(state, tid, vector, payload, hash);
 	report_rows_done(state);
 }
 
