@@ -36,10 +36,10 @@
  * 5.14), about a tenth of the cost per page and spread over every thread.
  * Pages not yet resident (a server that never used that much of its pool)
  * are left alone, so this never allocates shared memory; where the kernel
- * lacks the call nothing changes.  The bulk builders start the same walk on
- * a thread of their own before linking (hnsw_map_buffer_pool_soon), so it is
+ * lacks the call nothing changes.  The CPU builder starts the same walk on
+ * a thread of its own before linking (hnsw_map_buffer_pool_soon), so it is
  * done by the time the pages are written; the writer walks the pool itself
- * only when nobody did.
+ * only when nobody did (after a GPU link: see hnsw_build.c).
  *
  * Extending.  Pass 1 knows how many blocks there will be, so the fork is
  * extended once, by writing its last block (the file in between is sparse,
@@ -1023,8 +1023,8 @@ join_background_mapping(void)
 
 /*
  * See hnsw.h.  The writer's own mapping, on every thread, takes about 0.2 s
- * for a 16 GB pool; one thread does the same in about a second while
- * linking keeps the backend waiting (GPU) or takes a few seconds (CPU).
+ * for a 16 GB pool; one thread does the same in about a second while the
+ * CPU builder links for several.
  */
 void
 hnsw_map_buffer_pool_soon(const Graph *graph)
