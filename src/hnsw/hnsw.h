@@ -485,15 +485,6 @@ extern void hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph
 							 const HnswPayloads *payloads, uint8 build_method,
 							 float8 build_seconds);
 
-/*
- * Before linking on the CPU a graph that hnsw_write_graph will write: when
- * the index will be large next to the buffer pool, start mapping the pool's
- * resident pages into this backend's page tables on a thread of its own,
- * which the writer then joins instead of mapping the pool itself
- * (hnsw_write.c, "Mapping the buffer pool").
- */
-extern void hnsw_map_buffer_pool_soon(const Graph *graph);
-
 /* bytes a fine tuple carrying `length` payload bytes takes (MAXALIGNed) */
 extern Size hnsw_fine_tuple_size(Size length);
 

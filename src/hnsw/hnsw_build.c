@@ -969,16 +969,7 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		phases.on_gpu = hnsw_link_graph_on_gpu(index, state->graph, device,
 											   device_from_option, &phases.gpu);
 		if (!phases.on_gpu)
-		{
-			/*
-			 * Not while the GPU links: mapping the pool holds this process's
-			 * memory-map lock for long stretches, and the CUDA driver's
-			 * transfers from pinned memory waited on it (H100, 1M x 768:
-			 * transfer 0.33 s -> 1.33 s).  The writer maps it then.
-			 */
-			hnsw_map_buffer_pool_soon(state->graph);
 			link_graph(state);
-		}
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, count);
 		phases.link = hnsw_seconds_since(started) - phases.load;
 		connect_graph(state);

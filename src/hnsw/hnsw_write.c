@@ -31,15 +31,15 @@
  * that this backend may never have touched: its first touch (zeroing it in
  * ReadBuffer) costs a page fault per 4 kB page, about 2 us, which was half
  * of taking the buffers of a 4 GB index in a warm server.  Before a large
- * write the build's threads map the pool's resident pages into the
- * backend's page tables in bulk (mincore, then MADV_POPULATE_WRITE, Linux
- * 5.14), about a tenth of the cost per page and spread over every thread.
- * Pages not yet resident (a server that never used that much of its pool)
- * are left alone, so this never allocates shared memory; where the kernel
- * lacks the call nothing changes.  The CPU builder starts the same walk on
- * a thread of its own before linking (hnsw_map_buffer_pool_soon), so it is
- * done by the time the pages are written; the writer walks the pool itself
- * only when nobody did (after a GPU link: see hnsw_build.c).
+ * write, threads of their own, one per core, map the pool's resident pages
+ * into the backend's page tables in bulk (mincore, then MADV_POPULATE_WRITE,
+ * Linux 5.14), about a tenth of the cost per page, while the backend plans
+ * the layout; the writer waits for them before it takes the first new
+ * buffer.  Pages not yet resident (a server that never used that much of
+ * its pool) are left alone, so this never allocates shared memory; where
+ * the kernel lacks the call nothing changes.  (Not during a GPU link: the
+ * walk holds the process's memory-map lock, which the CUDA driver's pinned
+ * transfers then waited for.)
  *
  * Extending.  Pass 1 knows how many blocks there will be, so the fork is
  * extended once, by writing its last block (the file in between is sparse,
@@ -79,6 +79,7 @@
 #include "commands/progress.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "port/atomics.h"
 #include "portability/instr_time.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
@@ -131,7 +132,7 @@ typedef struct WriteState
 	int			nlogged;
 	int			log_pages;		/* pages per XLOG_FPI record (pinned_pages) */
 	int			batch_pages;	/* graph pages per batch (pinned_pages) */
-	int64		mapped_pages;	/* of the buffer pool, by map_buffer_pool */
+	int64		mapped_pages;	/* of the buffer pool (finish_pool_mapping) */
 	instr_time	mapping_time;	/* ... and the time it took */
 	instr_time	buffers_time;	/* graph pages: taking new buffers */
 	instr_time	forming_time;	/* graph pages: the threads filling them */
@@ -890,8 +891,34 @@ fill_graph_page(WriteState *state, BlockNumber blkno, Page page)
 	return -1;
 }
 
+#ifdef MADV_POPULATE_WRITE
+
 /* Pages of the buffer pool that one mincore call asks about. */
 #define MAP_CHUNK_PAGES		1024
+
+/* At most this many threads map the pool. */
+#define MAP_MAX_THREADS		64
+
+/*
+ * The mapping of the pool (file header: "Mapping the buffer pool"): threads
+ * of its own, each walking a share of the pool, started by start_pool_mapping
+ * and waited for by finish_pool_mapping.  When a build fails in between, the
+ * threads run on (touching nothing but page tables) and the next start joins
+ * them.
+ */
+static struct
+{
+	int			threads;		/* started and not joined; 0: none */
+	pthread_t	thread[MAP_MAX_THREADS];
+	int			shares;			/* of the pool; thread[i] need not walk share i */
+	pg_atomic_uint32 finished;	/* shares done */
+	pg_atomic_uint32 unsupported;	/* a share met a kernel without the call */
+	int64		mapped[MAP_MAX_THREADS];	/* by share */
+	char	   *pool;
+	long		page_size;
+	int64		pages;
+	int64		per_share;
+}			pool_mapping;
 
 /*
  * Whether mapping the pool pays for a write of about `blocks` new pages on
@@ -905,35 +932,23 @@ mapping_pays(double blocks, int threads)
 	return blocks * threads >= NBuffers / 2.0;
 }
 
-/* The buffer pool as system pages: the first one's address, and how many. */
-static char *
-pool_pages(long page_size, int64 *pages)
-{
-	uintptr_t	start = TYPEALIGN_DOWN(page_size, (uintptr_t) BufferBlocks);
-	uintptr_t	end = TYPEALIGN(page_size, (uintptr_t) BufferBlocks + (Size) NBuffers * BLCKSZ);
-
-	*pages = (int64) ((end - start) / page_size);
-	return (char *) start;
-}
-
 /*
- * Map the resident ones of pool pages [first, last) (pool_pages numbering)
- * into this process's page tables.  Plain system calls, no PostgreSQL call:
- * it runs on the build's threads or on its own thread.  Returns the number
- * of pages mapped; an error (say, no MADV_POPULATE_WRITE) ends the walk.
+ * Map the resident ones of pool pages [first, last) into this process's
+ * page tables.  Plain system calls, no PostgreSQL call.  Returns the number
+ * of pages mapped; an error ends the walk (EINVAL from madvise: a kernel
+ * before 5.14, noted in pool_mapping.unsupported).
  */
 static int64
-map_resident_pages(char *pool, long page_size, int64 first, int64 last)
+map_resident_pages(int64 first, int64 last)
 {
+	long		page_size = pool_mapping.page_size;
 	int64		mapped = 0;
-
-#ifdef MADV_POPULATE_WRITE
 	unsigned char resident[MAP_CHUNK_PAGES];
 
 	for (; first < last; first += MAP_CHUNK_PAGES)
 	{
 		int			count = (int) Min(MAP_CHUNK_PAGES, last - first);
-		char	   *base = pool + first * page_size;
+		char	   *base = pool_mapping.pool + first * page_size;
 		int			run = 0;
 
 		if (mincore(base, (size_t) count * page_size, resident) != 0)
@@ -945,114 +960,126 @@ map_resident_pages(char *pool, long page_size, int64 first, int64 last)
 			if (i > run &&
 				madvise(base + (size_t) run * page_size,
 						(size_t) (i - run) * page_size, MADV_POPULATE_WRITE) != 0)
+			{
+				if (errno == EINVAL)
+					pg_atomic_write_u32(&pool_mapping.unsupported, 1);
 				return mapped;
+			}
 			mapped += i - run;
 			run = i + 1;
 		}
 	}
-#endif
 	return mapped;
 }
-
-/*
- * Map the pool on the build's threads (file header: "Mapping the buffer
- * pool"), when that pays for this write.  Returns the number of pages
- * mapped.
- */
-static int64
-map_buffer_pool(WriteState *state, int threads)
-{
-	long		page_size = sysconf(_SC_PAGESIZE);
-	char	   *pool;
-	int64		pages;
-	int64		per_thread;
-	int64		mapped = 0;
-	sigset_t	all_signals;
-	sigset_t	saved_signals;
-
-	if (page_size <= 0 || !mapping_pays(state->nblocks, threads))
-		return 0;
-	pool = pool_pages(page_size, &pages);
-	per_thread = (pages + threads - 1) / threads;
-
-	sigfillset(&all_signals);
-	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
-#pragma omp parallel for num_threads(threads) schedule(static, 1) reduction(+:mapped)
-	for (int thread = 0; thread < threads; thread++)
-		mapped += map_resident_pages(pool, page_size, thread * per_thread,
-									 Min(pages, (thread + 1) * per_thread));
-	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
-	return mapped;
-}
-
-/*
- * The mapping started by hnsw_map_buffer_pool_soon, on a thread of its own
- * while the graph is linked.  The writer joins it; when a build fails
- * before that, the next call of hnsw_map_buffer_pool_soon does (the walk
- * ends by itself within about a second, touching nothing but page tables).
- */
-static struct
-{
-	bool		running;
-	pthread_t	thread;
-	char	   *pool;
-	long		page_size;
-	int64		pages;
-	int64		mapped;
-}			background_mapping;
 
 static void *
-background_mapping_main(void *arg)
+pool_mapping_main(void *arg)
 {
-	background_mapping.mapped = map_resident_pages(background_mapping.pool,
-												   background_mapping.page_size,
-												   0, background_mapping.pages);
+	int			share = (int) (intptr_t) arg;
+	int64		first = share * pool_mapping.per_share;
+
+	pool_mapping.mapped[share] =
+		map_resident_pages(first, Min(pool_mapping.pages, first + pool_mapping.per_share));
+	pg_atomic_fetch_add_u32(&pool_mapping.finished, 1);
 	return NULL;
 }
 
-/* Join the background mapping; its page count, or -1 when none ran. */
-static int64
-join_background_mapping(void)
+/* Join the mapping threads, which must have finished. */
+static void
+join_pool_mapping(void)
 {
-	if (!background_mapping.running)
-		return -1;
-	pthread_join(background_mapping.thread, NULL);
-	background_mapping.running = false;
-	return background_mapping.mapped;
+	for (int i = 0; i < pool_mapping.threads; i++)
+		pthread_join(pool_mapping.thread[i], NULL);
+	pool_mapping.threads = 0;
 }
 
 /*
- * See hnsw.h.  The writer's own mapping, on every thread, takes about 0.2 s
- * for a 16 GB pool; one thread does the same in about a second while the
- * CPU builder links for several.
+ * Before planning the layout of a graph of `count` elements: start mapping
+ * the pool on `threads` threads when that pays (a lower bound of the
+ * index's size, its vectors alone, decides).  The threads only make system
+ * calls, with every signal blocked; a share whose thread cannot be started
+ * is left to the page faults.
  */
-void
-hnsw_map_buffer_pool_soon(const Graph *graph)
+static void
+start_pool_mapping(int64 count, int dimensions, int threads)
 {
-	(void) join_background_mapping();
-#ifdef MADV_POPULATE_WRITE
+	long		page_size = sysconf(_SC_PAGESIZE);
+	double		blocks = (double) count * hnsw_element_tuple_size(dimensions) / BLCKSZ;
+	sigset_t	all_signals;
+	sigset_t	saved_signals;
+	int			started = 0;
+
+	/* a failed build's threads: done within a second, unless the pool is huge */
+	if (pool_mapping.threads > 0)
 	{
-		long		page_size = sysconf(_SC_PAGESIZE);
-
-		/* a lower bound of the index's size: its vectors alone */
-		double		blocks = (double) graph->count *
-			hnsw_element_tuple_size(graph->params.dim) / BLCKSZ;
-		sigset_t	all_signals;
-		sigset_t	saved_signals;
-
-		if (page_size <= 0 || !mapping_pays(blocks, hnsw_build_thread_count()))
-			return;
-		background_mapping.page_size = page_size;
-		background_mapping.pool = pool_pages(page_size, &background_mapping.pages);
-		background_mapping.mapped = 0;
-		sigfillset(&all_signals);
-		pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
-		background_mapping.running =
-			pthread_create(&background_mapping.thread, NULL, background_mapping_main, NULL) == 0;
-		pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+		while (pg_atomic_read_u32(&pool_mapping.finished) < (uint32) pool_mapping.threads)
+		{
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(1000L);
+		}
+		join_pool_mapping();
 	}
-#endif
+	if (page_size <= 0 || !mapping_pays(blocks, threads))
+		return;
+	threads = Max(1, Min(threads, MAP_MAX_THREADS));
+	pool_mapping.page_size = page_size;
+	pool_mapping.pool = (char *) TYPEALIGN_DOWN(page_size, (uintptr_t) BufferBlocks);
+	pool_mapping.pages = (int64) ((TYPEALIGN(page_size, (uintptr_t) BufferBlocks +
+											 (Size) NBuffers * BLCKSZ) -
+								   (uintptr_t) pool_mapping.pool) / page_size);
+	pool_mapping.per_share = (pool_mapping.pages + threads - 1) / threads;
+	pool_mapping.shares = threads;
+	for (int i = 0; i < threads; i++)
+		pool_mapping.mapped[i] = 0;
+	pg_atomic_init_u32(&pool_mapping.finished, 0);
+	pg_atomic_init_u32(&pool_mapping.unsupported, 0);
+	sigfillset(&all_signals);
+	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+	for (int i = 0; i < threads; i++)
+		if (pthread_create(&pool_mapping.thread[started], NULL, pool_mapping_main,
+						   (void *) (intptr_t) i) == 0)
+			started++;
+	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+	pool_mapping.threads = started;
 }
+
+/*
+ * Wait for the mapping threads (checking for interrupts: on a huge pool
+ * they may take seconds) and join them.  Returns the pages they mapped, 0
+ * when none ran, -1 when the kernel lacks MADV_POPULATE_WRITE.
+ */
+static int64
+finish_pool_mapping(void)
+{
+	int64		mapped = 0;
+
+	if (pool_mapping.threads == 0)
+		return 0;
+	while (pg_atomic_read_u32(&pool_mapping.finished) < (uint32) pool_mapping.threads)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
+	}
+	join_pool_mapping();
+	for (int i = 0; i < pool_mapping.shares; i++)
+		mapped += pool_mapping.mapped[i];
+	return pg_atomic_read_u32(&pool_mapping.unsupported) && mapped == 0 ? -1 : mapped;
+}
+
+#else							/* !MADV_POPULATE_WRITE */
+
+static void
+start_pool_mapping(int64 count, int dimensions, int threads)
+{
+}
+
+static int64
+finish_pool_mapping(void)
+{
+	return -1;
+}
+
+#endif
 
 /*
  * Pass 2 for the graph pages, a batch (batch_pages) at a time: the
@@ -1073,9 +1100,7 @@ write_graph_pages(WriteState *state)
 	sigfillset(&all_signals);
 	list_page_tuples(state);
 	INSTR_TIME_SET_CURRENT(mapping_started);
-	state->mapped_pages = join_background_mapping();
-	if (state->mapped_pages < 0)
-		state->mapped_pages = map_buffer_pool(state, threads);
+	state->mapped_pages = finish_pool_mapping();
 	INSTR_TIME_SET_CURRENT(state->mapping_time);
 	INSTR_TIME_SUBTRACT(state->mapping_time, mapping_started);
 
@@ -1164,6 +1189,8 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 
 	if (state.count > 0)
 	{
+		/* the pool is mapped while the layout is planned */
+		start_pool_mapping(state.count, graph->params.dim, hnsw_build_thread_count());
 		state.order = MemoryContextAllocHuge(write_context, sizeof(int32) * state.count);
 		state.element_tids = MemoryContextAllocHuge(write_context,
 													sizeof(ItemPointerData) * state.count);
@@ -1223,10 +1250,12 @@ hnsw_write_graph(Relation index, ForkNumber fork, const Graph *graph,
 	/* the two parts of the write phase, for tuning builds of every size */
 	INSTR_TIME_SUBTRACT(written, planned);
 	INSTR_TIME_SUBTRACT(planned, started);
-	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages and WAL %.2f s (buffer pool: " INT64_FORMAT " pages mapped in %.2f s; graph pages: new buffers %.2f s, forming %.2f s; WAL and release %.2f s)",
+	elog(DEBUG1, "bulk write of \"%s\": %u blocks; layout %.2f s, pages and WAL %.2f s (buffer pool: %s in %.2f s; graph pages: new buffers %.2f s, forming %.2f s; WAL and release %.2f s)",
 		 RelationGetRelationName(index), state.nblocks,
 		 INSTR_TIME_GET_DOUBLE(planned), INSTR_TIME_GET_DOUBLE(written),
-		 state.mapped_pages, INSTR_TIME_GET_DOUBLE(state.mapping_time),
+		 state.mapped_pages < 0 ? "not mapped (no MADV_POPULATE_WRITE here)" :
+		 psprintf(INT64_FORMAT " pages mapped", state.mapped_pages),
+		 INSTR_TIME_GET_DOUBLE(state.mapping_time),
 		 INSTR_TIME_GET_DOUBLE(state.buffers_time),
 		 INSTR_TIME_GET_DOUBLE(state.forming_time),
 		 INSTR_TIME_GET_DOUBLE(state.logging_time));
