@@ -402,6 +402,12 @@ typedef struct HnswPageSource
 	Page		(*lock) (void *arg, BlockNumber blkno);
 	void		(*unlock) (void *arg);
 	void	   *arg;
+	/*
+	 * The index's size in blocks as the source last saw it, or NULL: a
+	 * block at or past it makes the reader look again (the index never
+	 * shrinks), so that a payload costs no lseek of its own.
+	 */
+	BlockNumber *known_blocks;
 } HnswPageSource;
 
 extern void hnsw_read_payload_from(Relation index, ItemPointer finetid,

@@ -202,7 +202,7 @@ follow_payload_chain(Relation index, ItemPointer finetid, Size payload_size,
 					 int max_pieces, const HnswPageSource *source)
 {
 	ItemPointerData next = *finetid;
-	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	BlockNumber nblocks = source->known_blocks != NULL ? *source->known_blocks : 0;
 	BlockNumber previous = InvalidBlockNumber;
 	Size		done = 0;
 	int			pieces = 0;
@@ -219,6 +219,13 @@ follow_payload_chain(Relation index, ItemPointer finetid, Size payload_size,
 		/* pieces go forward block by block: this also bounds the chain */
 		if (!ItemPointerIsValid(&next))
 			report_broken_chain(index, &next, "the chain ends early");
+		if (blkno >= nblocks)
+		{
+			/* inserts extend the index: look again before judging */
+			nblocks = RelationGetNumberOfBlocks(index);
+			if (source->known_blocks != NULL)
+				*source->known_blocks = nblocks;
+		}
 		if (blkno == HNSW_METAPAGE_BLKNO || blkno >= nblocks ||
 			(previous != InvalidBlockNumber && blkno <= previous))
 			report_broken_chain(index, &next, "it leads to a wrong block");
@@ -269,7 +276,7 @@ hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
 				  char *out)
 {
 	BufferPageSource buffers = {index, InvalidBuffer};
-	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers};
+	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers, NULL};
 
 	(void) follow_payload_chain(index, finetid, payload_size, out, NULL, NULL, 0, &source);
 }
@@ -286,7 +293,7 @@ hnsw_payload_pieces(Relation index, ItemPointer finetid, Size payload_size,
 					ItemPointerData *tids, Size *lengths, int max_pieces)
 {
 	BufferPageSource buffers = {index, InvalidBuffer};
-	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers};
+	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers, NULL};
 
 	return follow_payload_chain(index, finetid, payload_size, NULL, tids,
 								lengths, max_pieces, &source);

@@ -926,6 +926,8 @@ hnsw_walk_heaptids(HnswWalk *walk, int32 handle, ItemPointerData **tids,
 	 * lock.  A chain longer than the relation could hold is a cycle (damage,
 	 * which hierindex_check reports): stop there.
 	 */
+	if (!ItemPointerIsValid(&next))
+		return count;			/* no chain: nearly every element */
 	max_steps = (int64) RelationGetNumberOfBlocks(walk->index) *
 		HNSW_HEAPTID_TUPLES_PER_PAGE;
 	while (ItemPointerIsValid(&next) && steps++ < max_steps)
@@ -1063,7 +1065,7 @@ void
 hnsw_walk_read_payloads(HnswWalk *walk, int n, const ItemPointerData *finetids,
 						Size payload_size, char **outs)
 {
-	HnswPageSource source = {walk_source_lock, walk_source_unlock, walk};
+	HnswPageSource source = {walk_source_lock, walk_source_unlock, walk, &walk->nblocks};
 
 	/* as walk_distances: all the prefetches first, so the misses overlap */
 	for (int i = 0; i < n; i++)
