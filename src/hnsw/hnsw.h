@@ -403,9 +403,8 @@ typedef struct HnswPageSource
 	void		(*unlock) (void *arg);
 	void	   *arg;
 	/*
-	 * The index's size in blocks as the source last saw it, or NULL: a
-	 * block at or past it makes the reader look again (the index never
-	 * shrinks), so that a payload costs no lseek of its own.
+	 * hnsw_block_exists's cache of the index's size (start it at 0): a
+	 * source that keeps it across payloads spares each its own lseek.
 	 */
 	BlockNumber *known_blocks;
 } HnswPageSource;

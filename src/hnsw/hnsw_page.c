@@ -202,7 +202,6 @@ follow_payload_chain(Relation index, ItemPointer finetid, Size payload_size,
 					 int max_pieces, const HnswPageSource *source)
 {
 	ItemPointerData next = *finetid;
-	BlockNumber nblocks = source->known_blocks != NULL ? *source->known_blocks : 0;
 	BlockNumber previous = InvalidBlockNumber;
 	Size		done = 0;
 	int			pieces = 0;
@@ -219,14 +218,7 @@ follow_payload_chain(Relation index, ItemPointer finetid, Size payload_size,
 		/* pieces go forward block by block: this also bounds the chain */
 		if (!ItemPointerIsValid(&next))
 			report_broken_chain(index, &next, "the chain ends early");
-		if (blkno >= nblocks)
-		{
-			/* inserts extend the index: look again before judging */
-			nblocks = RelationGetNumberOfBlocks(index);
-			if (source->known_blocks != NULL)
-				*source->known_blocks = nblocks;
-		}
-		if (blkno == HNSW_METAPAGE_BLKNO || blkno >= nblocks ||
+		if (!hnsw_block_exists(index, source->known_blocks, blkno) ||
 			(previous != InvalidBlockNumber && blkno <= previous))
 			report_broken_chain(index, &next, "it leads to a wrong block");
 		if (tids != NULL && pieces == max_pieces)
@@ -276,7 +268,9 @@ hnsw_read_payload(Relation index, ItemPointer finetid, Size payload_size,
 				  char *out)
 {
 	BufferPageSource buffers = {index, InvalidBuffer};
-	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers, NULL};
+	BlockNumber known_blocks = 0;
+	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers,
+							 &known_blocks};
 
 	(void) follow_payload_chain(index, finetid, payload_size, out, NULL, NULL, 0, &source);
 }
@@ -293,7 +287,9 @@ hnsw_payload_pieces(Relation index, ItemPointer finetid, Size payload_size,
 					ItemPointerData *tids, Size *lengths, int max_pieces)
 {
 	BufferPageSource buffers = {index, InvalidBuffer};
-	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers, NULL};
+	BlockNumber known_blocks = 0;
+	HnswPageSource source = {buffer_source_lock, buffer_source_unlock, &buffers,
+							 &known_blocks};
 
 	return follow_payload_chain(index, finetid, payload_size, NULL, tids,
 								lengths, max_pieces, &source);

@@ -160,7 +160,7 @@ struct HnswWalk
 	Buffer		buffer;
 	BlockNumber buffer_block;
 	bool		buffer_is_element_page; /* checked when it was pinned */
-	BlockNumber nblocks;		/* relation size last seen */
+	BlockNumber nblocks;		/* hnsw_block_exists's cache of its size */
 	RecentBuffers *recent;		/* NULL: local buffers, no hints */
 	int			tuple_lines;	/* cache lines an element tuple spans */
 
@@ -345,15 +345,8 @@ walk_lock_any_block(HnswWalk *walk, BlockNumber blkno)
 		RecentBuffers *recent = walk->recent;
 		Buffer		buffer = InvalidBuffer;
 
-		if (blkno == HNSW_METAPAGE_BLKNO || blkno == InvalidBlockNumber)
+		if (!hnsw_block_exists(walk->index, &walk->nblocks, blkno))
 			return NULL;
-		if (blkno >= walk->nblocks)
-		{
-			/* inserts extend the index: look again before giving up */
-			walk->nblocks = RelationGetNumberOfBlocks(walk->index);
-			if (blkno >= walk->nblocks)
-				return NULL;
-		}
 
 		hnsw_walk_release(walk);
 
