@@ -984,10 +984,20 @@ pool_mapping_main(void *arg)
 	return NULL;
 }
 
-/* Join the mapping threads, which must have finished. */
+/*
+ * Wait for the mapping threads, checking for interrupts (on a huge pool they
+ * may take seconds), and join them.
+ */
 static void
 join_pool_mapping(void)
 {
+	if (pool_mapping.threads == 0)
+		return;					/* none started (finished not initialised) */
+	while (pg_atomic_read_u32(&pool_mapping.finished) < (uint32) pool_mapping.threads)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(1000L);
+	}
 	for (int i = 0; i < pool_mapping.threads; i++)
 		pthread_join(pool_mapping.thread[i], NULL);
 	pool_mapping.threads = 0;
@@ -1010,15 +1020,7 @@ start_pool_mapping(int64 count, int dimensions, int threads)
 	int			started = 0;
 
 	/* a failed build's threads: done within a second, unless the pool is huge */
-	if (pool_mapping.threads > 0)
-	{
-		while (pg_atomic_read_u32(&pool_mapping.finished) < (uint32) pool_mapping.threads)
-		{
-			CHECK_FOR_INTERRUPTS();
-			pg_usleep(1000L);
-		}
-		join_pool_mapping();
-	}
+	join_pool_mapping();
 	if (page_size <= 0 || !mapping_pays(blocks, threads))
 		return;
 	threads = Max(1, Min(threads, MAP_MAX_THREADS));
@@ -1044,9 +1046,8 @@ start_pool_mapping(int64 count, int dimensions, int threads)
 }
 
 /*
- * Wait for the mapping threads (checking for interrupts: on a huge pool
- * they may take seconds) and join them.  Returns the pages they mapped, 0
- * when none ran, -1 when the kernel lacks MADV_POPULATE_WRITE.
+ * Join the mapping threads.  Returns the pages they mapped, 0 when none ran,
+ * -1 when the kernel lacks MADV_POPULATE_WRITE.
  */
 static int64
 finish_pool_mapping(void)
@@ -1055,11 +1056,6 @@ finish_pool_mapping(void)
 
 	if (pool_mapping.threads == 0)
 		return 0;
-	while (pg_atomic_read_u32(&pool_mapping.finished) < (uint32) pool_mapping.threads)
-	{
-		CHECK_FOR_INTERRUPTS();
-		pg_usleep(1000L);
-	}
 	join_pool_mapping();
 	for (int i = 0; i < pool_mapping.shares; i++)
 		mapped += pool_mapping.mapped[i];
