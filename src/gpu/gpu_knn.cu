@@ -215,7 +215,9 @@ select_keep_best(float *keys, int32_t *ids, int shortlist, int *count, float *ta
 	__shared__ int equal_taken;
 	__shared__ unsigned int worst_bits;
 	__shared__ int worst_at;
-	__shared__ unsigned int kept_bits[(SHORTLIST_MAX + SELECT_BUFFER) / 32];
+	/* a word for each warp's place in every round of blockDim.x candidates */
+	__shared__ unsigned int kept_bits[(SHORTLIST_MAX + SELECT_BUFFER + SELECT_THREADS - 1) /
+									  SELECT_THREADS * SELECT_THREADS / 32];
 	__shared__ int hole_at[SELECT_BUFFER];	/* dropped places in the shortlist */
 	int			total = shortlist + *count;
 	int			lane = threadIdx.x % 32;
@@ -286,6 +288,7 @@ select_keep_best(float *keys, int32_t *ids, int shortlist, int *count, float *ta
 				if (lane >= offset)
 					inclusive += other;
 			}
+			__syncwarp();		/* every lane has read `want` before one writes it */
 			if (inclusive - sum < wanted && wanted <= inclusive)
 			{
 				unsigned int before = inclusive - sum;
@@ -630,6 +633,13 @@ finalize_kernel(const float *shortlist_keys, const int32_t *shortlist_ids,
  * Host side
  * ------------------------------------------------------------------------ */
 
+/* select_kernel's dynamic shared memory: a shortlist and a full buffer */
+static size_t
+select_shared_bytes(int shortlist)
+{
+	return (size_t) (shortlist + SELECT_BUFFER) * (sizeof(float) + sizeof(int32_t));
+}
+
 /* How the columns are reached, and the buffers of one k-NN run. */
 typedef struct KnnPlan
 {
@@ -820,8 +830,7 @@ knn_pass(GpuContext *ctx, KnnPlan *plan, int precision, const float *rows,
 	int			d = input->dimensions;
 	int64_t		blocks = (input->n + plan->column_block - 1) / plan->column_block;
 	const void *rows_half = NULL;
-	size_t		select_shared = (size_t) (plan->shortlist + SELECT_BUFFER) *
-		(sizeof(float) + sizeof(int32_t));
+	size_t		select_shared = select_shared_bytes(plan->shortlist);
 	size_t		finalize_shared = (size_t) plan->finalize_sort * (sizeof(float) + sizeof(int32_t));
 
 	if (precision == HIERINDEX_GPU_PRECISION_FP16)
@@ -1006,6 +1015,13 @@ gpu_knn(GpuContext *ctx, const GpuKnnInput *input, int32_t *out_ids, float *out_
 														  std::max(2 * input->k, input->k + 32)));
 	plan.shortlist = std::max(plan.shortlist, 1);
 	plan.finalize_sort = gpu_next_power_of_two(std::max(plan.shortlist, input->k));
+
+	/*
+	 * select_keep_best's static arrays (10 KB) count against the 48 KB that
+	 * a block gets without asking: the largest shortlist (3072) needs more.
+	 */
+	GPU_CHECK(ctx, cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+										(int) select_shared_bytes(plan.shortlist)));
 
 	GPU_TRY(gpu_alloc(ctx, (void **) &plan.squared_norms, sizeof(float) * n, "vector norms"));
 	GPU_TRY(gpu_alloc(ctx, (void **) &plan.max_norm_bits, sizeof(unsigned int), "largest norm"));

@@ -645,6 +645,55 @@ test_knn_shape(const KnnShape *shape, int shape_number)
 	free(ref_id);
 }
 
+/*
+ * The largest k the module takes (its shortlist of 2k = 3072 is the largest
+ * the selection keeps, with more shared memory than a block gets without
+ * asking), in every precision: the same check against brute force.
+ */
+static void
+test_knn_largest_k(void)
+{
+	const int64_t n = 4000;
+	const int	d = 24;
+	const int	k = 1536;
+	float	   *x = make_uniform(n, d, 77);
+	int32_t    *ids = checked_malloc(sizeof(int32_t) * n * k);
+	float	   *distances = checked_malloc(sizeof(float) * n * k);
+	double	   *ref_distance = checked_malloc(sizeof(double) * n * k);
+	int32_t    *ref_id = checked_malloc(sizeof(int32_t) * n * k);
+
+	brute_force_knn(x, n, x, n, d, HIERINDEX_GPU_METRIC_L2, k, 1, ref_distance, ref_id);
+	for (int precision = 0; precision <= HIERINDEX_GPU_PRECISION_FP16; precision++)
+	{
+		StopCounter counter = {0, 0, 0};
+		HierindexGpuOptions options = make_options(precision, 0, &counter);
+		HierindexGpuStats stats;
+		char		errbuf[512] = "";
+		int			rc;
+
+		unit_case_begin("knn n=%lld d=%d l2 k=%d (the largest) %s", (long long) n, d, k,
+						precision_names[precision]);
+		poison_knn_outputs(ids, distances, (size_t) n * k);
+		memset(&stats, 0, sizeof(stats));
+		rc = module.knn(x, n, d, HIERINDEX_GPU_METRIC_L2, k, &options, ids, distances, &stats,
+						errbuf, sizeof(errbuf));
+		if (UNIT_CHECK(rc == HIERINDEX_GPU_OK, "rc %d: %s", rc, errbuf))
+		{
+			Verdict		verdict = check_knn(x, n, d, HIERINDEX_GPU_METRIC_L2, k, ids, distances,
+											ref_distance, ref_id, k);
+
+			UNIT_CHECK(verdict.problems == 0, "%lld problems; first: %s",
+					   (long long) verdict.problems, verdict.first);
+		}
+		unit_case_end();
+	}
+	free(x);
+	free(ids);
+	free(distances);
+	free(ref_distance);
+	free(ref_id);
+}
+
 /* ------------------------------------------------------------------------
  * Part 2: the whole graph
  * ------------------------------------------------------------------------ */
@@ -1594,6 +1643,7 @@ main(int argc, char **argv)
 
 	for (size_t i = 0; i < shape_count; i++)
 		test_knn_shape(&shapes[i], (int) i);
+	test_knn_largest_k();
 	for (size_t i = 0; i < case_count; i++)
 		test_graph_case(&cases[i], (int) i);
 	test_errors(small);
