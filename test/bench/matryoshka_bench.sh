@@ -43,6 +43,13 @@
 #   --seconds S    pgbench run per setting, one query per statement (default 5)
 #   --repeat R     runs of the all-queries statement per setting; the fastest
 #                  counts (default 3)
+#   --floor        also measure, per data set, the floor that no index can
+#                  beat in these statements: each query's true top 10 (from
+#                  the ground truth) fetched through a btree on items.id and
+#                  ordered by the same distance, so that only the heap
+#                  fetches, the distances the executor computes and the
+#                  statement's own work remain (recall 1 by construction);
+#                  printed with the qps that 3x hnsw would need
 #   --no-build     use the installed extension as it is (no make, no install)
 #   --data-dir DIR cache of vectors and ground truth between runs
 #                  (default ${TMPDIR:-/tmp}/hierindex-bench, as hnsw_bench.sh)
@@ -88,6 +95,7 @@ AMS="hnsw matryoshka"			# measured in this order (measure_each_am)
 HNSW_EF_LIST="10 14 20 28 40 56 80 160"
 MRY_EF_LIST="12 14 20 28 40 56 80 160 320"
 FUNNEL=
+FLOOR=0
 SECONDS_PER_EF=5
 REPEAT=3
 HNSW_MAX_DIM=2000			# an hnsw element (one whole vector) must fit on a page
@@ -102,6 +110,7 @@ script_option()
 		--hnsw-ef) HNSW_EF_LIST=${2-}; HNSW_EF_LIST=${HNSW_EF_LIST//,/ } ;;
 		--mry-ef) MRY_EF_LIST=${2-}; MRY_EF_LIST=${MRY_EF_LIST//,/ } ;;
 		--funnel) FUNNEL=${2-}; need_list --funnel "$FUNNEL" ;;
+		--floor) FLOOR=1; BENCH_SHIFT=1 ;;
 		--granularities) GRANULARITIES=${2-}; need_list --granularities "$GRANULARITIES" ;;
 		*) return 1 ;;
 	esac
@@ -176,6 +185,20 @@ measure_index()
 	sql -c 'DROP INDEX items_embedding_idx' || return 1
 }
 
+# measure_floor DATASET: the --floor statement (file comment), both modes,
+# as "DATASET|QPS_ONE|QPS_ALL|RECALL" in $WORK/floor.
+measure_floor()
+{
+	sql -c 'CREATE INDEX items_id_idx ON items (id)' || return 1
+	QUERY_FILTER="id = ANY (CAST((SELECT ids FROM $TRUTH_TABLE WHERE query_id = :qid) AS int4[]))"
+	unset PGOPTIONS
+	measure_setting no-index || return 1
+	QUERY_FILTER=
+	printf '%-10s %6s  %9s  %12s  %12s  %s\n' floor - "$RECALL" "$QPS_ONE" "$QPS_ALL" "(true top $K through a btree on id)"
+	echo "$1|$QPS_ONE|$QPS_ALL|$RECALL" >>"$WORK/floor"
+	sql -c 'DROP INDEX items_id_idx'
+}
+
 run_dataset()
 {
 	local ds=$1
@@ -183,6 +206,9 @@ run_dataset()
 	DB=bench_$ds
 	header "$DS_NAME: $DS_ROWS × $DS_DIM, $QUERIES queries, $OPCLASS, granularities $DS_GRANULARITIES (load average $(load_average))"
 	load_dataset || return 1
+	if [ "$FLOOR" = 1 ]; then
+		measure_floor "$ds" || return 1
+	fi
 	measure_each_am "$ds"
 }
 
@@ -307,6 +333,28 @@ print_summary()
 					show(h), show(m), ratio(h, m)
 			}
 		}'
+	if [ -s "$WORK/floor" ]; then
+		echo
+		echo "The floor (--floor: each query's true top $K through a btree on id, then the same ORDER BY) against what 3× hnsw would need:"
+		echo
+		echo "| data | mode | floor qps | hnsw qps at recall 0.95 | 3× that | hnsw qps at 0.99 | 3× that |"
+		echo "|---|---|---|---|---|---|---|"
+		interpolate | awk -F'|' -v floors="$WORK/floor" '
+			BEGIN { while ((getline line < floors) > 0) { split(line, f, "|"); fl[f[1], "1"] = f[2]; fl[f[1], "all"] = f[3]; ds[++n] = f[1] } }
+			$2 == "hnsw" { h[$1, $4, $3] = $5 }
+			function times3(x) { if (x !~ /^[0-9.]+$/) return "-"; return sprintf("%.0f", 3 * x) }
+			function show(x) { if (x == "") return "-"; return x }
+			END {
+				for (i = 1; i <= n; i++)
+					for (m = 1; m <= 2; m++) {
+						mode = m == 1 ? "1" : "all"
+						printf "| %s | %s | %s | %s | %s | %s | %s |\n", ds[i],
+							mode == "1" ? "one query per statement" : "all in one statement", fl[ds[i], mode],
+							show(h[ds[i], mode, "0.95"]), times3(h[ds[i], mode, "0.95"]),
+							show(h[ds[i], mode, "0.99"]), times3(h[ds[i], mode, "0.99"])
+					}
+			}'
+	fi
 	echo
 	echo "| data | hnsw build | matryoshka build | build speed-up (≥ 2) | hnsw size | matryoshka size | size ratio (≤ 0.5) |"
 	echo "|---|---|---|---|---|---|---|"
