@@ -527,29 +527,35 @@ typedef struct KnnShape
 	int64_t		n;
 	int			d;
 	size_t		stream_limit;	/* nonzero: each call once more with this memory_limit */
+	int			k;				/* nonzero: this k alone, else 10 and MAX_K */
 } KnnShape;
 
 static const KnnShape knn_shapes[] = {
-	{1, 3, 0},
-	{2, 17, 0},
-	{65, 3, 0},
-	{65, 1000, 0},
-	{1000, 17, 0},
-	{1000, 768, 0},
-	{4097, 128, 0},
-	{4097, 1000, 0},
-	{20000, 128, 0},
-	{20000, 768, (size_t) 24 << 20},	/* and 61 MB of vectors through 24 MiB */
+	{1, 3, 0, 0},
+	{2, 17, 0, 0},
+	{65, 3, 0, 0},
+	{65, 1000, 0, 0},
+	{1000, 17, 0, 0},
+	{1000, 768, 0, 0},
+	{4097, 128, 0, 0},
+	{4097, 1000, 0, 0},
+	{20000, 128, 0, 0},
+	{20000, 768, (size_t) 24 << 20, 0},	/* and 61 MB of vectors through 24 MiB */
+	/*
+	 * the largest k the module takes: a shortlist of 3072, with more shared
+	 * memory than a block gets without asking
+	 */
+	{4000, 24, 0, 1536},
 };
 
 /* --small: sizes a CPU stand-in (fake_gpu_module.c) gets through in seconds */
 static const KnnShape small_knn_shapes[] = {
-	{1, 3, 0},
-	{2, 17, 0},
-	{65, 3, 0},
-	{65, 1000, 0},
-	{1000, 17, 0},
-	{1000, 128, (size_t) 128 << 10},
+	{1, 3, 0, 0},
+	{2, 17, 0, 0},
+	{65, 3, 0, 0},
+	{65, 1000, 0, 0},
+	{1000, 17, 0, 0},
+	{1000, 128, (size_t) 128 << 10, 0},
 };
 
 static void
@@ -569,11 +575,13 @@ test_knn_shape(const KnnShape *shape, int shape_number)
 	int			d = shape->d;
 	float	   *raw = make_uniform(n, d, 1000 + shape_number);
 	float	   *normalized = normalized_copy(raw, n, d);
-	int32_t    *ids = checked_malloc(sizeof(int32_t) * n * MAX_K);
-	float	   *distances = checked_malloc(sizeof(float) * n * MAX_K);
-	double	   *ref_distance = checked_malloc(sizeof(double) * n * MAX_K);
-	int32_t    *ref_id = checked_malloc(sizeof(int32_t) * n * MAX_K);
-	static const int ks[] = {10, MAX_K};
+	int			ref_k = shape->k > 0 ? shape->k : MAX_K;
+	int32_t    *ids = checked_malloc(sizeof(int32_t) * n * ref_k);
+	float	   *distances = checked_malloc(sizeof(float) * n * ref_k);
+	double	   *ref_distance = checked_malloc(sizeof(double) * n * ref_k);
+	int32_t    *ref_id = checked_malloc(sizeof(int32_t) * n * ref_k);
+	const int	ks[] = {shape->k > 0 ? shape->k : 10, MAX_K};
+	int			k_count = shape->k > 0 ? 1 : 2;
 
 	for (int metric = 0; metric <= HIERINDEX_GPU_METRIC_COSINE; metric++)
 	{
@@ -581,14 +589,14 @@ test_knn_shape(const KnnShape *shape, int shape_number)
 		double		start = seconds_now();
 		double		ref_seconds;
 
-		brute_force_knn(x, n, x, n, d, metric, MAX_K, 1, ref_distance, ref_id);
+		brute_force_knn(x, n, x, n, d, metric, ref_k, 1, ref_distance, ref_id);
 		ref_seconds = seconds_now() - start;
 
-		for (int ki = 0; ki < 2; ki++)
+		for (int ki = 0; ki < k_count; ki++)
 		{
 			int			k = ks[ki];
 
-			/* reference rows of MAX_K hold the top k as their prefix */
+			/* reference rows of ref_k hold the top k as their prefix */
 			for (int precision = 0; precision <= HIERINDEX_GPU_PRECISION_FP16; precision++)
 				for (int streamed = 0; streamed <= (shape->stream_limit > 0); streamed++)
 				{
@@ -613,7 +621,7 @@ test_knn_shape(const KnnShape *shape, int shape_number)
 						double		gpu_seconds = seconds_now() - start;
 
 						verdict = check_knn(x, n, d, metric, k, ids, distances,
-											ref_distance, ref_id, MAX_K);
+											ref_distance, ref_id, ref_k);
 						UNIT_CHECK(verdict.problems == 0, "%lld problems; first: %s",
 								   (long long) verdict.problems, verdict.first);
 						UNIT_CHECK(counter.foreign_thread_calls == 0,
@@ -624,7 +632,7 @@ test_knn_shape(const KnnShape *shape, int shape_number)
 									   "memory_limit %zu MiB for %lld MiB of vectors: %lld block(s)",
 									   limit >> 20, (long long) (n * d * 4) >> 20,
 									   (long long) stats.column_blocks);
-						if (k == MAX_K && precision == HIERINDEX_GPU_PRECISION_TF32)
+						if (k == ref_k && precision == HIERINDEX_GPU_PRECISION_TF32)
 							printf("  knn n=%lld d=%d %s %s: gpu %.3f s (knn %.3f, transfer %.3f, %lld block(s)), brute force %.2f s, %lld tie swaps\n",
 								   (long long) n, d, metric_names[metric],
 								   streamed ? "streamed" : "resident", gpu_seconds,
@@ -639,55 +647,6 @@ test_knn_shape(const KnnShape *shape, int shape_number)
 	}
 	free(raw);
 	free(normalized);
-	free(ids);
-	free(distances);
-	free(ref_distance);
-	free(ref_id);
-}
-
-/*
- * The largest k the module takes (its shortlist of 2k = 3072 is the largest
- * the selection keeps, with more shared memory than a block gets without
- * asking), in every precision: the same check against brute force.
- */
-static void
-test_knn_largest_k(void)
-{
-	const int64_t n = 4000;
-	const int	d = 24;
-	const int	k = 1536;
-	float	   *x = make_uniform(n, d, 77);
-	int32_t    *ids = checked_malloc(sizeof(int32_t) * n * k);
-	float	   *distances = checked_malloc(sizeof(float) * n * k);
-	double	   *ref_distance = checked_malloc(sizeof(double) * n * k);
-	int32_t    *ref_id = checked_malloc(sizeof(int32_t) * n * k);
-
-	brute_force_knn(x, n, x, n, d, HIERINDEX_GPU_METRIC_L2, k, 1, ref_distance, ref_id);
-	for (int precision = 0; precision <= HIERINDEX_GPU_PRECISION_FP16; precision++)
-	{
-		StopCounter counter = {0, 0, 0};
-		HierindexGpuOptions options = make_options(precision, 0, &counter);
-		HierindexGpuStats stats;
-		char		errbuf[512] = "";
-		int			rc;
-
-		unit_case_begin("knn n=%lld d=%d l2 k=%d (the largest) %s", (long long) n, d, k,
-						precision_names[precision]);
-		poison_knn_outputs(ids, distances, (size_t) n * k);
-		memset(&stats, 0, sizeof(stats));
-		rc = module.knn(x, n, d, HIERINDEX_GPU_METRIC_L2, k, &options, ids, distances, &stats,
-						errbuf, sizeof(errbuf));
-		if (UNIT_CHECK(rc == HIERINDEX_GPU_OK, "rc %d: %s", rc, errbuf))
-		{
-			Verdict		verdict = check_knn(x, n, d, HIERINDEX_GPU_METRIC_L2, k, ids, distances,
-											ref_distance, ref_id, k);
-
-			UNIT_CHECK(verdict.problems == 0, "%lld problems; first: %s",
-					   (long long) verdict.problems, verdict.first);
-		}
-		unit_case_end();
-	}
-	free(x);
 	free(ids);
 	free(distances);
 	free(ref_distance);
@@ -1643,7 +1602,6 @@ main(int argc, char **argv)
 
 	for (size_t i = 0; i < shape_count; i++)
 		test_knn_shape(&shapes[i], (int) i);
-	test_knn_largest_k();
 	for (size_t i = 0; i < case_count; i++)
 		test_graph_case(&cases[i], (int) i);
 	test_errors(small);
