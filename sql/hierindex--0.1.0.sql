@@ -406,7 +406,8 @@ CREATE FUNCTION hierindex_index_info(index regclass,
 	OUT format_version int4,
 	OUT granularities int4[],
 	OUT free_elements int8,
-	OUT free_bytes int8)
+	OUT free_bytes int8,
+	OUT default_ef_search int4)
 	RETURNS record
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 

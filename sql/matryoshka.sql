@@ -79,7 +79,7 @@ RESET enable_seqscan;
 SELECT * FROM mry_compare('<->', 10);
 SELECT * FROM hierindex_check('mry_l2');
 SELECT access_method, metric, dimensions, m, ef_construction, elements, heap_tids,
-	   build_method, format_version, granularities
+	   build_method, format_version, granularities, default_ef_search
 FROM hierindex_index_info('mry_l2');
 DROP INDEX mry_l2;
 
@@ -245,8 +245,12 @@ RESET enable_seqscan;
 -- wrong order"), and every query gets its 50 rows.  A 4-d coarse prefix
 -- says little about such vectors, so wider rounds find rows the first
 -- missed: they are returned late, out of order (in_order; the first 10 come
--- from the first round, in order: first_in_order), never dropped
+-- from the first round, in order: first_in_order), never dropped.  The
+-- build measures that (default_ef_search, far above 50 here), so a first
+-- round of its default width would hand out all 50 rows in order: ef_search
+-- 40 makes the later rounds happen
 -- ---------------------------------------------------------------------------
+SET matryoshka.ef_search = 40;
 CREATE TABLE mry_wide (id int, v vector(16));
 INSERT INTO mry_wide
 SELECT i, (SELECT array_agg(((random() - 0.5) * power(10, (i % 13) * 5 - 30)) + 0 * j)::real[]
@@ -293,6 +297,9 @@ DROP INDEX mry_wide_cos;
 CREATE INDEX mry_wide_l1 ON mry_wide USING matryoshka (v vector_l1_ops) WITH (granularities = '4');
 SELECT * FROM mry_wide_check('<+>');
 SELECT * FROM hierindex_check('mry_wide_l1');
+SELECT default_ef_search > 50 AS wide_default FROM hierindex_index_info('mry_wide_l1');
+RESET matryoshka.ef_search;
+SELECT * FROM mry_wide_check('<+>');
 DROP INDEX mry_wide_l1;
 
 -- ---------------------------------------------------------------------------
@@ -372,8 +379,11 @@ CREATE INDEX ON mry_nodim USING matryoshka (v);
 -- ---------------------------------------------------------------------------
 -- settings and their errors
 -- ---------------------------------------------------------------------------
-SET matryoshka.ef_search = 0;
+SET matryoshka.ef_search = -1;
 SET matryoshka.ef_search = 1001;
+SET matryoshka.ef_search = 0;	-- each index's measured default, as unset
+SHOW matryoshka.ef_search;
+RESET matryoshka.ef_search;
 SET matryoshka.funnel = '400,x';
 SET matryoshka.funnel = '0';
 SET matryoshka.funnel = '10001';

@@ -33,6 +33,7 @@ REQUIREMENTS=(
 	"libclang-rt-14-dev|compgen -G '/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a'"
 	"util-linux|command -v runuser && command -v flock"
 	"coreutils|command -v mktemp && command -v timeout"
+	"dataset-fashion-mnist|test -r /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz && test -r /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 )
 
 missing_packages()

@@ -104,7 +104,9 @@ typedef struct HnswMetaPageData
 	uint8		build_method;	/* HNSW_BUILD_* */
 	uint16		max_level;		/* level of the entry point */
 	ItemPointerData entry_point;	/* element tuple; invalid when empty */
-	uint16		unused;
+	uint16		default_ef;		/* matryoshka: the ef_search its build measured
+								 * (src/matryoshka/matryoshka_measure.c); 0:
+								 * none, and always 0 in hnsw */
 	BlockNumber insert_page;	/* where inserts look for free space first */
 	int64		element_count;	/* element tuples (a reused slot is not new) */
 	int64		heaptid_count;	/* heap TIDs ever stored */
@@ -633,6 +635,14 @@ typedef struct HnswBuildSpec
 	 */
 	void		(*insert) (void *arg, Relation index, const float *vector,
 						   const char *payload, ItemPointer heap_tid);
+
+	/*
+	 * Or NULL: called once the graph in memory is linked and connected,
+	 * before it is written (fill_meta comes after it), with the payloads in
+	 * element order and the build's thread count.
+	 */
+	void		(*measure) (void *arg, const Graph *graph, const char *payloads,
+							int threads);
 	void	   *arg;
 } HnswBuildSpec;
 

@@ -343,8 +343,8 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	int64		free_bytes = 0;
 	int			top_level = -1;	/* highest level of any element found */
 	TupleDesc	tupdesc;
-	Datum		values[19];
-	bool		nulls[19] = {0};
+	Datum		values[20];
+	bool		nulls[20] = {0};
 	const char *name;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -517,6 +517,8 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 		nulls[16] = true;
 	values[17] = Int64GetDatum(free_elements);
 	values[18] = Int64GetDatum(free_bytes);
+	values[19] = Int32GetDatum((int32) meta.default_ef);
+	nulls[19] = meta.default_ef == 0;
 
 	inspect_close(&target);
 
@@ -731,6 +733,11 @@ check_meta(CheckState *cs)
 		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
 					 psprintf("max_level is %u, the limit is %d",
 							  meta->max_level, GRAPH_MAX_LEVEL));
+	if (meta->default_ef > (meta->granularity_count > 0 ? HNSW_MAX_EF_SEARCH : 0))
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("default ef_search is %u, expected at most %d",
+							  meta->default_ef,
+							  meta->granularity_count > 0 ? HNSW_MAX_EF_SEARCH : 0));
 	if (meta->granularity_count > 0)
 	{
 		MatryoshkaLayout layout;

@@ -38,7 +38,7 @@
 #include "matryoshka/matryoshka.h"
 #include "vector.h"
 
-int			matryoshka_ef_search = HNSW_DEFAULT_EF_SEARCH;
+int			matryoshka_ef_search = MATRYOSHKA_EF_SEARCH_MEASURED;
 int			matryoshka_iterative_scan = HNSW_ITERATIVE_SCAN_RELAXED;
 int			matryoshka_max_scan_tuples = HNSW_DEFAULT_MAX_SCAN_TUPLES;
 double		matryoshka_scan_mem_multiplier = 1.0;
@@ -273,9 +273,9 @@ matryoshka_init(void)
 
 	DefineCustomIntVariable("matryoshka.ef_search",
 							"Candidate list size of the coarse graph search of a matryoshka index scan.",
-							"Larger values find more of the true nearest neighbours, more slowly.",
-							&matryoshka_ef_search, HNSW_DEFAULT_EF_SEARCH,
-							HNSW_MIN_EF_SEARCH, HNSW_MAX_EF_SEARCH,
+							"Larger values find more of the true nearest neighbours, more slowly. 0: the value each index's build measured for its data.",
+							&matryoshka_ef_search, MATRYOSHKA_EF_SEARCH_MEASURED,
+							MATRYOSHKA_EF_SEARCH_MEASURED, HNSW_MAX_EF_SEARCH,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	hnsw_define_scan_settings("matryoshka", &matryoshka_iterative_scan,
 							  HNSW_ITERATIVE_SCAN_RELAXED, &matryoshka_max_scan_tuples,

@@ -10,6 +10,7 @@
  *   matryoshka.c        handler, index options (granularities), settings
  *   matryoshka_build.c  ambuild/ambuildempty: the hnsw build with a payload
  *   matryoshka_fine.c   the payload: encode, read, partial sums
+ *   matryoshka_measure.c  the build's measure of the default ef_search
  *   matryoshka_scan.c   the scan: walk, funnel, lower bounds, more rows
  */
 #ifndef HIERINDEX_MATRYOSHKA_H
@@ -19,6 +20,8 @@
 
 #define MATRYOSHKA_DEFAULT_COARSE	64	/* g1 when granularities is unset */
 #define MATRYOSHKA_MAX_FUNNEL_SIZE	10000	/* one entry of matryoshka.funnel */
+#define MATRYOSHKA_EF_SEARCH_MEASURED	0	/* matryoshka.ef_search: the index's
+											 * measured default (its default) */
 
 /*
  * Index options.  The hnsw options come first, in hnsw's layout, so that
@@ -100,6 +103,35 @@ extern const uint16 *matryoshka_payload_halves(const MatryoshkaLayout *layout,
 extern double matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
 								  const float *query, int from, int to);
 
+/*
+ * The metric's sum over the coarse prefix from the walk's coarse distance
+ * (L2 squared, L1: the distance; inner product: the dot product; cosine: the
+ * dot product of the raw prefixes, from the prefix norms), and the distance
+ * at a granularity from the sum over its prefix and the prefix norms of the
+ * query and the element (README, Scan 2).
+ */
+extern double matryoshka_coarse_sum(GraphMetric metric, float coarse,
+									double query_norm, double element_norm);
+extern double matryoshka_sum_distance(GraphMetric metric, double sum,
+									  double query_norm, double element_norm);
+
+/*
+ * The decoded fine part x~[g1:D) of a payload (D - g1 floats).  The first
+ * call in a backend builds the decoding table (PostgreSQL memory): call it
+ * once before any thread does.
+ */
+extern void matryoshka_decode_fine(const MatryoshkaLayout *layout,
+								   const char *payload, float *fine);
+
+
+/*
+ * matryoshka_measure.c: the default ef_search of a new index, measured on
+ * its graph and payloads (payload_size apart, element order); 0 when there
+ * is too little to measure or memory ran out.  Blocks every signal while
+ * its threads run.
+ */
+extern int	matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
+								  const char *payloads, Size stride, int threads);
 
 /* matryoshka_build.c */
 extern IndexBuildResult *matryoshka_build(Relation heap, Relation index, IndexInfo *info);

@@ -28,6 +28,7 @@ typedef struct MatryoshkaBuild
 {
 	MatryoshkaLayout layout;
 	Size		payload_size;
+	int			default_ef;		/* measured (matryoshka_measure.c); 0: none */
 } MatryoshkaBuild;
 
 static bool
@@ -72,6 +73,16 @@ matryoshka_fill_meta(HnswMetaPageData *meta, void *arg)
 		meta->granularities[i] = (uint16) build->layout.dims[i];
 	meta->full_dimensions = MatryoshkaFull(&build->layout);
 	meta->payload_size = (uint32) build->payload_size;
+	meta->default_ef = (uint16) build->default_ef;
+}
+
+static void
+matryoshka_measure(void *arg, const Graph *graph, const char *payloads, int threads)
+{
+	MatryoshkaBuild *build = (MatryoshkaBuild *) arg;
+
+	build->default_ef = matryoshka_measure_ef(&build->layout, graph, payloads,
+											  build->payload_size, threads);
 }
 
 static void
@@ -88,6 +99,7 @@ init_spec(Relation index, MatryoshkaBuild *build, HnswBuildSpec *spec)
 
 	matryoshka_index_layout(index, dimensions, &build->layout);
 	build->payload_size = matryoshka_payload_size(&build->layout);
+	build->default_ef = 0;
 
 	memset(spec, 0, sizeof(*spec));
 	spec->am_name = "matryoshka";
@@ -102,6 +114,7 @@ init_spec(Relation index, MatryoshkaBuild *build, HnswBuildSpec *spec)
 	spec->prepare = matryoshka_prepare;
 	spec->fill_meta = matryoshka_fill_meta;
 	spec->insert = matryoshka_insert_spooled;
+	spec->measure = matryoshka_measure;
 	spec->arg = build;
 }
 

@@ -364,3 +364,51 @@ matryoshka_fine_sum(const MatryoshkaLayout *layout, const char *payload,
 		sum += acc[j];
 	return sum;
 }
+
+double
+matryoshka_coarse_sum(GraphMetric metric, float coarse, double query_norm,
+					  double element_norm)
+{
+	switch (metric)
+	{
+		case GRAPH_METRIC_INNER_PRODUCT:	/* negative inner product */
+			return -(double) coarse;
+		case GRAPH_METRIC_COSINE:	/* 1 - dot of the normalised prefixes */
+			return (1.0 - (double) coarse) * query_norm * element_norm;
+		default:				/* L2: the squared distance; L1 */
+			return coarse;
+	}
+}
+
+double
+matryoshka_sum_distance(GraphMetric metric, double sum, double query_norm,
+						double element_norm)
+{
+	double		denominator;
+
+	switch (metric)
+	{
+		case GRAPH_METRIC_INNER_PRODUCT:
+			return -sum;
+		case GRAPH_METRIC_COSINE:
+			/* a zero prefix counts as orthogonal (README) */
+			denominator = query_norm * element_norm;
+			return denominator > 0 ? 1.0 - sum / denominator : 1.0;
+		default:
+			return sum;
+	}
+}
+
+void
+matryoshka_decode_fine(const MatryoshkaLayout *layout, const char *payload,
+					   float *fine)
+{
+	const MatryoshkaPayloadHeader *header = (const MatryoshkaPayloadHeader *) payload;
+	const uint16 *halves = matryoshka_payload_halves(layout, payload);
+	const float *table = half_values();
+	double		scale = ldexp(1.0, header->scale_exponent);
+	int			count = MatryoshkaFull(layout) - MatryoshkaCoarse(layout);
+
+	for (int i = 0; i < count; i++)
+		fine[i] = (float) (table[halves[i]] * scale);
+}

@@ -191,6 +191,24 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 }
 
 /*
+ * The first round's beam: matryoshka.ef_search, or when that is 0 (its
+ * default) the ef the index's build measured (matryoshka_measure.c; an index
+ * built empty, or too small to measure, has none: HNSW_DEFAULT_EF_SEARCH),
+ * and at least the first funnel size.
+ */
+static int
+first_round_ef(const HnswMetaPageData *meta)
+{
+	int			ef = matryoshka_ef_search;
+
+	if (ef == MATRYOSHKA_EF_SEARCH_MEASURED)
+		ef = meta->default_ef > 0 ? meta->default_ef : HNSW_DEFAULT_EF_SEARCH;
+	if (matryoshka_funnel_count > 0)
+		ef = Max(ef, matryoshka_funnel[0]);
+	return ef;
+}
+
+/*
  * Read the meta page and prepare the query.  false: no row can be returned
  * (an empty index, a NULL query, a zero query under cosine).
  */
@@ -251,9 +269,7 @@ prepare_search(IndexScanDesc scan)
 
 	hnsw_scan_limits_init(&so->limits, matryoshka_iterative_scan,
 						  matryoshka_max_scan_tuples, matryoshka_scan_mem_multiplier);
-	so->base_ef = matryoshka_ef_search;
-	if (matryoshka_funnel_count > 0)
-		so->base_ef = Max(so->base_ef, matryoshka_funnel[0]);
+	so->base_ef = first_round_ef(&so->meta);
 	so->ef = so->base_ef;
 
 	/*
@@ -292,20 +308,8 @@ start_sum(IndexScanDesc scan, Candidate *candidate,
 						so->layout.count),
 				 errhint("Please REINDEX it.")));
 	candidate->payload = header;
-	switch (so->layout.metric)
-	{
-		case GRAPH_METRIC_L2:	/* squared distance */
-		case GRAPH_METRIC_L1:
-			candidate->sum = candidate->coarse;
-			break;
-		case GRAPH_METRIC_INNER_PRODUCT:	/* negative inner product */
-			candidate->sum = -(double) candidate->coarse;
-			break;
-		case GRAPH_METRIC_COSINE:	/* 1 - dot of the normalised prefixes */
-			candidate->sum = (1.0 - (double) candidate->coarse) *
-				so->query_norms[0] * header->norms[0];
-			break;
-	}
+	candidate->sum = matryoshka_coarse_sum(so->layout.metric, candidate->coarse,
+										   so->query_norms[0], header->norms[0]);
 }
 
 /*
@@ -349,19 +353,9 @@ load_payloads(IndexScanDesc scan, Candidate *candidates, int n)
 static double
 stage_distance(MatryoshkaScanOpaque so, const Candidate *candidate, int stage)
 {
-	double		denominator;
-
-	switch (so->layout.metric)
-	{
-		case GRAPH_METRIC_INNER_PRODUCT:
-			return -candidate->sum;
-		case GRAPH_METRIC_COSINE:
-			/* a zero prefix counts as orthogonal (README) */
-			denominator = so->query_norms[stage] * candidate->payload->norms[stage];
-			return denominator > 0 ? 1.0 - candidate->sum / denominator : 1.0;
-		default:
-			return candidate->sum;
-	}
+	return matryoshka_sum_distance(so->layout.metric, candidate->sum,
+								   so->query_norms[stage],
+								   candidate->payload->norms[stage]);
 }
 
 /*
@@ -856,13 +850,14 @@ matryoshka_end_scan(IndexScanDesc scan)
 static void
 matryoshka_walk_cost(Relation index, HnswWalkCost *cost)
 {
+	HnswMetaPageData meta = {0};
 	MatryoshkaLayout layout;
 	int			dimensions = hnsw_column_dimensions(index, VECTOR_MAX_DIM, "matryoshka");
 
 	matryoshka_index_layout(index, dimensions, &layout);
-	cost->ef = matryoshka_ef_search;
-	if (matryoshka_funnel_count > 0)
-		cost->ef = Max(cost->ef, matryoshka_funnel[0]);
+	if (matryoshka_ef_search == MATRYOSHKA_EF_SEARCH_MEASURED)
+		hnsw_read_meta(index, &meta);
+	cost->ef = first_round_ef(&meta);
 	cost->step_cost = Max((double) MatryoshkaCoarse(&layout) / MatryoshkaFull(&layout), 0.25);
 	cost->extra_reads = layout.count > 1 ?
 		Min(cost->ef, matryoshka_funnel_count > 0 ? matryoshka_funnel[0] : cost->ef) : 0;

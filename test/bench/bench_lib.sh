@@ -135,6 +135,16 @@ bench_parse_args()
 	done
 }
 
+# bench_am_option VALUE: --am hnsw|matryoshka|both, as AMS
+bench_am_option()
+{
+	case $1 in
+		hnsw|matryoshka) AMS=$1 ;;
+		both) AMS="hnsw matryoshka" ;;
+		*) die "--am takes hnsw, matryoshka or both, not '$1'" ;;
+	esac
+}
+
 # bench_prefix_option ARG VALUE: the options of the benchmarks that run both
 # access methods on the prefix data sets (filtered_bench.sh, mixed_bench.sh):
 # the data set (DATASETS), --am (AMS), --ef (EF_SEARCH, of both access
@@ -145,13 +155,7 @@ bench_prefix_option()
 	case $1 in
 		gen768|fmnist) DATASETS=("$1"); BENCH_SHIFT=1 ;;
 		both) DATASETS=(gen768 fmnist); BENCH_SHIFT=1 ;;
-		--am)
-			case ${2-} in
-				hnsw|matryoshka) AMS=$2 ;;
-				both) AMS="hnsw matryoshka" ;;
-				*) die "--am takes hnsw, matryoshka or both, not '${2-}'" ;;
-			esac
-			;;
+		--am) bench_am_option "${2-}" ;;
 		--ef) EF_SEARCH=${2-}; need_count --ef "$EF_SEARCH" 1 ;;
 		--granularities) GRANULARITIES=${2-}; need_list --granularities "$GRANULARITIES" ;;
 		*) return 1 ;;
@@ -581,7 +585,7 @@ SQL
 	echo "build: $BUILD_S s, index size: $SIZE_MB MB"
 	# facts from the inspection function, where the branch has it
 	psql -X -q -x -P pager=off -d "$DB" -c \
-		"SELECT elements, pages, max_level, level_elements, level_avg_degree, build_method, build_seconds
+		"SELECT *
 		 FROM hierindex_index_info('items_embedding_idx')" 2>/dev/null | sed 's/^/  /' || true
 	sql -c 'CHECKPOINT' || return 1
 }

@@ -30,9 +30,14 @@
 #   --hnsw-ef "10 14 20 28 40 56 80 160"   the hnsw.ef_search values
 #                  (default shown)
 #   --mry-ef "12 14 20 28 40 56 80 160 320"  the matryoshka.ef_search values
-#                  (default shown; it starts above LIMIT 10: at ef_search <=
+#                  (default shown; 0 is the index's measured default, the
+#                  setting's own default; it starts above LIMIT 10: at ef_search <=
 #                  10 the first round's shortlist is all the executor gets
 #                  before it asks for an 11th row, which takes a second round)
+#   --am hnsw|matryoshka|both   which indexes to build and sweep (default
+#                  both; the ratios need both)
+#   --iterative-scan MODE   matryoshka.iterative_scan for every query
+#                  (default: the server's default)
 #   --funnel LIST  matryoshka.funnel for every query (default unset: every
 #                  stage keeps all ef_search candidates)
 #   --granularities LIST   the matryoshka granularities for every data set
@@ -95,6 +100,7 @@ AMS="hnsw matryoshka"			# measured in this order (measure_each_am)
 HNSW_EF_LIST="10 14 20 28 40 56 80 160"
 MRY_EF_LIST="12 14 20 28 40 56 80 160 320"
 FUNNEL=
+ITERATIVE_SCAN=
 FLOOR=0
 SECONDS_PER_EF=5
 REPEAT=3
@@ -110,6 +116,13 @@ script_option()
 		--hnsw-ef) HNSW_EF_LIST=${2-}; HNSW_EF_LIST=${HNSW_EF_LIST//,/ } ;;
 		--mry-ef) MRY_EF_LIST=${2-}; MRY_EF_LIST=${MRY_EF_LIST//,/ } ;;
 		--funnel) FUNNEL=${2-}; need_list --funnel "$FUNNEL" ;;
+		--iterative-scan)
+			case ${2-} in
+				off|relaxed_order|strict_order) ITERATIVE_SCAN=$2 ;;
+				*) die "--iterative-scan takes off, relaxed_order or strict_order, not '${2-}'" ;;
+			esac
+			;;
+		--am) bench_am_option "${2-}" ;;
 		--floor) FLOOR=1; BENCH_SHIFT=1 ;;
 		--granularities) GRANULARITIES=${2-}; need_list --granularities "$GRANULARITIES" ;;
 		*) return 1 ;;
@@ -118,7 +131,7 @@ script_option()
 
 bench_parse_args "$@"
 need_count_list --hnsw-ef "$HNSW_EF_LIST" 1
-need_count_list --mry-ef "$MRY_EF_LIST" 1
+need_count_list --mry-ef "$MRY_EF_LIST" 0
 bench_check_opclass
 
 bench_make_work_dir
@@ -175,6 +188,9 @@ measure_index()
 		settings="-c $am.ef_search=$ef"
 		if [ "$am" = matryoshka ] && [ -n "$FUNNEL" ]; then
 			settings="$settings -c matryoshka.funnel=$FUNNEL"
+		fi
+		if [ "$am" = matryoshka ] && [ -n "$ITERATIVE_SCAN" ]; then
+			settings="$settings -c matryoshka.iterative_scan=$ITERATIVE_SCAN"
 		fi
 		export PGOPTIONS=$settings
 		measure_setting || return 1
@@ -267,7 +283,7 @@ print_summary()
 	threads_text=$(bench_threads_text)
 	header "results"
 	echo "m=$M ef_construction=$EF_CONSTRUCTION vector_${OPCLASS}_ops, build: $threads_text," \
-		"matryoshka.funnel ${FUNNEL:-unset}; recall@$K over $QUERIES queries against exact" \
+		"matryoshka.funnel ${FUNNEL:-unset}, matryoshka.iterative_scan ${ITERATIVE_SCAN:-default}; recall@$K over $QUERIES queries against exact" \
 		"full-dimension k-NN; qps 1/stmt: pgbench -c 1 -M prepared, ${SECONDS_PER_EF} s;" \
 		"qps all/stmt: best of $REPEAT"
 	echo "machine: $(nproc) cores; load average at start $LOAD_START, at the end $(load_average)"

@@ -74,6 +74,7 @@ our @EXPORT = qw(
   recall_at_least
   self_found
   hierindex_check_is_clean
+  every_query_returns
   hierindex_check_after_inserts
   unreachable_elements
 );
@@ -367,7 +368,8 @@ RESET enable_bitmapscan;
 
 Recall@k of query knn (from knn_sql) against the exact answers in table
 exact: the mean over queries of |found ∩ exact| / k, as a number in [0,1],
-with ef_search = ef (ef_search_sql).  With compute_exact the exact table is first made
+with ef_search = ef (ef_search_sql; without ef_search, the session's
+settings).  With compute_exact the exact table is first made
 by exact_answers_sql (temp passed on) in the same session; otherwise it
 must exist.  With index, knn runs with enable_seqscan off, so that it uses
 the index even where the planner would rather sort a sequential scan (a
@@ -387,7 +389,7 @@ sub measure_recall
 	$prelude .= "SET enable_seqscan = off;\nSET jit = off;\n" if $opt{index};
 	return $node->safe_psql(
 		'postgres', qq{$prelude
-@{[ ef_search_sql($opt{ef_search}) ]}
+@{[ defined $opt{ef_search} ? ef_search_sql($opt{ef_search}) : '' ]}
 SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $k
 FROM ($opt{knn}) a JOIN $opt{exact} e USING (qid);
 });
@@ -454,6 +456,26 @@ sub self_found
 	  . "\t|| '/' || count(*)\nFROM items t WHERE $where";
 	return $node->safe_psql('postgres', "EXPLAIN (COSTS OFF) $query") if $opt{explain};
 	return $node->safe_psql('postgres', ef_search_sql($ef_search) . "\n$query;");
+}
+
+=head2 every_query_returns($node, $knn, $k, $name)
+
+One test: every row of query $knn (from knn_sql) has exactly $k distinct
+ids.  Returns the test's result.
+
+=cut
+
+sub every_query_returns
+{
+	my ($node, $knn, $k, $name) = @_;
+	return is(
+		$node->safe_psql(
+			'postgres', qq{
+SELECT count(*) FROM ($knn) a
+WHERE cardinality(ids) <> $k
+	OR (SELECT count(DISTINCT id) FROM unnest(ids) id) <> $k;
+}),
+		'0', $name);
 }
 
 =head2 hierindex_check_is_clean($node, $index, $name)
