@@ -41,6 +41,7 @@ OBJS = \
 	src/matryoshka/matryoshka.o \
 	src/matryoshka/matryoshka_build.o \
 	src/matryoshka/matryoshka_fine.o \
+	src/matryoshka/matryoshka_limit.o \
 	src/matryoshka/matryoshka_measure.o \
 	src/matryoshka/matryoshka_scan.o
 

@@ -117,10 +117,12 @@ SELECT dimensions, granularities FROM hierindex_index_info('mry_l1');
 DROP INDEX mry_l1;
 
 -- ---------------------------------------------------------------------------
--- more rows than the shortlist: ef_search 10 and LIMIT 300 still returns 300
--- rows, nearly all of the exact 300 (a row an earlier round missed is
--- returned when a later, wider one finds it, in order as far as the executor
--- can still place it: a few queries get a row late, misordered)
+-- more rows than ef_search: at ef_search 10, LIMIT 300 still returns 300
+-- rows, nearly all of the exact 300, in exact order: the scan sees the LIMIT
+-- and makes its first round 302 wide (matryoshka_limit.c).  Without a LIMIT
+-- it can see (a cursor), rounds go on as the executor asks: a row an earlier
+-- round missed is returned when a later, wider one finds it (test/t/060
+-- counts such rows)
 -- ---------------------------------------------------------------------------
 CREATE INDEX mry_l2 ON mry USING matryoshka (v vector_l2_ops) WITH (granularities = '8,16');
 SET matryoshka.ef_search = 10;
@@ -134,6 +136,11 @@ FROM (SELECT id, d, lag(d, 1, 0.0) OVER (ORDER BY n) AS prev
 -- and past the whole table: every row, once
 SELECT count(*) AS rows, count(DISTINCT id) AS distinct_rows
 FROM (SELECT id FROM mry ORDER BY v <-> (SELECT q FROM mry_q WHERE qid = 3) LIMIT 1000) s;
+BEGIN;
+DECLARE mry_cursor CURSOR FOR SELECT id FROM mry ORDER BY v <-> (SELECT q FROM mry_q WHERE qid = 3);
+MOVE 300 FROM mry_cursor;
+FETCH 2 FROM mry_cursor;
+COMMIT;
 RESET enable_seqscan;
 RESET matryoshka.ef_search;
 -- plain WHERE filters never use the index
@@ -244,8 +251,10 @@ RESET enable_seqscan;
 -- must never exceed the exact distance (else: "index returned tuples in
 -- wrong order"), and every query gets its 50 rows.  A 4-d coarse prefix
 -- says little about such vectors, so wider rounds find rows the first
--- missed: they are returned late, out of order (in_order; the first 10 come
--- from the first round, in order: first_in_order), never dropped.  The
+-- missed: they are returned late, out of order (in_order), never dropped
+-- (first_in_order: the first 10 rows in order, as they are unless the
+-- executor drains the first round before it can place them, as with the
+-- infinite bounds of |q| |x| >= 2^100 under inner product).  The
 -- build measures that (default_ef_search, far above 50 here), so a first
 -- round of its default width would hand out all 50 rows in order: ef_search
 -- 40 makes the later rounds happen

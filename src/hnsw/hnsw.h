@@ -821,6 +821,8 @@ extern void hnsw_cost_estimate(struct PlannerInfo *root, struct IndexPath *path,
  */
 typedef struct HnswWalkCost
 {
+	double		limit;			/* in: the query's LIMIT (PlannerInfo.limit_tuples:
+								 * -1 unknown) */
 	int			ef;
 	double		step_cost;
 	double		extra_reads;

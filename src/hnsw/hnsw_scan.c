@@ -622,6 +622,7 @@ hnsw_cost_estimate_walk(struct PlannerInfo *root, struct IndexPath *path,
 
 	index = index_open(info->indexoid, NoLock);
 	m = hnsw_option_m(index);
+	walk.limit = root->limit_tuples;
 	walk_cost(index, &walk);
 	index_close(index, NoLock);
 

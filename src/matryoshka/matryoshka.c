@@ -265,6 +265,7 @@ assign_funnel(const char *newval, void *extra)
 void
 matryoshka_init(void)
 {
+	matryoshka_limit_init();
 	matryoshka_relopt_kind = add_reloption_kind();
 	hnsw_define_graph_options(matryoshka_relopt_kind);
 	add_string_reloption(matryoshka_relopt_kind, "granularities",

@@ -11,6 +11,7 @@
  *   matryoshka_build.c  ambuild/ambuildempty: the hnsw build with a payload
  *   matryoshka_fine.c   the payload: encode, read, partial sums
  *   matryoshka_measure.c  the build's measure of the default ef_search
+ *   matryoshka_limit.c  the LIMIT above a scan, for its first round
  *   matryoshka_scan.c   the scan: walk, funnel, lower bounds, more rows
  */
 #ifndef HIERINDEX_MATRYOSHKA_H
@@ -22,6 +23,7 @@
 #define MATRYOSHKA_MAX_FUNNEL_SIZE	10000	/* one entry of matryoshka.funnel */
 #define MATRYOSHKA_EF_SEARCH_MEASURED	0	/* matryoshka.ef_search: the index's
 											 * measured default (its default) */
+#define MATRYOSHKA_MEASURE_ROWS	10	/* the measured default is for LIMIT 10 */
 
 /*
  * Index options.  The hnsw options come first, in hnsw's layout, so that
@@ -132,6 +134,14 @@ extern void matryoshka_decode_fine(const MatryoshkaLayout *layout,
  */
 extern int	matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
 								  const char *payloads, Size stride, int threads);
+
+/*
+ * matryoshka_limit.c: an ExecutorStart hook notes the LIMIT right above each
+ * matryoshka index scan; a scan gets its LIMIT plus OFFSET when its first
+ * round starts (-1: none known).
+ */
+extern void matryoshka_limit_init(void);	/* from matryoshka_init */
+extern int64 matryoshka_scan_limit(IndexScanDesc scan);
 
 /* matryoshka_build.c */
 extern IndexBuildResult *matryoshka_build(Relation heap, Relation index, IndexInfo *info);

@@ -54,7 +54,7 @@
 #include "matryoshka/matryoshka.h"
 
 #define MEASURE_SAMPLES	256
-#define MEASURE_K		10
+#define MEASURE_K		MATRYOSHKA_MEASURE_ROWS
 #define MEASURE_TARGET	0.995
 
 /* the beams tried; the first answers LIMIT 10 in one round (README, Scan 4) */

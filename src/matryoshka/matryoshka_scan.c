@@ -74,6 +74,9 @@
 /* the widest beam a later round searches */
 #define MAX_ROUND_EF	(1 << 22)
 
+/* the widest first round a LIMIT asks for: beyond it, rounds go on */
+#define MAX_FIRST_EF	(10 * HNSW_MAX_EF_SEARCH)
+
 typedef struct Candidate
 {
 	int32		handle;			/* in the round's walk */
@@ -191,21 +194,33 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
 }
 
 /*
- * The first round's beam: matryoshka.ef_search, or when that is 0 (its
- * default) the ef the index's build measured (matryoshka_measure.c; an index
- * built empty, or too small to measure, has none: HNSW_DEFAULT_EF_SEARCH),
- * and at least the first funnel size.
+ * The first round's beam for a scan that will hand out `rows` rows (the
+ * LIMIT plus OFFSET right above it, matryoshka_limit.c; -1: unknown).
+ * matryoshka.ef_search, or when that is 0 (its default) the ef the index's
+ * build measured for 10 rows (matryoshka_measure.c; an index built empty, or
+ * too small to measure, has none: HNSW_DEFAULT_EF_SEARCH), as many
+ * candidates per row for a larger LIMIT, up to ef_search's maximum; at least
+ * the first funnel size; and at least the LIMIT and two more (the executor
+ * looks at the row after the last to be sure of the last's place), so that a
+ * LIMIT is answered in one round, in order, up to MAX_FIRST_EF rows (README,
+ * Scan 1).
  */
 static int
-first_round_ef(const HnswMetaPageData *meta)
+first_round_ef(const HnswMetaPageData *meta, int64 rows)
 {
-	int			ef = matryoshka_ef_search;
+	int64		ef = matryoshka_ef_search;
 
 	if (ef == MATRYOSHKA_EF_SEARCH_MEASURED)
+	{
 		ef = meta->default_ef > 0 ? meta->default_ef : HNSW_DEFAULT_EF_SEARCH;
+		if (rows > MATRYOSHKA_MEASURE_ROWS)
+			ef = Min(ef * rows / MATRYOSHKA_MEASURE_ROWS, HNSW_MAX_EF_SEARCH);
+	}
 	if (matryoshka_funnel_count > 0)
 		ef = Max(ef, matryoshka_funnel[0]);
-	return ef;
+	if (rows >= 0)
+		ef = Max(ef, Min(rows + 2, MAX_FIRST_EF));
+	return (int) ef;
 }
 
 /*
@@ -269,7 +284,7 @@ prepare_search(IndexScanDesc scan)
 
 	hnsw_scan_limits_init(&so->limits, matryoshka_iterative_scan,
 						  matryoshka_max_scan_tuples, matryoshka_scan_mem_multiplier);
-	so->base_ef = first_round_ef(&so->meta);
+	so->base_ef = first_round_ef(&so->meta, matryoshka_scan_limit(scan));
 	so->ef = so->base_ef;
 
 	/*
@@ -857,7 +872,7 @@ matryoshka_walk_cost(Relation index, HnswWalkCost *cost)
 	matryoshka_index_layout(index, dimensions, &layout);
 	if (matryoshka_ef_search == MATRYOSHKA_EF_SEARCH_MEASURED)
 		hnsw_read_meta(index, &meta);
-	cost->ef = first_round_ef(&meta);
+	cost->ef = first_round_ef(&meta, cost->limit >= 0 ? (int64) cost->limit : -1);
 	cost->step_cost = Max((double) MatryoshkaCoarse(&layout) / MatryoshkaFull(&layout), 0.25);
 	cost->extra_reads = layout.count > 1 ?
 		Min(cost->ef, matryoshka_funnel_count > 0 ? matryoshka_funnel[0] : cost->ef) : 0;

@@ -15,10 +15,16 @@
 # least 0.98 (each value is printed).  061 does the same on samples of the
 # benchmark's data sets.
 # The index must pass hierindex_check, hold one element per row, and the
-# planner must use it.  Then rows beyond the shortlist: LIMIT 500 at the
-# default settings (a first round of tens of rows) must return 500 distinct rows, nearly all of the exact 500,
-# in exact distance order but for at most 1% of them (a row that a narrower
-# round missed is returned when a wider one finds it, late: never dropped).
+# planner must use it.  Then LIMIT 500, beyond the measured ef_search: the
+# scan sees the LIMIT and ranks enough candidates in its first round, so
+# every query gets 500 distinct rows, nearly all of the exact 500, all in
+# exact distance order.  With half the rows filtered out above the scan
+# (and ef_search 10: a first round of 502) later rounds must find the rest:
+# still 500 rows, at most 1% out of order (a row that a narrower round
+# missed is returned when a wider one finds it, late: never dropped).  And
+# (l2) the LIMIT the scan sees: its first round's beam, from the DEBUG1
+# lines, for LIMIT, OFFSET, LIMIT $1, a cursor, LATERAL rescans, the
+# measured default, and after a query that failed.
 #
 # Run as tools/test.sh does: prove test/t/*.pl as a non-root user, with
 # PostgreSQL's TAP modules on PERL5LIB and its bin directory on PATH.
@@ -65,15 +71,96 @@ is( $node->safe_psql('postgres',
 	"$ROWS|$ROWS",
 	"$ROWS distinct vectors loaded");
 
-# recall@k of $knn (knn_sql) against the table $exact, at the defaults
+# recall@k of $knn (knn_sql) against the table $exact, after the SQL
+# $setting (none: at the defaults)
 sub recall
 {
-	my ($knn, $k, $exact) = @_;
+	my ($knn, $k, $exact, $setting) = @_;
+	$setting //= '';
 	return $node->safe_psql(
-		'postgres', qq{
+		'postgres', qq{$setting
 SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $k
 FROM ($knn) a JOIN $exact e USING (qid);
 });
+}
+
+# LIMIT $MANY for every query, with $filter (a WHERE clause or '') and
+# matryoshka.ef_search $ef (undef: the default): every query gets $MANY
+# distinct rows, at most a share $late_share of them after a farther row,
+# and recall@$MANY is at least 0.9
+sub many_rows
+{
+	my ($name, $op, $filter, $late_share, $ef) = @_;
+	my $what = ($filter ? "$name, $filter" : $name) . (defined $ef ? ", ef_search $ef" : '');
+	my $setting = defined $ef ? "SET matryoshka.ef_search = $ef;" : '';
+	my $many = "SELECT qid, array(SELECT id FROM items $filter ORDER BY v $op q LIMIT $MANY) AS ids FROM queries";
+	my $exact_many = 'exact_many';
+
+	$node->safe_psql('postgres',
+		"DROP TABLE IF EXISTS $exact_many;\n" . exact_answers_sql($exact_many, $many));
+	my ($full, $late) = split /\|/, $node->safe_psql(
+		'postgres', qq{$setting
+SELECT count(*) FILTER (WHERE rows = $MANY AND distinct_rows = $MANY), sum(late)
+FROM queries, LATERAL (
+	SELECT count(*) AS rows, count(DISTINCT id) AS distinct_rows,
+		   count(*) FILTER (WHERE d < prev) AS late
+	FROM (SELECT id, d, lag(d, 1, '-Infinity') OVER (ORDER BY n) AS prev
+		  FROM (SELECT id, v $op q AS d, row_number() OVER () AS n
+				FROM (SELECT id, v FROM items $filter ORDER BY v $op q LIMIT $MANY) s) t) u) r;
+});
+	is($full, $QUERIES,
+		"$what: LIMIT $MANY returns $MANY distinct rows for every query");
+	note("$what: $late of " . ($QUERIES * $MANY) . " rows came after a farther row");
+	cmp_ok($late, '<=', $late_share * $QUERIES * $MANY,
+		"$what: at most " . (100 * $late_share) . "% of the rows come out of exact order (got $late)");
+	recall_at_least(recall($many, $MANY, $exact_many, $setting), 0.9,
+		"$what: recall\@$MANY");
+}
+
+# The first round's beam of each matryoshka scan that $sql runs (its DEBUG1
+# lines), as a list; errors of $sql are allowed (on_error_stop off)
+sub first_beams
+{
+	my ($sql) = @_;
+	my ($stdout, $stderr);
+	$node->psql('postgres', "SET client_min_messages = debug1;\n$sql",
+		stdout => \$stdout, stderr => \$stderr, on_error_stop => 0);
+	return ($stderr =~ /matryoshka scan of "[^"]*": round 1, beam (\d+),/g);
+}
+
+# The LIMIT right above the scan sizes its first round (matryoshka_limit.c)
+sub limit_seen
+{
+	my ($index, $op) = @_;
+	my $q = '(SELECT q FROM queries WHERE qid = 1)';
+	my $ef = $node->safe_psql('postgres',
+		"SELECT default_ef_search FROM hierindex_index_info('$index')");
+
+	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;") ],
+		[52], 'ef_search 10, LIMIT 50: a first round of 52');
+	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q OFFSET 20 LIMIT 10) s;") ],
+		[32], 'ef_search 10, OFFSET 20 LIMIT 10: a first round of 32');
+	is_deeply([ first_beams("SET matryoshka.ef_search = 10; SET plan_cache_mode = force_generic_plan;
+PREPARE p(int) AS SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT \$1) s;
+EXECUTE p(100); EXECUTE p(5);") ],
+		[ 102, 10 ], 'a generic plan with LIMIT $1: rounds of 102 for 100 rows, 10 (ef_search) for 5');
+	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
+BEGIN; DECLARE c CURSOR FOR SELECT id FROM items ORDER BY v $op $q; FETCH 3 FROM c; COMMIT;") ],
+		[10], 'no LIMIT (a cursor): a first round of ef_search');
+	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
+SELECT count(*) FROM queries, LATERAL (SELECT id FROM items ORDER BY v $op q LIMIT 30) s;") ],
+		[ (32) x $QUERIES ], "a LATERAL LIMIT 30: a first round of 32 in each of $QUERIES rescans");
+	my $scaled = $ef * 5 < 1000 ? $ef * 5 : 1000;
+	$scaled = 52 if $scaled < 52;
+	is_deeply([ first_beams("SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;") ],
+		[$scaled], "default ef_search ($ef measured for 10 rows), LIMIT 50: a first round of $scaled");
+	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
+SELECT id / 0 FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 5) s;
+BEGIN; DECLARE c CURSOR FOR SELECT id FROM items ORDER BY v $op $q; FETCH 3 FROM c; COMMIT;
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;") ],
+		[ 10, 10, 52 ], 'after a query that failed, a query without LIMIT gets none and the next its own');
 }
 
 for my $case (
@@ -109,32 +196,17 @@ for my $case (
 		"64|$ROWS|$ROWS|{64,$DIM}",
 		"$name: hierindex_index_info shows $ROWS elements on a 64-d coarse prefix");
 
-	# more rows than the first round's shortlist: all of them, nearly all
-	# in exact order
 	if ($name eq 'l2' || $name eq 'cosine')
 	{
-		my $many = knn_sql($op, $MANY);
-		my $exact_many = "exact_many_$name";
-
-		$node->safe_psql('postgres', exact_answers_sql($exact_many, $many));
-		my ($full, $late) = split /\|/, $node->safe_psql(
-			'postgres', qq{
-SELECT count(*) FILTER (WHERE rows = $MANY AND distinct_rows = $MANY), sum(late)
-FROM queries, LATERAL (
-	SELECT count(*) AS rows, count(DISTINCT id) AS distinct_rows,
-		   count(*) FILTER (WHERE d < prev) AS late
-	FROM (SELECT id, d, lag(d, 1, '-Infinity') OVER (ORDER BY n) AS prev
-		  FROM (SELECT id, v $op q AS d, row_number() OVER () AS n
-				FROM (SELECT id, v FROM items ORDER BY v $op q LIMIT $MANY) s) t) u) r;
-});
-		is($full, $QUERIES,
-			"$name: LIMIT $MANY at the default settings returns $MANY distinct rows for every query");
-		note("$name: $late of " . ($QUERIES * $MANY) . " rows came after a farther row");
-		cmp_ok($late, '<=', 0.01 * $QUERIES * $MANY,
-			"$name: at most 1% of the rows come out of exact order (got $late)");
-		recall_at_least(recall($many, $MANY, $exact_many), 0.9,
-			"$name: recall\@$MANY at the default settings");
+		# a LIMIT beyond ef_search: the scan sees it and answers in one
+		# round, every row in exact order
+		many_rows($name, $op, '', 0);
+		# half the rows filtered out above the scan, whose first round is
+		# then LIMIT + 2 wide (ef_search 10): later rounds, where rows found
+		# late come out of order, never dropped
+		many_rows($name, $op, 'WHERE id % 2 = 0', 0.01, 10);
 	}
+	limit_seen($index, $op) if $name eq 'l2';
 
 	$node->safe_psql('postgres', "DROP INDEX $index");
 }
