@@ -299,20 +299,22 @@ SQL
 }
 
 # device_recall TABLE EF: recall@10 of the index against table truth at
-# hnsw.ef_search = EF; fails unless the plan really is the index scan (an
-# exact sequential scan would score 1 and prove nothing).
+# hnsw.ef_search = matryoshka.ef_search = EF ("default": the settings'
+# defaults); fails unless the plan really is the index scan (an exact
+# sequential scan would score 1 and prove nothing).
 device_recall()
 {
-	local table=$1 ef=$2 plan
+	local table=$1 ef=$2 plan settings=(-c "SET enable_seqscan = off")
 
-	plan=$(sql -c "SET enable_seqscan = off" -c "SET hnsw.ef_search = $ef" \
-		-c "SET matryoshka.ef_search = $ef" -c "EXPLAIN $(device_all_queries_sql "$table")") || return 1
+	[ "$ef" = default ] ||
+		settings+=(-c "SET hnsw.ef_search = $ef" -c "SET matryoshka.ef_search = $ef")
+	plan=$(sql "${settings[@]}" -c "EXPLAIN $(device_all_queries_sql "$table")") || return 1
 	if ! grep -q "Index Scan using ${table}_idx" <<<"$plan"; then
 		echo "the recall statement does not use ${table}_idx:" >&2
 		echo "$plan" >&2
 		return 1
 	fi
-	sql -c "SET enable_seqscan = off" -c "SET hnsw.ef_search = $ef" -c "SET matryoshka.ef_search = $ef" -c "
+	sql "${settings[@]}" -c "
 		SELECT round(avg(cardinality(array(SELECT unnest(r.ids) INTERSECT SELECT unnest(t.ids[1:10]))))::numeric / 10, 4)
 		FROM ($(device_all_queries_sql "$table")) AS r JOIN truth AS t ON t.query_id = r.id"
 }

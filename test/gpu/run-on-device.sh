@@ -13,7 +13,8 @@
 #              matryoshka index (m 16, ef_construction 64; matryoshka with
 #              its default granularities) that must give hierindex_check no
 #              rows, the right build_method, and recall@10 >= 0.99 at
-#              ef_search 100
+#              ef_search 100; a matryoshka index also >= 0.98 at the
+#              default settings (the ef_search its build measured)
 #
 # Beforehand, on the machine with PostgreSQL (once per change of the C or
 # SQL side):   bash test/gpu/prepare-device.sh
@@ -46,6 +47,7 @@ E2E_M=16
 E2E_EF_CONSTRUCTION=64
 E2E_EF_SEARCH=100
 E2E_RECALL_TARGET=${E2E_RECALL_TARGET:-0.99}
+E2E_DEFAULT_RECALL_TARGET=0.98	# matryoshka at its defaults (issue 6)
 RUN_BUILD=1
 RUN_KERNEL=1
 RUN_E2E=1
@@ -122,6 +124,17 @@ e2e_index()
 	if ! awk -v r="$recall" -v t="$E2E_RECALL_TARGET" 'BEGIN { exit !(r + 0 >= t && r != "error") }'; then
 		status=FAILED
 		notes="$notes recall $recall < $E2E_RECALL_TARGET;"
+	fi
+	if [ "$am" = matryoshka ]; then
+		# the default settings: the ef_search the build measured
+		local measured default_recall
+		measured=$(sql -c "SELECT default_ef_search FROM hierindex_index_info('$INDEX_NAME')") || measured=error
+		default_recall=$(device_recall items default) || default_recall=error
+		notes="$notes default ef_search $measured: recall@10 $default_recall;"
+		if ! awk -v r="$default_recall" -v t="$E2E_DEFAULT_RECALL_TARGET" 'BEGIN { exit !(r + 0 >= t && r != "error") }'; then
+			status=FAILED
+			notes="$notes below $E2E_DEFAULT_RECALL_TARGET;"
+		fi
 	fi
 	[ "$am" = hnsw ] || device=$am:$device
 	say "$device: hierindex_check $problems problems, recall@10 $recall at ef_search $E2E_EF_SEARCH: $status"
