@@ -252,12 +252,12 @@ RESET enable_seqscan;
 -- wrong order"), and every query gets its 50 rows.  A 4-d coarse prefix
 -- says little about such vectors, so wider rounds find rows the first
 -- missed: they are returned late, out of order (in_order), never dropped
--- (first_in_order: the first 10 rows in order, as they are unless the
--- executor drains the first round before it can place them, as with the
--- infinite bounds of |q| |x| >= 2^100 under inner product).  The
+-- (first_in_order: the first 10 rows come from the first round, in
+-- order).  The
 -- build measures that (default_ef_search, far above 50 here), so a first
 -- round of its default width would hand out all 50 rows in order: ef_search
--- 40 makes the later rounds happen
+-- 40 makes the later rounds happen (and the rows are read in a loop, with
+-- no LIMIT for the scan to see)
 -- ---------------------------------------------------------------------------
 SET matryoshka.ef_search = 40;
 CREATE TABLE mry_wide (id int, v vector(16));
@@ -283,9 +283,24 @@ BEGIN
 			n bigint;
 			ordered bool;
 			first_ordered bool;
+			d float8;
+			prev float8;
 		BEGIN
-			EXECUTE format('SELECT count(*), coalesce(bool_and(d >= prev OR prev IS NULL), true), coalesce(bool_and(d >= prev OR prev IS NULL) FILTER (WHERE n <= 10), true) FROM (SELECT d, n, lag(d) OVER (ORDER BY n) AS prev FROM (SELECT v %s $1 AS d, row_number() OVER () AS n FROM (SELECT v FROM mry_wide ORDER BY v %s $1 LIMIT 50) s) t) u', op, op)
-				INTO n, ordered, first_ordered USING q;
+			-- the first 50 rows through a loop, not a LIMIT, which the
+			-- scan would see and answer in one round of 52
+			n := 0;
+			ordered := true;
+			first_ordered := true;
+			prev := NULL;
+			FOR d IN EXECUTE format('SELECT v %s $1 FROM mry_wide ORDER BY v %s $1', op, op) USING q LOOP
+				n := n + 1;
+				IF d < prev THEN
+					ordered := false;
+					first_ordered := first_ordered AND n > 10;
+				END IF;
+				prev := d;
+				EXIT WHEN n = 50;
+			END LOOP;
 			rows := rows + n;
 			in_order := in_order AND ordered;
 			first_in_order := first_in_order AND first_ordered;

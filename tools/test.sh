@@ -147,7 +147,7 @@ make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null 2>&1
 # the data tools of the benchmarks too: test/t/061 runs them, as a user
 # that may not be able to write the tree
 if run_logged "$WORK/build.log" make -j"$(nproc)" PG_CONFIG="$PG_CONFIG" COPT=-Werror &&
-	run_logged "$WORK/build.log" make -C test/bench matryoshka-tools; then
+	run_logged "$WORK/bench-tools.log" make -C test/bench matryoshka-tools; then
 	if [ -f hierindex_gpu.so ]; then
 		record build 0 0 "ok: hierindex.so and the GPU module hierindex_gpu.so"
 	else

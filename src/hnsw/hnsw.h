@@ -123,6 +123,8 @@ typedef struct HnswMetaPageData
 	uint32		full_dimensions;
 	BlockNumber fine_insert_page;
 	uint32		payload_size;	/* bytes of each element's fine payload */
+	int64		measured_elements;	/* element_count when default_ef was
+									 * measured (0: not measured) */
 } HnswMetaPageData;
 
 typedef HnswMetaPageData *HnswMetaPage;
@@ -639,10 +641,10 @@ typedef struct HnswBuildSpec
 	/*
 	 * Or NULL: called once the graph in memory is linked and connected,
 	 * before it is written (fill_meta comes after it), with the payloads in
-	 * element order and the build's thread count.
+	 * element order (payload_stride apart) and the build's thread count.
 	 */
 	void		(*measure) (void *arg, const Graph *graph, const char *payloads,
-							int threads);
+							Size payload_stride, int threads);
 	void	   *arg;
 } HnswBuildSpec;
 

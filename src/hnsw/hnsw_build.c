@@ -975,7 +975,8 @@ hnsw_build_with_spec(Relation heap, Relation index, IndexInfo *info,
 		connect_graph(state);
 		phases.connect = hnsw_seconds_since(started) - phases.load - phases.link;
 		if (spec->measure != NULL)
-			spec->measure(spec->arg, state->graph, state->payloads, state->threads);
+			spec->measure(spec->arg, state->graph, state->payloads,
+						  spec->payload_stride, state->threads);
 		collect_heap_tids(state, &heaptids);
 		written = state->graph;
 		build_method = phases.on_gpu ? HNSW_BUILD_GPU : HNSW_BUILD_CPU;

@@ -74,15 +74,17 @@ matryoshka_fill_meta(HnswMetaPageData *meta, void *arg)
 	meta->full_dimensions = MatryoshkaFull(&build->layout);
 	meta->payload_size = (uint32) build->payload_size;
 	meta->default_ef = (uint16) build->default_ef;
+	meta->measured_elements = build->default_ef > 0 ? meta->element_count : 0;
 }
 
 static void
-matryoshka_measure(void *arg, const Graph *graph, const char *payloads, int threads)
+matryoshka_measure(void *arg, const Graph *graph, const char *payloads,
+				   Size payload_stride, int threads)
 {
 	MatryoshkaBuild *build = (MatryoshkaBuild *) arg;
 
 	build->default_ef = matryoshka_measure_ef(&build->layout, graph, payloads,
-											  build->payload_size, threads);
+											  payload_stride, threads);
 }
 
 static void

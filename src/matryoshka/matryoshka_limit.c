@@ -22,8 +22,12 @@
  * removes them with the executor state).  A scan looks itself up by its scan
  * descriptor (IndexScanState.iss_ScanDesc, set before the scan's first
  * rescan) when its first round starts: a list of a few entries per running
- * query.  A scan with no Limit right above it (a filter or a join above,
- * LIMIT ALL, a cursor) gets no bound and works as before.
+ * query.  A scan with no Limit right above it (a join, a sort or an
+ * aggregate between them, LIMIT ALL, a cursor over a query without LIMIT)
+ * gets no bound and works as before.  A WHERE clause the index does not
+ * answer is the scan node's own filter, so the Limit is still right above:
+ * the first round is then LIMIT + 2 wide, and rounds go on for the rows
+ * the filter drops.
  */
 #include "postgres.h"
 

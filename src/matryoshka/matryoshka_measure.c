@@ -52,6 +52,7 @@
 #include <stdlib.h>
 
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "portability/instr_time.h"
 
 #include "matryoshka/matryoshka.h"
@@ -169,7 +170,9 @@ rank_on_full(const Measure *measure, const MeasureSample *sample,
 /*
  * With ef 0: every sample's reference top 10 (returns how many).  Otherwise
  * the sum over the samples of how many of its reference top 10 a round of
- * beam ef returns.  -1: out of memory.  Plain C on measure->threads threads.
+ * beam ef returns.  -1: out of memory.  Plain C on measure->threads threads,
+ * with every signal blocked while they run (they inherit the mask, so no
+ * PostgreSQL signal handler runs on them); interrupts are checked after.
  */
 static int64
 measure_pass(Measure *measure, int ef)
@@ -177,6 +180,11 @@ measure_pass(Measure *measure, int ef)
 	int			beam = ef == 0 ? measure->width : ef + 1;	/* + the sample itself */
 	int64		total = 0;
 	bool		failed = false;
+	sigset_t	all_signals;
+	sigset_t	saved_signals;
+
+	sigfillset(&all_signals);
+	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
 
 #pragma omp parallel num_threads(measure->threads) reduction(+:total)
 	{
@@ -224,6 +232,8 @@ measure_pass(Measure *measure, int ef)
 		free(found);
 		free(ranked);
 	}
+	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
+	CHECK_FOR_INTERRUPTS();
 	return failed ? -1 : total;
 }
 
@@ -295,8 +305,6 @@ matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
 	int			tried = 0;
 	int			ef = 0;
 	int64		truth;
-	sigset_t	all_signals;
-	sigset_t	saved_signals;
 	instr_time	started;
 	instr_time	elapsed;
 	StringInfoData points;
@@ -326,15 +334,19 @@ matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
 		sample->truth_count = 0;
 	}
 
-	sigfillset(&all_signals);
-	pthread_sigmask(SIG_BLOCK, &all_signals, &saved_signals);
+	/*
+	 * The lazy statics of the fine sums (the decoding table, the CPU's F16C
+	 * flag) are set here, before any thread reads them.
+	 */
+	(void) matryoshka_fine_sum(layout, payloads, measure.samples[0].query, g1,
+							   MatryoshkaFull(layout));
+
 	truth = measure_pass(&measure, 0);
 	if (truth > 0)
 	{
 		measure.truth_total = truth;
 		ef = measure_ladder(&measure, tried_ef, tried_recall, &tried);
 	}
-	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
 
 	INSTR_TIME_SET_CURRENT(elapsed);
 	INSTR_TIME_SUBTRACT(elapsed, started);

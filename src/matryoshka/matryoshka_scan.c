@@ -77,6 +77,9 @@
 /* the widest first round a LIMIT asks for: beyond it, rounds go on */
 #define MAX_FIRST_EF	(10 * HNSW_MAX_EF_SEARCH)
 
+/* growth of an index past its measure beyond which the measure is a floor */
+#define MEASURE_GROWTH	4
+
 typedef struct Candidate
 {
 	int32		handle;			/* in the round's walk */
@@ -116,6 +119,7 @@ typedef struct MatryoshkaScanOpaqueData
 	double		query_norms[HNSW_MAX_GRANULARITIES];	/* |q[0:g_i)| */
 	double		query_fine_norm;	/* |q[g1:D)| */
 	int			base_ef;		/* the first round's beam */
+	int64		limit_rows;		/* LIMIT + OFFSET above the scan; -1: none */
 	int			ef;				/* the last round's beam */
 	int			rounds;			/* of this rescan */
 	bool		exhausted;		/* the graph search has nothing left */
@@ -198,7 +202,10 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
  * LIMIT plus OFFSET right above it, matryoshka_limit.c; -1: unknown).
  * matryoshka.ef_search, or when that is 0 (its default) the ef the index's
  * build measured for 10 rows (matryoshka_measure.c; an index built empty, or
- * too small to measure, has none: HNSW_DEFAULT_EF_SEARCH), as many
+ * too small to measure, has none: HNSW_DEFAULT_EF_SEARCH; once inserts have
+ * grown the index past MEASURE_GROWTH times what was measured, at least
+ * HNSW_DEFAULT_EF_SEARCH, since a small table's measure says little about
+ * a large one), as many
  * candidates per row for a larger LIMIT, up to ef_search's maximum; at least
  * the first funnel size; and at least the LIMIT and two more (the executor
  * looks at the row after the last to be sure of the last's place), so that a
@@ -210,9 +217,15 @@ first_round_ef(const HnswMetaPageData *meta, int64 rows)
 {
 	int64		ef = matryoshka_ef_search;
 
+	rows = Min(rows, (int64) MAX_FIRST_EF);
 	if (ef == MATRYOSHKA_EF_SEARCH_MEASURED)
 	{
-		ef = meta->default_ef > 0 ? meta->default_ef : HNSW_DEFAULT_EF_SEARCH;
+		if (meta->default_ef == 0 || meta->measured_elements <= 0)
+			ef = HNSW_DEFAULT_EF_SEARCH;
+		else if (meta->element_count > MEASURE_GROWTH * meta->measured_elements)
+			ef = Max(meta->default_ef, HNSW_DEFAULT_EF_SEARCH);
+		else
+			ef = meta->default_ef;
 		if (rows > MATRYOSHKA_MEASURE_ROWS)
 			ef = Min(ef * rows / MATRYOSHKA_MEASURE_ROWS, HNSW_MAX_EF_SEARCH);
 	}
@@ -284,7 +297,8 @@ prepare_search(IndexScanDesc scan)
 
 	hnsw_scan_limits_init(&so->limits, matryoshka_iterative_scan,
 						  matryoshka_max_scan_tuples, matryoshka_scan_mem_multiplier);
-	so->base_ef = first_round_ef(&so->meta, matryoshka_scan_limit(scan));
+	so->limit_rows = matryoshka_scan_limit(scan);
+	so->base_ef = first_round_ef(&so->meta, so->limit_rows);
 	so->ef = so->base_ef;
 
 	/*
@@ -459,7 +473,11 @@ compare_candidates(const void *a, const void *b)
 	return (ca->handle > cb->handle) - (ca->handle < cb->handle);
 }
 
-/* Funnel size of stage `stage` for a round of beam ef, or INT_MAX: keep all. */
+/*
+ * Funnel size of stage `stage` for a round of beam ef, or INT_MAX: keep all.
+ * Never below the LIMIT the scan knows (and two more, as first_round_ef),
+ * so that a funnel does not split a LIMIT over several rounds.
+ */
 static int
 stage_keep(MatryoshkaScanOpaque so, int stage, int ef)
 {
@@ -468,6 +486,8 @@ stage_keep(MatryoshkaScanOpaque so, int stage, int ef)
 	if (stage >= matryoshka_funnel_count)
 		return INT_MAX;
 	keep = (double) matryoshka_funnel[stage] * ef / so->base_ef;
+	if (so->limit_rows >= 0)
+		keep = Max(keep, (double) Min(so->limit_rows + 2, (int64) MAX_FIRST_EF));
 	return keep >= INT_MAX ? INT_MAX : Max((int) keep, 1);
 }
 
@@ -855,8 +875,10 @@ matryoshka_end_scan(IndexScanDesc scan)
 
 /*
  * The cost estimate: hnsw's (hnsw_cost_estimate_walk), with this index's
- * walk.  It searches max(matryoshka.ef_search, first funnel size)
- * candidates, like a scan's first round; a step reads a coarse element, so
+ * walk.  It searches as many candidates as a scan's first round
+ * (first_round_ef, with the planner's LIMIT: where a join or a sort lies
+ * between the LIMIT and the scan, the scan sees no LIMIT at run time and
+ * this is an overestimate); a step reads a coarse element, so
  * it costs the coarse share g1 / D of an hnsw step, but never less than a
  * quarter of one (a step's page access and bookkeeping do not shrink with
  * the vector); every candidate that leaves the coarse stage then reads its
@@ -872,7 +894,8 @@ matryoshka_walk_cost(Relation index, HnswWalkCost *cost)
 	matryoshka_index_layout(index, dimensions, &layout);
 	if (matryoshka_ef_search == MATRYOSHKA_EF_SEARCH_MEASURED)
 		hnsw_read_meta(index, &meta);
-	cost->ef = first_round_ef(&meta, cost->limit >= 0 ? (int64) cost->limit : -1);
+	cost->ef = first_round_ef(&meta, cost->limit >= 0 ?
+							  (int64) Min(cost->limit, (double) MAX_FIRST_EF) : -1);
 	cost->step_cost = Max((double) MatryoshkaCoarse(&layout) / MatryoshkaFull(&layout), 0.25);
 	cost->extra_reads = layout.count > 1 ?
 		Min(cost->ef, matryoshka_funnel_count > 0 ? matryoshka_funnel[0] : cost->ef) : 0;

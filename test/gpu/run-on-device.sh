@@ -94,6 +94,12 @@ run_kernel_tests()
 	fi
 }
 
+# recall_reaches RECALL TARGET: RECALL is a number (not "error") >= TARGET
+recall_reaches()
+{
+	awk -v r="$1" -v t="$2" 'BEGIN { exit !(r + 0 >= t && r != "error") }'
+}
+
 # One e2e index: build, check, recall; appends a row to E2E_TABLE.
 e2e_index()
 {
@@ -121,7 +127,7 @@ e2e_index()
 		sql -c "SELECT * FROM hierindex_check('$INDEX_NAME') LIMIT 10" | sed 's/^/    /'
 	fi
 	recall=$(device_recall items "$E2E_EF_SEARCH") || recall=error
-	if ! awk -v r="$recall" -v t="$E2E_RECALL_TARGET" 'BEGIN { exit !(r + 0 >= t && r != "error") }'; then
+	if ! recall_reaches "$recall" "$E2E_RECALL_TARGET"; then
 		status=FAILED
 		notes="$notes recall $recall < $E2E_RECALL_TARGET;"
 	fi
@@ -131,7 +137,7 @@ e2e_index()
 		measured=$(sql -c "SELECT default_ef_search FROM hierindex_index_info('$INDEX_NAME')") || measured=error
 		default_recall=$(device_recall items default) || default_recall=error
 		notes="$notes default ef_search $measured: recall@10 $default_recall;"
-		if ! awk -v r="$default_recall" -v t="$E2E_DEFAULT_RECALL_TARGET" 'BEGIN { exit !(r + 0 >= t && r != "error") }'; then
+		if ! recall_reaches "$default_recall" "$E2E_DEFAULT_RECALL_TARGET"; then
 			status=FAILED
 			notes="$notes below $E2E_DEFAULT_RECALL_TARGET;"
 		fi

@@ -18,13 +18,15 @@
 # planner must use it.  Then LIMIT 500, beyond the measured ef_search: the
 # scan sees the LIMIT and ranks enough candidates in its first round, so
 # every query gets 500 distinct rows, nearly all of the exact 500, all in
-# exact distance order.  With half the rows filtered out above the scan
-# (and ef_search 10: a first round of 502) later rounds must find the rest:
+# exact distance order.  With half the rows filtered out by the scan node's
+# filter (and ef_search 10: a first round of 502) later rounds must find the rest:
 # still 500 rows, at most 1% out of order (a row that a narrower round
 # missed is returned when a wider one finds it, late: never dropped).  And
-# (l2) the LIMIT the scan sees: its first round's beam, from the DEBUG1
-# lines, for LIMIT, OFFSET, LIMIT $1, a cursor, LATERAL rescans, the
-# measured default, and after a query that failed.
+# (l2) the LIMIT the scan sees: its rounds and their beams, from the DEBUG1
+# lines, for LIMIT, a funnel, OFFSET, LIMIT $1, a cursor, LATERAL rescans,
+# the measured default, and after a query that failed.  Last, a 200-row
+# build's measure, and 40 as a floor under it once inserts grew the index
+# five-fold.
 #
 # Run as tools/test.sh does: prove test/t/*.pl as a non-root user, with
 # PostgreSQL's TAP modules on PERL5LIB and its bin directory on PATH.
@@ -117,15 +119,19 @@ FROM queries, LATERAL (
 		"$what: recall\@$MANY");
 }
 
-# The first round's beam of each matryoshka scan that $sql runs (its DEBUG1
-# lines), as a list; errors of $sql are allowed (on_error_stop off)
-sub first_beams
+# The rounds of the matryoshka scans that $sql runs, from their DEBUG1
+# lines, as "round/beam" strings in order; errors of $sql are allowed
+# (on_error_stop off)
+sub rounds
 {
 	my ($sql) = @_;
 	my ($stdout, $stderr);
 	$node->psql('postgres', "SET client_min_messages = debug1;\n$sql",
 		stdout => \$stdout, stderr => \$stderr, on_error_stop => 0);
-	return ($stderr =~ /matryoshka scan of "[^"]*": round 1, beam (\d+),/g);
+	my @rounds;
+	push @rounds, "$1/$2"
+	  while $stderr =~ /matryoshka scan of "[^"]*": round (\d+), beam (\d+),/g;
+	return \@rounds;
 }
 
 # The LIMIT right above the scan sizes its first round (matryoshka_limit.c)
@@ -136,31 +142,35 @@ sub limit_seen
 	my $ef = $node->safe_psql('postgres',
 		"SELECT default_ef_search FROM hierindex_index_info('$index')");
 
-	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
-SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;") ],
-		[52], 'ef_search 10, LIMIT 50: a first round of 52');
-	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
-SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q OFFSET 20 LIMIT 10) s;") ],
-		[32], 'ef_search 10, OFFSET 20 LIMIT 10: a first round of 32');
-	is_deeply([ first_beams("SET matryoshka.ef_search = 10; SET plan_cache_mode = force_generic_plan;
+	is_deeply(rounds("SET matryoshka.ef_search = 10;
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;"),
+		['1/52'], 'ef_search 10, LIMIT 50: one round of 52');
+	is_deeply(rounds("SET matryoshka.ef_search = 10; SET matryoshka.funnel = '20';
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;"),
+		['1/52'], 'ef_search 10, funnel 20, LIMIT 50: still one round (the funnel keeps the LIMIT)');
+	is_deeply(rounds("SET matryoshka.ef_search = 10;
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q OFFSET 20 LIMIT 10) s;"),
+		['1/32'], 'ef_search 10, OFFSET 20 LIMIT 10: one round of 32');
+	is_deeply(rounds("SET matryoshka.ef_search = 10; SET plan_cache_mode = force_generic_plan;
 PREPARE p(int) AS SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT \$1) s;
-EXECUTE p(100); EXECUTE p(5);") ],
-		[ 102, 10 ], 'a generic plan with LIMIT $1: rounds of 102 for 100 rows, 10 (ef_search) for 5');
-	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
-BEGIN; DECLARE c CURSOR FOR SELECT id FROM items ORDER BY v $op $q; FETCH 3 FROM c; COMMIT;") ],
-		[10], 'no LIMIT (a cursor): a first round of ef_search');
-	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
-SELECT count(*) FROM queries, LATERAL (SELECT id FROM items ORDER BY v $op q LIMIT 30) s;") ],
-		[ (32) x $QUERIES ], "a LATERAL LIMIT 30: a first round of 32 in each of $QUERIES rescans");
+EXECUTE p(100); EXECUTE p(5);"),
+		[ '1/102', '1/10' ], 'a generic plan with LIMIT $1: rounds of 102 for 100 rows, 10 (ef_search) for 5');
+	is_deeply([ @{ rounds("SET matryoshka.ef_search = 10;
+BEGIN; DECLARE c CURSOR FOR SELECT id FROM items ORDER BY v $op $q; FETCH 25 FROM c; COMMIT;") }[0, 1] ],
+		[ '1/10', '2/20' ], 'no LIMIT (a cursor): rounds of ef_search, then twice that');
+	is_deeply(rounds("SET matryoshka.ef_search = 10;
+SELECT count(*) FROM queries, LATERAL (SELECT id FROM items ORDER BY v $op q LIMIT 30) s;"),
+		[ ('1/32') x $QUERIES ], "a LATERAL LIMIT 30: one round of 32 in each of $QUERIES rescans");
 	my $scaled = $ef * 5 < 1000 ? $ef * 5 : 1000;
 	$scaled = 52 if $scaled < 52;
-	is_deeply([ first_beams("SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;") ],
-		[$scaled], "default ef_search ($ef measured for 10 rows), LIMIT 50: a first round of $scaled");
-	is_deeply([ first_beams("SET matryoshka.ef_search = 10;
-SELECT id / 0 FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 5) s;
+	is_deeply(rounds("SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;"),
+		["1/$scaled"], "default ef_search ($ef measured for 10 rows), LIMIT 50: one round of $scaled");
+	is_deeply(rounds("SET matryoshka.ef_search = 10;
+SELECT id / 0 FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;
 BEGIN; DECLARE c CURSOR FOR SELECT id FROM items ORDER BY v $op $q; FETCH 3 FROM c; COMMIT;
-SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;") ],
-		[ 10, 10, 52 ], 'after a query that failed, a query without LIMIT gets none and the next its own');
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 40) s;"),
+		[ '1/52', '1/10', '1/42' ],
+		'after a query that failed, a query without LIMIT gets none and the next its own');
 }
 
 for my $case (
@@ -201,14 +211,34 @@ for my $case (
 		# a LIMIT beyond ef_search: the scan sees it and answers in one
 		# round, every row in exact order
 		many_rows($name, $op, '', 0);
-		# half the rows filtered out above the scan, whose first round is
-		# then LIMIT + 2 wide (ef_search 10): later rounds, where rows found
-		# late come out of order, never dropped
+		# half the rows filtered out by the scan node's own filter, whose
+		# first round is then LIMIT + 2 wide (ef_search 10): later rounds,
+		# where rows found late come out of order, never dropped
 		many_rows($name, $op, 'WHERE id % 2 = 0', 0.01, 10);
 	}
 	limit_seen($index, $op) if $name eq 'l2';
 
 	$node->safe_psql('postgres', "DROP INDEX $index");
+}
+
+# The measure of a small build counts only as a floor once inserts have
+# grown the index past four times what was measured
+{
+	my $q = '(SELECT q FROM queries WHERE qid = 1)';
+	$node->safe_psql('postgres', qq{
+CREATE TABLE grow AS SELECT * FROM items WHERE id <= 200;
+CREATE INDEX grow_idx ON grow USING matryoshka (v vector_l2_ops);});
+	my $measured = $node->safe_psql('postgres',
+		"SELECT default_ef_search FROM hierindex_index_info('grow_idx')");
+	my $query = "SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM grow ORDER BY v <-> $q LIMIT 5) s;";
+	is_deeply(rounds($query), ["1/$measured"],
+		"a 200-row build: its measured default ef_search $measured");
+	$node->safe_psql('postgres', 'INSERT INTO grow SELECT * FROM items WHERE id > 200 AND id <= 1000');
+	my $floor = $measured > 40 ? $measured : 40;
+	is_deeply(rounds($query), ["1/$floor"],
+		"grown to 1000 rows: at least 40 (got a first round of $floor)");
+	$node->safe_psql('postgres', 'DROP TABLE grow');
 }
 
 $node->stop;

@@ -42,11 +42,12 @@ my $DIR = PostgreSQL::Test::Utils::tempdir();
 
 # the data tools; tools/test.sh has built them already when the tree is
 # not writable here
+# (a failure dies: this file fails, and prove goes on with the others)
 system("make -s -C '$BENCH' matryoshka-tools >'$DIR/make.log' 2>&1") == 0
-  or BAIL_OUT("make -C test/bench matryoshka-tools failed: "
+  or die("make -C test/bench matryoshka-tools failed: "
 	  . slurp_file("$DIR/make.log"));
 -r "$FMNIST/train-images-idx3-ubyte.gz" && -r "$FMNIST/t10k-images-idx3-ubyte.gz"
-  or BAIL_OUT("Fashion-MNIST is not in $FMNIST: install the Debian package "
+  or die("Fashion-MNIST is not in $FMNIST: install the Debian package "
 	  . "dataset-fashion-mnist (bash tools/setup.sh does)");
 
 # run a shell pipeline, or stop the test with its error output; only the
@@ -57,7 +58,7 @@ sub shell
 	my ($command) = @_;
 	my $log = "$DIR/shell.log";
 	system('bash', '-c', "( $command ) 2>'$log'") == 0
-	  or BAIL_OUT("'$command' failed: " . slurp_file($log));
+	  or die("'$command' failed: " . slurp_file($log));
 }
 
 my $node = start_hierindex_node('matryoshka_datasets',
@@ -74,11 +75,11 @@ DROP TABLE IF EXISTS items, queries, exact;
 CREATE TABLE items (id int4 NOT NULL, v vector($dim));
 CREATE TABLE queries (qid int4 NOT NULL, q vector($dim));
 CREATE TABLE exact (qid int4 NOT NULL, ids int4[], distances float8[]);});
-	shell("$BENCH/fvecs_to_copy <'$base' | psql -X -q -d '$connstr' "
+	shell("$BENCH/fvecs_to_copy <'$base' | psql -X -q -d \"$connstr\" "
 		  . "-c '\\copy items FROM pstdin WITH (FORMAT binary)'");
-	shell("$BENCH/fvecs_to_copy <'$queries' | psql -X -q -d '$connstr' "
+	shell("$BENCH/fvecs_to_copy <'$queries' | psql -X -q -d \"$connstr\" "
 		  . "-c '\\copy queries FROM pstdin WITH (FORMAT binary)'");
-	shell("$BENCH/knn_truth $metric $K '$base' '$queries' | psql -X -q -d '$connstr' "
+	shell("$BENCH/knn_truth $metric $K '$base' '$queries' | psql -X -q -d \"$connstr\" "
 		  . "-c '\\copy exact FROM pstdin'");
 	$node->safe_psql('postgres', 'ANALYZE items; ANALYZE queries;');
 	is( $node->safe_psql(
@@ -138,7 +139,7 @@ load_data_set('Fashion-MNIST PCA', 784, "$DIR/fmnist.fvecs", "$DIR/fmnist-q.fvec
 	20000, 200);
 check_index('Fashion-MNIST PCA, l2', 'vector_l2_ops', '<->', '32,128,784', 784);
 $node->safe_psql('postgres', 'DROP TABLE exact');
-shell("$BENCH/knn_truth cosine $K '$DIR/fmnist.fvecs' '$DIR/fmnist-q.fvecs' | psql -X -q -d '$connstr' "
+shell("$BENCH/knn_truth cosine $K '$DIR/fmnist.fvecs' '$DIR/fmnist-q.fvecs' | psql -X -q -d \"$connstr\" "
 	  . "-c 'CREATE TABLE exact (qid int4, ids int4[], distances float8[])' "
 	  . "-c '\\copy exact FROM pstdin'");
 check_index('Fashion-MNIST PCA, cosine', 'vector_cosine_ops', '<=>', '48,192,784', 784);
