@@ -73,19 +73,6 @@ is( $node->safe_psql('postgres',
 	"$ROWS|$ROWS",
 	"$ROWS distinct vectors loaded");
 
-# recall@k of $knn (knn_sql) against the table $exact, after the SQL
-# $setting (none: at the defaults)
-sub recall
-{
-	my ($knn, $k, $exact, $setting) = @_;
-	$setting //= '';
-	return $node->safe_psql(
-		'postgres', qq{$setting
-SELECT avg((SELECT count(*) FROM unnest(a.ids) id WHERE id = ANY (e.ids)))::float8 / $k
-FROM ($knn) a JOIN $exact e USING (qid);
-});
-}
-
 # LIMIT $MANY for every query, with $filter (a WHERE clause or '') and
 # matryoshka.ef_search $ef (undef: the default): every query gets $MANY
 # distinct rows, at most a share $late_share of them after a farther row,
@@ -94,7 +81,7 @@ sub many_rows
 {
 	my ($name, $op, $filter, $late_share, $ef) = @_;
 	my $what = ($filter ? "$name, $filter" : $name) . (defined $ef ? ", ef_search $ef" : '');
-	my $setting = defined $ef ? "SET matryoshka.ef_search = $ef;" : '';
+	my $setting = defined $ef ? ef_search_sql($ef) : '';
 	my $many = "SELECT qid, array(SELECT id FROM items $filter ORDER BY v $op q LIMIT $MANY) AS ids FROM queries";
 	my $exact_many = 'exact_many';
 
@@ -115,7 +102,9 @@ FROM queries, LATERAL (
 	note("$what: $late of " . ($QUERIES * $MANY) . " rows came after a farther row");
 	cmp_ok($late, '<=', $late_share * $QUERIES * $MANY,
 		"$what: at most " . (100 * $late_share) . "% of the rows come out of exact order (got $late)");
-	recall_at_least(recall($many, $MANY, $exact_many, $setting), 0.9,
+	recall_at_least(
+		measure_recall($node, knn => $many, k => $MANY, exact => $exact_many, ef_search => $ef),
+		0.9,
 		"$what: recall\@$MANY");
 }
 
@@ -193,7 +182,7 @@ for my $case (
 		"$name: the planner uses the index for ORDER BY ... LIMIT $K")
 	  or diag($plan);
 
-	recall_at_least(recall($knn, $K, $exact), $MIN_RECALL,
+	recall_at_least(measure_recall($node, knn => $knn, k => $K, exact => $exact), $MIN_RECALL,
 		"$name: recall\@$K at the default settings");
 
 	every_query_returns($node, $knn, $K, "$name: every query returns $K distinct rows");

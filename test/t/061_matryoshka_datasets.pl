@@ -65,22 +65,31 @@ my $node = start_hierindex_node('matryoshka_datasets',
 	conf => "maintenance_work_mem = '512MB'");
 my $connstr = $node->connstr('postgres');
 
+# table exact: the exact top $K of each query under $metric (knn_truth)
+sub load_exact
+{
+	my ($metric, $base, $queries) = @_;
+	$node->safe_psql('postgres', qq{
+DROP TABLE IF EXISTS exact;
+CREATE TABLE exact (qid int4 NOT NULL, ids int4[], distances float8[]);});
+	shell("$BENCH/knn_truth $metric $K '$base' '$queries' | psql -X -q -d \"$connstr\" "
+		  . "-c '\\copy exact FROM pstdin'");
+}
+
 # tables items, queries and the exact answers from fvecs files
 sub load_data_set
 {
 	my ($name, $dim, $base, $queries, $metric, $rows, $query_rows) = @_;
 	$node->safe_psql(
 		'postgres', qq{
-DROP TABLE IF EXISTS items, queries, exact;
+DROP TABLE IF EXISTS items, queries;
 CREATE TABLE items (id int4 NOT NULL, v vector($dim));
-CREATE TABLE queries (qid int4 NOT NULL, q vector($dim));
-CREATE TABLE exact (qid int4 NOT NULL, ids int4[], distances float8[]);});
+CREATE TABLE queries (qid int4 NOT NULL, q vector($dim));});
 	shell("$BENCH/fvecs_to_copy <'$base' | psql -X -q -d \"$connstr\" "
 		  . "-c '\\copy items FROM pstdin WITH (FORMAT binary)'");
 	shell("$BENCH/fvecs_to_copy <'$queries' | psql -X -q -d \"$connstr\" "
 		  . "-c '\\copy queries FROM pstdin WITH (FORMAT binary)'");
-	shell("$BENCH/knn_truth $metric $K '$base' '$queries' | psql -X -q -d \"$connstr\" "
-		  . "-c '\\copy exact FROM pstdin'");
+	load_exact($metric, $base, $queries);
 	$node->safe_psql('postgres', 'ANALYZE items; ANALYZE queries;');
 	is( $node->safe_psql(
 			'postgres', qq{
@@ -138,10 +147,7 @@ shell("$BENCH/pca_rotate '$DIR/fmnist-raw.fvecs' '$DIR/fmnist-raw-q.fvecs' "
 load_data_set('Fashion-MNIST PCA', 784, "$DIR/fmnist.fvecs", "$DIR/fmnist-q.fvecs", 'l2',
 	20000, 200);
 check_index('Fashion-MNIST PCA, l2', 'vector_l2_ops', '<->', '32,128,784', 784);
-$node->safe_psql('postgres', 'DROP TABLE exact');
-shell("$BENCH/knn_truth cosine $K '$DIR/fmnist.fvecs' '$DIR/fmnist-q.fvecs' | psql -X -q -d \"$connstr\" "
-	  . "-c 'CREATE TABLE exact (qid int4, ids int4[], distances float8[])' "
-	  . "-c '\\copy exact FROM pstdin'");
+load_exact('cosine', "$DIR/fmnist.fvecs", "$DIR/fmnist-q.fvecs");
 check_index('Fashion-MNIST PCA, cosine', 'vector_cosine_ops', '<=>', '48,192,784', 784);
 
 # the generated sets (seeds as in test/bench/bench_lib.sh)
