@@ -189,6 +189,25 @@ candidate_order(float key, int32_t id)
 }
 
 /*
+ * The lanes of `mask` (not 0) append an entry each to an array whose length
+ * is *count: the place of this lane's entry, in lane order, with one
+ * atomicAdd for the warp.  Called by every lane of the warp; the places of
+ * lanes outside `mask` mean nothing.
+ */
+__device__ __forceinline__ int
+warp_append_place(unsigned int mask, int *count)
+{
+	int			lane = threadIdx.x % 32;
+	int			leader = __ffs(mask) - 1;
+	int			first = 0;
+
+	if (lane == leader)
+		first = atomicAdd(count, __popc(mask));
+	first = __shfl_sync(0xffffffffu, first, leader);
+	return first + __popc(mask & ((1u << lane) - 1));
+}
+
+/*
  * The shortlist [0, shortlist) and the buffer [shortlist, shortlist + count)
  * become the best `shortlist` of them, in no order but with the worst at
  * position shortlist - 1, where tau (the filter's bound) is read.  Nothing
@@ -341,13 +360,10 @@ select_keep_best(float *keys, int32_t *ids, int shortlist, int *count, float *ta
 			holes = __ballot_sync(0xffffffffu, i < shortlist && !kept);
 			if (holes != 0)
 			{
-				int			first = 0;
+				int			place = warp_append_place(holes, &slots);
 
-				if (lane == __ffs(holes) - 1)
-					first = atomicAdd(&slots, __popc(holes));
-				first = __shfl_sync(0xffffffffu, first, __ffs(holes) - 1);
 				if (i < shortlist && !kept)
-					hole_at[first + __popc(holes & ((1u << lane) - 1))] = i;
+					hole_at[place] = i;
 			}
 		}
 		for (int offset = 16; offset > 0; offset >>= 1)
@@ -367,14 +383,11 @@ select_keep_best(float *keys, int32_t *ids, int shortlist, int *count, float *ta
 
 			if (movers != 0)
 			{
-				int			first = 0;
+				int			place = warp_append_place(movers, &slots);
 
-				if (lane == __ffs(movers) - 1)
-					first = atomicAdd(&slots, __popc(movers));
-				first = __shfl_sync(0xffffffffu, first, __ffs(movers) - 1);
 				if (moves)
 				{
-					int			hole = hole_at[first + __popc(movers & ((1u << lane) - 1))];
+					int			hole = hole_at[place];
 
 					keys[hole] = keys[i];
 					ids[hole] = ids[i];
