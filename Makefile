@@ -43,7 +43,8 @@ OBJS = \
 	src/matryoshka/matryoshka_fine.o \
 	src/matryoshka/matryoshka_limit.o \
 	src/matryoshka/matryoshka_measure.o \
-	src/matryoshka/matryoshka_scan.o
+	src/matryoshka/matryoshka_scan.o \
+	src/matryoshka/matryoshka_vacuum.o
 
 DATA = sql/hierindex--$(EXTVERSION).sql
 

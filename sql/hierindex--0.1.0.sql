@@ -407,7 +407,8 @@ CREATE FUNCTION hierindex_index_info(index regclass,
 	OUT granularities int4[],
 	OUT free_elements int8,
 	OUT free_bytes int8,
-	OUT default_ef_search int4)
+	OUT default_ef_search int4,
+	OUT measured_elements int8)
 	RETURNS record
 	AS 'MODULE_PATHNAME' LANGUAGE C STRICT;
 

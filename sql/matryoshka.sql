@@ -162,6 +162,12 @@ INSERT INTO mry SELECT * FROM mry_rest;
 SELECT elements, heap_tids FROM hierindex_index_info('mry_l2');
 SELECT * FROM mry_compare('<->', 10);
 SELECT * FROM hierindex_check('mry_l2');
+-- the build measured 250 elements; at twice that, VACUUM measures again
+SELECT default_ef_search > 0 AS measured, measured_elements FROM hierindex_index_info('mry_l2');
+VACUUM mry;
+SELECT default_ef_search BETWEEN 12 AND 1000 AS measured, measured_elements
+FROM hierindex_index_info('mry_l2');
+SELECT * FROM hierindex_check('mry_l2');
 UPDATE mry SET v = (SELECT q FROM mry_q WHERE qid = 5) WHERE id = 17;
 SET enable_seqscan = off;
 SELECT id, v <-> (SELECT q FROM mry_q WHERE qid = 5) AS distance
@@ -170,6 +176,37 @@ RESET enable_seqscan;
 SELECT * FROM mry_compare('<->', 10);
 DROP INDEX mry_l2;
 DROP TABLE mry_rest;
+
+-- an index built empty has no measure (scans use 40) until VACUUM measures
+-- it through its pages: not while it is too small to measure, not at
+-- ANALYZE, and again only once it has twice the elements of the last
+-- measure; the scans then find the same rows as a built index's
+CREATE TABLE mry_grow (id int, v vector(32)) WITH (autovacuum_enabled = off);
+CREATE INDEX mry_grow_l2 ON mry_grow USING matryoshka (v vector_l2_ops) WITH (granularities = '8,16');
+INSERT INTO mry_grow SELECT * FROM mry WHERE id <= 8;
+VACUUM mry_grow;
+SELECT elements, default_ef_search, measured_elements FROM hierindex_index_info('mry_grow_l2');
+INSERT INTO mry_grow SELECT * FROM mry WHERE id > 8 AND id <= 200;
+ANALYZE mry_grow;
+SELECT elements, default_ef_search, measured_elements FROM hierindex_index_info('mry_grow_l2');
+VACUUM mry_grow;
+SELECT elements, default_ef_search BETWEEN 12 AND 1000 AS measured, measured_elements
+FROM hierindex_index_info('mry_grow_l2');
+INSERT INTO mry_grow SELECT * FROM mry WHERE id > 200 AND id <= 399;
+VACUUM mry_grow;
+SELECT elements, measured_elements FROM hierindex_index_info('mry_grow_l2');
+INSERT INTO mry_grow SELECT * FROM mry WHERE id > 399;
+VACUUM mry_grow;
+SELECT elements, default_ef_search BETWEEN 12 AND 1000 AS measured, measured_elements
+FROM hierindex_index_info('mry_grow_l2');
+SELECT * FROM hierindex_check('mry_grow_l2');
+SET enable_seqscan = off;
+SELECT count(*) AS queries_matching_the_table_index
+FROM mry_q q
+WHERE array(SELECT id FROM mry_grow ORDER BY v <-> q.q LIMIT 10) =
+	  array(SELECT id FROM mry ORDER BY v <-> q.q LIMIT 10);
+RESET enable_seqscan;
+DROP TABLE mry_grow;
 
 -- duplicates through inserts: a row whose full vector equals an element's
 -- shares it (inline, then in heap-TID overflow tuples); a row with an equal

@@ -104,9 +104,10 @@ typedef struct HnswMetaPageData
 	uint8		build_method;	/* HNSW_BUILD_* */
 	uint16		max_level;		/* level of the entry point */
 	ItemPointerData entry_point;	/* element tuple; invalid when empty */
-	uint16		default_ef;		/* matryoshka: the ef_search its build measured
-								 * (src/matryoshka/matryoshka_measure.c); 0:
-								 * none, and always 0 in hnsw */
+	uint16		default_ef;		/* matryoshka: the ef_search its build or a
+								 * VACUUM measured (src/matryoshka/
+								 * matryoshka_measure.c); 0: none, and
+								 * always 0 in hnsw */
 	BlockNumber insert_page;	/* where inserts look for free space first */
 	int64		element_count;	/* element tuples (a reused slot is not new) */
 	int64		heaptid_count;	/* heap TIDs ever stored */
@@ -597,6 +598,16 @@ extern void hnsw_walk_end(HnswWalk *walk);
 extern void hnsw_walk_use_dead_hints(HnswWalk *walk, bool use);
 extern void hnsw_walk_hint_dead(HnswWalk *walk, int32 handle,
 								const ItemPointerData *tids, int n);
+/*
+ * The start of a layer-0 search for a query prepared as the elements'
+ * vectors are (a scan's, or VACUUM's measure of a matryoshka index): reset
+ * the walk for it (using dead-row hints or not), descend greedily from the
+ * meta page's entry point through layers max_level..1 and start the
+ * resumable search on layer 0.  The index must not be empty.
+ */
+extern void hnsw_walk_descend(HnswWalk *walk, const HnswMetaPageData *meta,
+							  const float *query, bool use_dead_hints,
+							  GraphSearch *search);
 
 /*
  * The index column's dimension (vector(n) is required), at most max_dim;
@@ -737,15 +748,10 @@ extern void hnsw_rescan_keys(IndexScanDesc scan, ScanKey keys, ScanKey orderbys)
  * The start of a search shared by both access methods (after each has
  * checked for an ORDER BY).  hnsw_scan_read_meta: false when no row can be
  * returned (ORDER BY col <op> NULL, an empty index), else the meta page in
- * *meta.  hnsw_scan_descend, once the query is prepared as the elements'
- * vectors are: reset the walk for it (with the scan's use of dead-row
- * hints), descend greedily from the entry point through layers
- * max_level..1 and start the resumable search on layer 0.
+ * *meta; then hnsw_walk_descend with the query prepared as the elements'
+ * vectors are, and scan->ignore_killed_tuples for the dead-row hints.
  */
 extern bool hnsw_scan_read_meta(IndexScanDesc scan, HnswMetaPageData *meta);
-extern void hnsw_scan_descend(IndexScanDesc scan, HnswWalk *walk,
-							  const HnswMetaPageData *meta, const float *query,
-							  GraphSearch *search);
 /* GraphSearch.grow for a scan: context is the MemoryContext the search's heaps live in */
 extern void *hnsw_scan_search_grow(void *context, void *array, size_t bytes);
 

@@ -343,8 +343,8 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	int64		free_bytes = 0;
 	int			top_level = -1;	/* highest level of any element found */
 	TupleDesc	tupdesc;
-	Datum		values[20];
-	bool		nulls[20] = {0};
+	Datum		values[21];
+	bool		nulls[21] = {0};
 	const char *name;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -519,6 +519,8 @@ hierindex_index_info(PG_FUNCTION_ARGS)
 	values[18] = Int64GetDatum(free_bytes);
 	values[19] = Int32GetDatum((int32) meta.default_ef);
 	nulls[19] = meta.default_ef == 0;
+	values[20] = Int64GetDatum(meta.measured_elements);
+	nulls[20] = meta.default_ef == 0;
 
 	inspect_close(&target);
 
@@ -738,6 +740,13 @@ check_meta(CheckState *cs)
 					 psprintf("default ef_search is %u, expected at most %d",
 							  meta->default_ef,
 							  meta->granularity_count > 0 ? HNSW_MAX_EF_SEARCH : 0));
+	/* a measure counts the elements of its time, and they never decrease */
+	if (meta->measured_elements < 0 || meta->measured_elements > meta->element_count ||
+		(meta->measured_elements > 0) != (meta->default_ef > 0))
+		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
+					 psprintf("measured_elements is " INT64_FORMAT " with default ef_search %u and " INT64_FORMAT " elements",
+							  meta->measured_elements, meta->default_ef,
+							  meta->element_count));
 	if (meta->granularity_count > 0)
 	{
 		MatryoshkaLayout layout;

@@ -275,7 +275,8 @@ hnsw_scan_start(IndexScanDesc scan)
 	if (so->memo != NULL)
 		distance_memo_set_query(so->memo, so->query, shape.dimensions);
 
-	hnsw_scan_descend(scan, so->walk, &meta, so->query, &so->search);
+	hnsw_walk_descend(so->walk, &meta, so->query, scan->ignore_killed_tuples,
+					  &so->search);
 
 	so->done = false;
 	so->limited = false;
@@ -295,25 +296,6 @@ hnsw_scan_read_meta(IndexScanDesc scan, HnswMetaPageData *meta)
 	hnsw_read_meta(scan->indexRelation, meta);
 	/* an empty index */
 	return ItemPointerIsValid(&meta->entry_point);
-}
-
-void
-hnsw_scan_descend(IndexScanDesc scan, HnswWalk *walk, const HnswMetaPageData *meta,
-				  const float *query, GraphSearch *search)
-{
-	GraphAccess *access;
-	int32		entry;
-	float		entry_distance;
-
-	hnsw_walk_reset(walk, query);
-	/* not in recovery: a standby's snapshot may still see what was killed */
-	hnsw_walk_use_dead_hints(walk, scan->ignore_killed_tuples);
-	access = hnsw_walk_access(walk);
-	entry = hnsw_walk_handle(walk, (ItemPointer) &meta->entry_point);
-	entry_distance = access->distance(access->context, entry);
-	for (int layer = Min(meta->max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
-		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
-	graph_search_start(search, access, entry, entry_distance, 0);
 }
 
 /* pgvector's names, so settings move over unchanged */

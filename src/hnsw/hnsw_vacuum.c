@@ -1,7 +1,9 @@
 /*
  * hnsw_vacuum.c — VACUUM for hnsw and matryoshka indexes (ambulkdelete,
  * amvacuumcleanup): dead heap TIDs out, emptied elements unlinked from the
- * graph, their space handed to later inserts.
+ * graph, their space handed to later inserts.  (A matryoshka index's
+ * cleanup then measures its default ef_search where that is missing or
+ * stale: src/matryoshka/matryoshka_vacuum.c.)
  *
  * Phases (README "VACUUM" has the why of each):
  *

@@ -1117,3 +1117,21 @@ hnsw_walk_end(HnswWalk *walk)
 	pfree(walk->slots);
 	pfree(walk);
 }
+
+void
+hnsw_walk_descend(HnswWalk *walk, const HnswMetaPageData *meta, const float *query,
+				  bool use_dead_hints, GraphSearch *search)
+{
+	GraphAccess *access;
+	int32		entry;
+	float		entry_distance;
+
+	hnsw_walk_reset(walk, query);
+	hnsw_walk_use_dead_hints(walk, use_dead_hints);
+	access = hnsw_walk_access(walk);
+	entry = hnsw_walk_handle(walk, (ItemPointer) &meta->entry_point);
+	entry_distance = access->distance(access->context, entry);
+	for (int layer = Min(meta->max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
+		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
+	graph_search_start(search, access, entry, entry_distance, 0);
+}

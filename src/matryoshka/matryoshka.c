@@ -21,9 +21,10 @@
  * a matryoshka scan has always gone on when the executor wants more rows
  * (README, Scan 4), and off would make a LIMIT beyond ef_search come short.
  *
- * The handler reuses hnsw's phases wherever the format is the same (VACUUM,
- * operator class validation, build phase names) and names ours for the
- * rest (the cost estimate is hnsw's, given this index's walk).
+ * The handler reuses hnsw's phases wherever the format is the same (bulk
+ * delete, operator class validation, build phase names) and names ours for
+ * the rest (the cost estimate is hnsw's, given this index's walk; VACUUM's
+ * cleanup is hnsw's, then a new measure of the default ef_search).
  */
 #include "postgres.h"
 
@@ -274,7 +275,7 @@ matryoshka_init(void)
 
 	DefineCustomIntVariable("matryoshka.ef_search",
 							"Candidate list size of the coarse graph search of a matryoshka index scan.",
-							"Larger values find more of the true nearest neighbours, more slowly. 0: the value each index's build measured for its data.",
+							"Larger values find more of the true nearest neighbours, more slowly. 0: the value measured on each index's data (by its build, or by VACUUM).",
 							&matryoshka_ef_search, MATRYOSHKA_EF_SEARCH_MEASURED,
 							MATRYOSHKA_EF_SEARCH_MEASURED, HNSW_MAX_EF_SEARCH,
 							PGC_USERSET, 0, NULL, NULL, NULL);
@@ -316,6 +317,7 @@ matryoshka_handler(PG_FUNCTION_ARGS)
 	am->amgettuple = matryoshka_get_tuple;
 	am->amendscan = matryoshka_end_scan;
 	am->amcostestimate = matryoshka_cost_estimate;
+	am->amvacuumcleanup = matryoshka_vacuum_cleanup;
 
 	PG_RETURN_POINTER(am);
 }

@@ -10,7 +10,8 @@
  *   matryoshka.c        handler, index options (granularities), settings
  *   matryoshka_build.c  ambuild/ambuildempty: the hnsw build with a payload
  *   matryoshka_fine.c   the payload: encode, read, partial sums
- *   matryoshka_measure.c  the build's measure of the default ef_search
+ *   matryoshka_measure.c  the measure of the default ef_search (build, VACUUM)
+ *   matryoshka_vacuum.c  VACUUM: hnsw's, then a new measure as the index grows
  *   matryoshka_limit.c  the LIMIT above a scan, for its first round
  *   matryoshka_scan.c   the scan: walk, funnel, lower bounds, more rows
  */
@@ -88,6 +89,10 @@ typedef struct MatryoshkaPayloadHeader
 } MatryoshkaPayloadHeader;
 
 extern Size matryoshka_payload_size(const MatryoshkaLayout *layout);
+/* ERROR (index corrupted) unless a payload read at finetid fits the layout */
+extern void matryoshka_check_payload(Relation index, const MatryoshkaLayout *layout,
+									 const MatryoshkaPayloadHeader *header,
+									 ItemPointer finetid);
 extern Size matryoshka_payload_hash_offset(const MatryoshkaLayout *layout);
 /* encode the full raw vector x (D floats) into payload, its hash included */
 extern void matryoshka_encode(const MatryoshkaLayout *layout, const float *x,
@@ -134,6 +139,22 @@ extern void matryoshka_decode_fine(const MatryoshkaLayout *layout,
  */
 extern int	matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
 								  const char *payloads, Size stride, int threads);
+/*
+ * ... and of a built index, through its pages (VACUUM): the same measure,
+ * on live elements spread over the element pages, one search at a time
+ * with VACUUM's cost-based delay.  meta: the index's meta page (not
+ * empty).  0 when there are too few live elements.
+ */
+extern int	matryoshka_measure_index(Relation index, BufferAccessStrategy strategy,
+									 const HnswMetaPageData *meta);
+/*
+ * matryoshka_vacuum.c: hnsw's VACUUM, then a new measure when the index has
+ * none or has grown to MATRYOSHKA_REMEASURE_GROWTH times the elements of
+ * its last measure (or the build's)
+ */
+#define MATRYOSHKA_REMEASURE_GROWTH	2
+extern IndexBulkDeleteResult *matryoshka_vacuum_cleanup(IndexVacuumInfo *info,
+														IndexBulkDeleteResult *stats);
 
 /*
  * matryoshka_limit.c: an ExecutorStart hook notes the LIMIT right above each

@@ -172,6 +172,20 @@ matryoshka_payload_size(const MatryoshkaLayout *layout)
 	return matryoshka_payload_hash_offset(layout) + sizeof(uint64);
 }
 
+void
+matryoshka_check_payload(Relation index, const MatryoshkaLayout *layout,
+						 const MatryoshkaPayloadHeader *header, ItemPointer finetid)
+{
+	if (header->norm_count != layout->count)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has a payload with %u norms at (%u,%u), expected %d",
+						RelationGetRelationName(index), header->norm_count,
+						ItemPointerGetBlockNumber(finetid),
+						ItemPointerGetOffsetNumber(finetid), layout->count),
+				 errhint("Please REINDEX it.")));
+}
+
 Size
 matryoshka_payload_hash_offset(const MatryoshkaLayout *layout)
 {

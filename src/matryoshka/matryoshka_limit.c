@@ -4,7 +4,7 @@
  *
  * Why: a scan's first round ranks its ef candidates on the full vector and
  * hands them out in order; a LIMIT beyond them takes further rounds, whose
- * rows can come out of order under relaxed_order, and the build's measured
+ * rows can come out of order under relaxed_order, and the measured
  * default ef_search (matryoshka_measure.c) is a number of candidates for
  * 10 rows.  Knowing the LIMIT, the first round can be wide enough at once.
  * PostgreSQL 15 does not tell an index scan its LIMIT: amrescan has no

@@ -1,6 +1,7 @@
 /*
- * matryoshka_measure.c — the build measures how many coarse candidates its
- * own data needs: the index's default matryoshka.ef_search.
+ * matryoshka_measure.c — the build (and later VACUUM) measures how many
+ * coarse candidates the index's own data needs: its default
+ * matryoshka.ef_search.
  *
  * Why: how well a coarse prefix finds the full-dimension nearest neighbours
  * depends on the data, not on the granularities alone.  On the 768-d bench
@@ -45,15 +46,29 @@
  * (graph_search), in plain C on the build's threads with every signal
  * blocked, as while linking: the reference search and one or two rounds
  * per sample, about 0.1 s for 60000 Fashion-MNIST rows on 2 cores.
+ *
+ * VACUUM measures an index that has no measure, or has grown to twice the
+ * elements of its last (matryoshka_vacuum.c), the same way on its pages
+ * (matryoshka_measure_index): the samples are live elements spread over the
+ * element pages in block order, each search is a scan's (descent, layer-0
+ * search through a walk), the candidates' payloads are read through the
+ * walk's buffers, one sample at a time.  The two sources differ only in a
+ * pass (Measure.pass: build_pass, pages_pass); samples, ranking
+ * (rank_on_full), scoring and the ladder are one code.  Elements are known
+ * by a key: the graph's id in a build, the element tuple's TID on pages.
  */
 #include "postgres.h"
 
 #include <signal.h>
 #include <stdlib.h>
 
+#include "commands/vacuum.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "portability/instr_time.h"
+#include "storage/bufmgr.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
 
 #include "matryoshka/matryoshka.h"
 
@@ -76,32 +91,62 @@ static const int ef_ladder[] = {
 
 #define EF_LADDER_LENGTH ((int) lengthof(ef_ladder))
 
+/*
+ * One query of the measure: an element of the index.  Elements are known by
+ * a key: the graph's id in a build, the element tuple's TID on pages.
+ */
 typedef struct MeasureSample
 {
-	int32		id;				/* the element that is the query */
+	int64		key;			/* the element that is the query */
+	const float *coarse;		/* its stored coarse vector (the graph's) */
 	float	   *query;			/* D floats, of which [g1:D) are set */
-	int32		truth[MEASURE_K];	/* its reference top 10 */
+	double		coarse_norm;	/* |x[0:g1)| and |x|, from its payload */
+	double		full_norm;
+	int64		truth[MEASURE_K];	/* its reference top 10 */
 	int32		truth_rank[MEASURE_K];	/* their places in coarse order */
 	int			truth_count;
 } MeasureSample;
 
-typedef struct Measure
+/* an element a search found for a sample, with its payload */
+typedef struct MeasureCandidate
+{
+	float		coarse;			/* the walk's distance */
+	int64		key;
+	const MatryoshkaPayloadHeader *payload;
+} MeasureCandidate;
+
+typedef struct PagesMeasure PagesMeasure;
+typedef struct Measure Measure;
+
+struct Measure
 {
 	const MatryoshkaLayout *layout;
-	const Graph *graph;
-	const char *payloads;
-	Size		stride;
-	int			threads;
 	int			width;			/* the reference search's beam */
 	MeasureSample *samples;
 	int			sample_count;
 	int64		truth_total;
-} Measure;
+
+	/*
+	 * One pass over the samples.  With ef 0: every sample's reference top 10
+	 * (returns how many).  Otherwise the sum over the samples of how many of
+	 * its reference top 10 a round of beam ef returns.  -1: out of memory.
+	 */
+	int64		(*pass) (Measure *measure, int ef);
+
+	/* a build's: the whole graph and every payload in memory */
+	const Graph *graph;
+	const char *payloads;
+	Size		stride;
+	int			threads;
+
+	/* VACUUM's: the index's pages */
+	PagesMeasure *pages;
+};
 
 typedef struct Ranked
 {
 	double		distance;
-	int32		id;
+	int64		key;
 	int32		place;			/* in the coarse order, the sample left out */
 } Ranked;
 
@@ -113,54 +158,41 @@ compare_ranked(const void *a, const void *b)
 
 	if (ra->distance != rb->distance)
 		return ra->distance < rb->distance ? -1 : 1;
-	return (ra->id > rb->id) - (ra->id < rb->id);
-}
-
-static const MatryoshkaPayloadHeader *
-payload_of(const Measure *measure, int32 id)
-{
-	return (const MatryoshkaPayloadHeader *) (measure->payloads + (Size) id * measure->stride);
+	return (ra->key > rb->key) - (ra->key < rb->key);
 }
 
 /*
- * The sample's best `k` on the full vector among the first `limit`
- * candidates of found[0, count) other than itself: their ids to top[] and
- * their places in coarse order to places[] (unless NULL), returns how many.
- * ranked[] has room for count entries.
+ * The sample's best `k` on the full vector among candidates[0, n) (in
+ * coarse order, the sample left out): their keys to top[] and their places
+ * in coarse order to places[] (unless NULL), returns how many.  ranked[] has
+ * room for n entries.
  */
 static int
-rank_on_full(const Measure *measure, const MeasureSample *sample,
-			 const GraphNeighbor *found, int count, int limit, int k,
-			 Ranked *ranked, int32 *top, int32 *places)
+rank_on_full(const MatryoshkaLayout *layout, const MeasureSample *sample,
+			 const MeasureCandidate *candidates, int n, int k, Ranked *ranked,
+			 int64 *top, int32 *places)
 {
-	const MatryoshkaLayout *layout = measure->layout;
 	int			last = layout->count - 1;
-	const MatryoshkaPayloadHeader *own = payload_of(measure, sample->id);
-	int			n = 0;
 
-	for (int i = 0; i < count && n < limit; i++)
+	for (int i = 0; i < n; i++)
 	{
-		const MatryoshkaPayloadHeader *header;
+		const MatryoshkaPayloadHeader *header = candidates[i].payload;
 		double		sum;
 
-		if (found[i].id == sample->id)
-			continue;
-		header = payload_of(measure, found[i].id);
-		sum = matryoshka_coarse_sum(layout->metric, found[i].distance,
-									own->norms[0], header->norms[0]);
+		sum = matryoshka_coarse_sum(layout->metric, candidates[i].coarse,
+									sample->coarse_norm, header->norms[0]);
 		sum += matryoshka_fine_sum(layout, (const char *) header, sample->query,
 								   MatryoshkaCoarse(layout), MatryoshkaFull(layout));
-		ranked[n].distance = matryoshka_sum_distance(layout->metric, sum, own->norms[last],
+		ranked[i].distance = matryoshka_sum_distance(layout->metric, sum, sample->full_norm,
 													 header->norms[last]);
-		ranked[n].id = found[i].id;
-		ranked[n].place = n;
-		n++;
+		ranked[i].key = candidates[i].key;
+		ranked[i].place = i;
 	}
 	qsort(ranked, n, sizeof(Ranked), compare_ranked);
 	k = Min(k, n);
 	for (int i = 0; i < k; i++)
 	{
-		top[i] = ranked[i].id;
+		top[i] = ranked[i].key;
 		if (places != NULL)
 			places[i] = ranked[i].place;
 	}
@@ -168,16 +200,50 @@ rank_on_full(const Measure *measure, const MeasureSample *sample,
 }
 
 /*
- * With ef 0: every sample's reference top 10 (returns how many).  Otherwise
- * the sum over the samples of how many of its reference top 10 a round of
- * beam ef returns.  -1: out of memory.  Plain C on measure->threads threads,
- * with every signal blocked while they run (they inherit the mask, so no
- * PostgreSQL signal handler runs on them); interrupts are checked after.
+ * A pass's work on one sample once its search has found candidates[0, n):
+ * with ef 0 its reference top 10 (returns how many), else how many of those
+ * the first ef candidates hold among their best 10 on the full vector.
  */
 static int64
-measure_pass(Measure *measure, int ef)
+score_sample(const Measure *measure, MeasureSample *sample, int ef,
+			 const MeasureCandidate *candidates, int n, Ranked *ranked)
 {
-	int			beam = ef == 0 ? measure->width : ef + 1;	/* + the sample itself */
+	int64		top[MEASURE_K];
+	int64		hits = 0;
+	int			k;
+
+	if (ef == 0)
+	{
+		sample->truth_count = rank_on_full(measure->layout, sample, candidates, n,
+										   MEASURE_K, ranked, sample->truth,
+										   sample->truth_rank);
+		return sample->truth_count;
+	}
+	k = rank_on_full(measure->layout, sample, candidates, Min(n, ef), MEASURE_K,
+					 ranked, top, NULL);
+	for (int a = 0; a < k; a++)
+		for (int b = 0; b < sample->truth_count; b++)
+			hits += top[a] == sample->truth[b];
+	return hits;
+}
+
+/* the beam of a pass: the reference's, or ef and the sample itself */
+static int
+pass_beam(const Measure *measure, int ef)
+{
+	return ef == 0 ? measure->width : ef + 1;
+}
+
+/*
+ * A build's pass (Measure.pass): the engine's search on the graph in memory,
+ * in plain C on measure->threads threads, with every signal blocked while
+ * they run (they inherit the mask, so no PostgreSQL signal handler runs on
+ * them); interrupts are checked after.
+ */
+static int64
+build_pass(Measure *measure, int ef)
+{
+	int			beam = pass_beam(measure, ef);
 	int64		total = 0;
 	bool		failed = false;
 	sigset_t	all_signals;
@@ -190,46 +256,44 @@ measure_pass(Measure *measure, int ef)
 	{
 		GraphVisited *visited = graph_visited_create(measure->graph->count);
 		GraphNeighbor *found = malloc(sizeof(GraphNeighbor) * beam);
+		MeasureCandidate *candidates = malloc(sizeof(MeasureCandidate) * beam);
 		Ranked	   *ranked = malloc(sizeof(Ranked) * beam);
 
 #pragma omp for schedule(dynamic)
 		for (int i = 0; i < measure->sample_count; i++)
 		{
 			MeasureSample *sample = &measure->samples[i];
-			const float *coarse = measure->graph->vectors +
-				(int64) sample->id * measure->graph->params.dim;
-			int32		top[MEASURE_K];
 			int			count;
-			int			k;
+			int			n = 0;
 
-			if (visited == NULL || found == NULL || ranked == NULL)
+			if (visited == NULL || found == NULL || candidates == NULL || ranked == NULL)
 			{
 #pragma omp atomic write
 				failed = true;
 				continue;
 			}
-			count = graph_search(measure->graph, coarse, beam, beam, visited, found);
+			count = graph_search(measure->graph, sample->coarse, beam, beam, visited, found);
 			if (count < 0)
 			{
 #pragma omp atomic write
 				failed = true;
 				continue;
 			}
-			if (ef == 0)
+			for (int c = 0; c < count; c++)
 			{
-				sample->truth_count = rank_on_full(measure, sample, found, count, count,
-												   MEASURE_K, ranked, sample->truth,
-												   sample->truth_rank);
-				total += sample->truth_count;
-				continue;
+				if (found[c].id == sample->key)
+					continue;
+				candidates[n].coarse = found[c].distance;
+				candidates[n].key = found[c].id;
+				candidates[n].payload = (const MatryoshkaPayloadHeader *)
+					(measure->payloads + (Size) found[c].id * measure->stride);
+				n++;
 			}
-			k = rank_on_full(measure, sample, found, count, ef, MEASURE_K, ranked, top, NULL);
-			for (int a = 0; a < k; a++)
-				for (int b = 0; b < sample->truth_count; b++)
-					total += top[a] == sample->truth[b];
+			total += score_sample(measure, sample, ef, candidates, n, ranked);
 		}
 		graph_visited_free(visited);
 		free(found);
+		free(candidates);
 		free(ranked);
 	}
 	pthread_sigmask(SIG_SETMASK, &saved_signals, NULL);
@@ -241,7 +305,7 @@ measure_pass(Measure *measure, int ef)
 static double
 measure_recall(Measure *measure, int ef)
 {
-	int64		hits = measure_pass(measure, ef);
+	int64		hits = measure->pass(measure, ef);
 
 	return hits < 0 ? -1 : (double) hits / measure->truth_total;
 }
@@ -293,13 +357,14 @@ measure_ladder(Measure *measure, int *tried_ef, double *tried_recall, int *tried
 	return ef_ladder[Min(step + 1, EF_LADDER_LENGTH - 1)];
 }
 
-int
-matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
-					  const char *payloads, Size stride, int threads)
+/*
+ * The reference pass and the ladder on measure's samples, whichever their
+ * source; `what` starts the DEBUG1 line that reports the result.  Returns
+ * the default ef_search, 0 when nothing could be measured.
+ */
+static int
+measure_run(Measure *measure, const char *what)
 {
-	Measure		measure;
-	int64		count = graph->count;
-	int			g1 = MatryoshkaCoarse(layout);
 	int			tried_ef[EF_LADDER_LENGTH];
 	double		tried_recall[EF_LADDER_LENGTH];
 	int			tried = 0;
@@ -309,29 +374,67 @@ matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
 	instr_time	elapsed;
 	StringInfoData points;
 
+	INSTR_TIME_SET_CURRENT(started);
+	truth = measure->sample_count > 0 ? measure->pass(measure, 0) : 0;
+	if (truth > 0)
+	{
+		measure->truth_total = truth;
+		ef = measure_ladder(measure, tried_ef, tried_recall, &tried);
+	}
+
+	INSTR_TIME_SET_CURRENT(elapsed);
+	INSTR_TIME_SUBTRACT(elapsed, started);
+	initStringInfo(&points);
+	for (int i = 0; i < tried; i++)
+		appendStringInfo(&points, "%s%d: %.4f", i > 0 ? ", " : "", tried_ef[i], tried_recall[i]);
+	elog(DEBUG1, "%s: default ef_search %d (recall@%d on %d of the index's own rows, target %.3f; rounds tried %s) measured in %.2f s",
+		 what, ef, MEASURE_K, measure->sample_count, MEASURE_TARGET,
+		 tried > 0 ? points.data : "nothing", INSTR_TIME_GET_DOUBLE(elapsed));
+	return ef;
+}
+
+/* a sample's norms, from its payload */
+static void
+sample_set_norms(const MatryoshkaLayout *layout, MeasureSample *sample,
+				 const MatryoshkaPayloadHeader *header)
+{
+	sample->coarse_norm = header->norms[0];
+	sample->full_norm = header->norms[layout->count - 1];
+}
+
+int
+matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
+					  const char *payloads, Size stride, int threads)
+{
+	Measure		measure = {0};
+	int64		count = graph->count;
+	int			g1 = MatryoshkaCoarse(layout);
+
 	/* too few elements to say anything: every scan sees them all anyway */
 	if (count <= MEASURE_K + 1 || graph->entry_point == GRAPH_NO_ELEMENT)
 		return 0;
-	INSTR_TIME_SET_CURRENT(started);
 
 	measure.layout = layout;
+	measure.pass = build_pass;
 	measure.graph = graph;
 	measure.payloads = payloads;
 	measure.stride = stride;
 	measure.threads = Max(threads, 1);
 	measure.width = (int) Min(count, (int64) MEASURE_REFERENCE_BEAM);
 	measure.sample_count = (int) Min(count, (int64) MEASURE_SAMPLES);
-	measure.samples = palloc(sizeof(MeasureSample) * measure.sample_count);
+	measure.samples = palloc0(sizeof(MeasureSample) * measure.sample_count);
 	for (int i = 0; i < measure.sample_count; i++)
 	{
 		MeasureSample *sample = &measure.samples[i];
+		int32		id = (int32) ((int64) i * count / measure.sample_count);
+		const char *payload = payloads + (Size) id * stride;
 
-		sample->id = (int32) ((int64) i * count / measure.sample_count);
+		sample->key = id;
+		sample->coarse = graph->vectors + (int64) id * graph->params.dim;
 		/* only the fine part is read: matryoshka_fine_sum takes dims [g1, D) */
 		sample->query = palloc0(sizeof(float) * MatryoshkaFull(layout));
-		matryoshka_decode_fine(layout, payloads + (Size) sample->id * stride,
-							   sample->query + g1);
-		sample->truth_count = 0;
+		matryoshka_decode_fine(layout, payload, sample->query + g1);
+		sample_set_norms(layout, sample, (const MatryoshkaPayloadHeader *) payload);
 	}
 
 	/*
@@ -341,20 +444,217 @@ matryoshka_measure_ef(const MatryoshkaLayout *layout, const Graph *graph,
 	(void) matryoshka_fine_sum(layout, payloads, measure.samples[0].query, g1,
 							   MatryoshkaFull(layout));
 
-	truth = measure_pass(&measure, 0);
-	if (truth > 0)
+	return measure_run(&measure, "matryoshka build");
+}
+
+/* ------------------------------------------------------------------------
+ * The measure on pages (VACUUM: matryoshka_vacuum.c)
+ * ------------------------------------------------------------------------ */
+
+struct PagesMeasure
+{
+	Relation	index;
+	HnswMetaPageData meta;
+	HnswWalk   *walk;			/* every sample's search, and the payloads */
+	GraphSearch search;			/* layer 0; its heaps live as long as the walk */
+	MemoryContext sample_context;	/* one sample's payloads in a pass */
+};
+
+/* an element tuple's TID as a measure key */
+static int64
+tid_key(ItemPointer tid)
+{
+	return ((int64) ItemPointerGetBlockNumber(tid) << 16) | ItemPointerGetOffsetNumber(tid);
+}
+
+/* a payload read from the pages at finetid, checked */
+static const MatryoshkaPayloadHeader *
+pages_payload(const PagesMeasure *pages, const MatryoshkaLayout *layout,
+			  const char *payload, ItemPointer finetid)
+{
+	const MatryoshkaPayloadHeader *header = (const MatryoshkaPayloadHeader *) payload;
+
+	matryoshka_check_payload(pages->index, layout, header, finetid);
+	return header;
+}
+
+/*
+ * A pass on pages (Measure.pass): for each sample, a scan's descent and
+ * layer-0 search through the walk, the payloads of the candidates read
+ * through the walk's buffers (as a scan's round reads them), one sample at
+ * a time, with VACUUM's cost-based delay between samples.
+ */
+static int64
+pages_pass(Measure *measure, int ef)
+{
+	PagesMeasure *pages = measure->pages;
+	Size		size = pages->meta.payload_size;
+	int			beam = pass_beam(measure, ef);
+	GraphAccess *access = hnsw_walk_access(pages->walk);
+	GraphNeighbor *found = palloc(sizeof(GraphNeighbor) * beam);
+	MeasureCandidate *candidates = palloc(sizeof(MeasureCandidate) * beam);
+	ItemPointerData *finetids = palloc(sizeof(ItemPointerData) * beam);
+	char	  **payloads = palloc(sizeof(char *) * beam);
+	Ranked	   *ranked = palloc(sizeof(Ranked) * beam);
+	int64		total = 0;
+
+	for (int i = 0; i < measure->sample_count; i++)
 	{
-		measure.truth_total = truth;
-		ef = measure_ladder(&measure, tried_ef, tried_recall, &tried);
+		MeasureSample *sample = &measure->samples[i];
+		char	   *space;
+		int			count;
+		int			n = 0;
+
+		vacuum_delay_point();
+		MemoryContextReset(pages->sample_context);
+		hnsw_walk_descend(pages->walk, &pages->meta, sample->coarse, false, &pages->search);
+		count = graph_search_next(&pages->search, access, beam, 1, 0, 1, found);
+		for (int c = 0; c < count; c++)
+		{
+			ItemPointerData finetid;
+			int64		key;
+
+			if (!hnsw_walk_element(pages->walk, found[c].id, &finetid) ||
+				!ItemPointerIsValid(&finetid))
+				continue;
+			key = tid_key(hnsw_walk_tid(pages->walk, found[c].id));
+			if (key == sample->key)
+				continue;
+			candidates[n].coarse = found[c].distance;
+			candidates[n].key = key;
+			finetids[n++] = finetid;
+		}
+		/* a round ranks its first ef; the reference ranks all it found */
+		if (ef > 0)
+			n = Min(n, ef);
+		space = MemoryContextAlloc(pages->sample_context, size * Max(n, 1));
+		for (int c = 0; c < n; c++)
+			payloads[c] = space + size * c;
+		hnsw_walk_read_payloads(pages->walk, n, finetids, size, payloads);
+		hnsw_walk_release(pages->walk);
+		for (int c = 0; c < n; c++)
+			candidates[c].payload = pages_payload(pages, measure->layout, payloads[c],
+												  &finetids[c]);
+		total += score_sample(measure, sample, ef, candidates, n, ranked);
+	}
+	return total;
+}
+
+/*
+ * The samples: live elements spread over the element pages in block order
+ * (the order a build writes its elements in, as the build's samples are
+ * spread over element order), about one per element_count / MEASURE_SAMPLES
+ * element tuples, each with its coarse vector and its payload (decoded fine
+ * part, norms).  Returns how many.
+ */
+static int
+pages_collect_samples(Measure *measure, BufferAccessStrategy strategy)
+{
+	PagesMeasure *pages = measure->pages;
+	Relation	index = pages->index;
+	const MatryoshkaLayout *layout = measure->layout;
+	int			g1 = MatryoshkaCoarse(layout);
+	Size		size = pages->meta.payload_size;
+	Size		element_size = hnsw_element_tuple_size(g1);
+	int64		stride = Max(pages->meta.element_count / MEASURE_SAMPLES, 1);
+	int64		position = 0;	/* element tuples met */
+	int64		next_pick = 0;
+	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
+	ItemPointerData *finetids = palloc(sizeof(ItemPointerData) * MEASURE_SAMPLES);
+	char	  **payloads = palloc(sizeof(char *) * MEASURE_SAMPLES);
+	int			n = 0;
+
+	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks && n < MEASURE_SAMPLES; blkno++)
+	{
+		Buffer		buffer;
+		Page		page;
+
+		vacuum_delay_point();
+		buffer = ReadBufferExtended(index, MAIN_FORKNUM, blkno, RBM_NORMAL, strategy);
+		LockBuffer(buffer, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buffer);
+		if (!PageIsNew(page))
+		{
+			hnsw_check_page(index, page, blkno);
+			for (OffsetNumber offset = FirstOffsetNumber;
+				 !(HnswPageGetOpaque(page)->flags & HNSW_PAGE_FINE) &&
+				 offset <= PageGetMaxOffsetNumber(page) && n < MEASURE_SAMPLES;
+				 offset = OffsetNumberNext(offset))
+			{
+				HnswElementTuple element = hnsw_page_tuple(page, offset, HNSW_ELEMENT_TUPLE,
+														   element_size);
+				MeasureSample *sample = &measure->samples[n];
+				ItemPointerData tid;
+				float	   *coarse;
+
+				if (element == NULL || position++ < next_pick ||
+					!HnswElementIsLive(element) || !ItemPointerIsValid(&element->finetid))
+					continue;
+				next_pick = position - 1 + stride;
+				ItemPointerSet(&tid, blkno, offset);
+				sample->key = tid_key(&tid);
+				coarse = palloc(sizeof(float) * g1);
+				memcpy(coarse, element->vector, sizeof(float) * g1);
+				sample->coarse = coarse;
+				finetids[n++] = element->finetid;
+			}
+		}
+		UnlockReleaseBuffer(buffer);
 	}
 
-	INSTR_TIME_SET_CURRENT(elapsed);
-	INSTR_TIME_SUBTRACT(elapsed, started);
-	initStringInfo(&points);
-	for (int i = 0; i < tried; i++)
-		appendStringInfo(&points, "%s%d: %.4f", i > 0 ? ", " : "", tried_ef[i], tried_recall[i]);
-	elog(DEBUG1, "matryoshka build: default ef_search %d (recall@%d on %d of the index's own rows, target %.3f; rounds tried %s) measured in %.2f s",
-		 ef, MEASURE_K, measure.sample_count, MEASURE_TARGET,
-		 tried > 0 ? points.data : "nothing", INSTR_TIME_GET_DOUBLE(elapsed));
+	for (int i = 0; i < n; i++)
+		payloads[i] = palloc(size);
+	hnsw_walk_read_payloads(pages->walk, n, finetids, size, payloads);
+	hnsw_walk_release(pages->walk);
+	for (int i = 0; i < n; i++)
+	{
+		MeasureSample *sample = &measure->samples[i];
+
+		sample->query = palloc0(sizeof(float) * MatryoshkaFull(layout));
+		matryoshka_decode_fine(layout, payloads[i], sample->query + g1);
+		sample_set_norms(layout, sample,
+						 pages_payload(pages, layout, payloads[i], &finetids[i]));
+	}
+	return n;
+}
+
+int
+matryoshka_measure_index(Relation index, BufferAccessStrategy strategy,
+						 const HnswMetaPageData *meta)
+{
+	MemoryContext context = AllocSetContextCreate(CurrentMemoryContext,
+												  "matryoshka measure",
+												  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(context);
+	MatryoshkaLayout layout;
+	HnswShape	shape;
+	PagesMeasure pages = {0};
+	Measure		measure = {0};
+	int			ef = 0;
+
+	matryoshka_layout_from_meta(index, meta, &layout);
+	hnsw_shape_from_meta(meta, &shape);
+	pages.index = index;
+	pages.meta = *meta;
+	pages.walk = hnsw_walk_begin(index, &shape, 1, false);
+	pages.search.grow = hnsw_scan_search_grow;
+	pages.search.grow_context = context;
+	pages.sample_context = AllocSetContextCreate(context, "matryoshka measure sample",
+												 ALLOCSET_DEFAULT_SIZES);
+
+	measure.layout = &layout;
+	measure.pass = pages_pass;
+	measure.pages = &pages;
+	measure.width = (int) Min(meta->element_count, (int64) MEASURE_REFERENCE_BEAM);
+	measure.samples = palloc0(sizeof(MeasureSample) * MEASURE_SAMPLES);
+	measure.sample_count = pages_collect_samples(&measure, strategy);
+
+	/* too few live elements to say anything, as in a build */
+	if (measure.sample_count > MEASURE_K + 1)
+		ef = measure_run(&measure, psprintf("matryoshka vacuum of index \"%s\"",
+											RelationGetRelationName(index)));
+	hnsw_walk_end(pages.walk);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(context);
 	return ef;
 }

@@ -202,10 +202,11 @@ matryoshka_rescan(IndexScanDesc scan, ScanKey keys, int nkeys,
  * LIMIT plus OFFSET right above it, matryoshka_limit.c; -1: unknown).
  * matryoshka.ef_search, or when that is 0 (its default) the ef the index's
  * build measured for 10 rows (matryoshka_measure.c; an index built empty, or
- * too small to measure, has none: HNSW_DEFAULT_EF_SEARCH; once inserts have
- * grown the index past MEASURE_GROWTH times what was measured, at least
- * HNSW_DEFAULT_EF_SEARCH, since a small table's measure says little about
- * a large one), as many
+ * too small to measure, has none until a VACUUM measures it:
+ * HNSW_DEFAULT_EF_SEARCH; once inserts have grown the index past
+ * MEASURE_GROWTH times what was measured, at least HNSW_DEFAULT_EF_SEARCH,
+ * since a small table's measure says little about a large one; VACUUM
+ * measures again at MATRYOSHKA_REMEASURE_GROWTH times), as many
  * candidates per row for a larger LIMIT, up to ef_search's maximum; at least
  * the first funnel size; and at least the LIMIT and two more (the executor
  * looks at the row after the last to be sure of the last's place), so that a
@@ -314,7 +315,8 @@ prepare_search(IndexScanDesc scan)
 	}
 
 	/* from the entry point down to layer 0, where the rounds search */
-	hnsw_scan_descend(scan, so->walk, &so->meta, so->coarse_query, &so->search);
+	hnsw_walk_descend(so->walk, &so->meta, so->coarse_query, scan->ignore_killed_tuples,
+					  &so->search);
 	hnsw_walk_release(so->walk);
 	return true;
 }
@@ -326,16 +328,8 @@ start_sum(IndexScanDesc scan, Candidate *candidate,
 {
 	MatryoshkaScanOpaque so = (MatryoshkaScanOpaque) scan->opaque;
 
-	if (header->norm_count != so->layout.count)
-		ereport(ERROR,
-				(errcode(ERRCODE_INDEX_CORRUPTED),
-				 errmsg("index \"%s\" has a payload with %u norms at (%u,%u), expected %d",
-						RelationGetRelationName(scan->indexRelation),
-						header->norm_count,
-						ItemPointerGetBlockNumber(&candidate->finetid),
-						ItemPointerGetOffsetNumber(&candidate->finetid),
-						so->layout.count),
-				 errhint("Please REINDEX it.")));
+	matryoshka_check_payload(scan->indexRelation, &so->layout, header,
+							 &candidate->finetid);
 	candidate->payload = header;
 	candidate->sum = matryoshka_coarse_sum(so->layout.metric, candidate->coarse,
 										   so->query_norms[0], header->norms[0]);

@@ -16,6 +16,8 @@
 #     bytes included.
 # The standby's answers are also checked against an exact sequential scan
 # there (recall), so that "identical" cannot mean "identically empty".
+# matryoshka also: an index built empty, filled by inserts and measured by
+# VACUUM has the same measure (default ef_search) and answers on both nodes.
 #
 # Run as tools/test.sh does (prove test/t/*.pl, PostgreSQL's TAP modules).
 
@@ -159,6 +161,35 @@ for my $am (access_methods())
 			$standby->safe_psql(
 				'postgres', "SELECT deleted_elements FROM hierindex_index_info('$index')"),
 			'>', 0, "$name: the standby has the deleted elements of the VACUUM");
+	}
+
+	# matryoshka: VACUUM's measure of an index built empty (written to the
+	# meta page through GenericXLog) reaches the standby, whose scans then
+	# use it as the primary's do.
+	if ($am eq 'matryoshka')
+	{
+		$primary->safe_psql(
+			'postgres', qq{
+	CREATE TABLE late (id int, v vector($DIM)) WITH (autovacuum_enabled = off);
+	CREATE INDEX late_l2 ON late USING matryoshka (v vector_l2_ops)
+		@{[ index_options_sql($am, $DIM, '') ]};
+	SELECT setseed(0.61);
+	INSERT INTO late SELECT * FROM points(200001, 2000);
+	VACUUM late;
+	});
+		$primary->wait_for_catchup($standby, 'replay');
+		my $measure =
+		  "SELECT default_ef_search, measured_elements FROM hierindex_index_info('late_l2')";
+		my $on_primary = $primary->safe_psql('postgres', $measure);
+		like($on_primary, qr/^\d+\|2000$/,
+			"matryoshka: VACUUM measured the index built empty and filled by 2000 inserts");
+		is($standby->safe_psql('postgres', $measure),
+			$on_primary, "matryoshka: the standby has the primary's measure");
+		my $late_knn = "SELECT qid, array(SELECT id FROM late ORDER BY v <-> q LIMIT $K) "
+		  . "FROM queries ORDER BY qid";
+		is($standby->safe_psql('postgres', $late_knn),
+			$primary->safe_psql('postgres', $late_knn),
+			"matryoshka: at the measured default, the standby returns the primary's id lists");
 	}
 
 	$standby->stop;
