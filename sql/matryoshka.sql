@@ -10,7 +10,9 @@ SELECT setseed(0.25);
 -- 500 rows of 32-d vectors with a decaying spectrum (dimension j has scale
 -- 8/j, as Matryoshka embeddings put most information first) in 10 clusters,
 -- and 20 queries drawn the same way.
-CREATE TABLE mry (id int PRIMARY KEY, v vector(32));
+-- (No autovacuum: VACUUM measures an index that has grown, and the tests
+-- below say when.)
+CREATE TABLE mry (id int PRIMARY KEY, v vector(32)) WITH (autovacuum_enabled = off);
 INSERT INTO mry
 SELECT i, (SELECT array_agg(((i % 10) - 4.5 + (random() - 0.5) * 3 + 0 * i) * (8.0 / j))::real[]
 		   FROM generate_series(1, 32) j)::vector

@@ -740,9 +740,13 @@ check_meta(CheckState *cs)
 					 psprintf("default ef_search is %u, expected at most %d",
 							  meta->default_ef,
 							  meta->granularity_count > 0 ? HNSW_MAX_EF_SEARCH : 0));
-	/* a measure counts the elements of its time, and they never decrease */
+	/*
+	 * A measure counts the elements of its time, and they never decrease; a
+	 * count without a measure is wrong (a measure without a count is one
+	 * taken before the count existed: VACUUM measures again).
+	 */
 	if (meta->measured_elements < 0 || meta->measured_elements > meta->element_count ||
-		(meta->measured_elements > 0) != (meta->default_ef > 0))
+		(meta->measured_elements > 0 && meta->default_ef == 0))
 		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
 					 psprintf("measured_elements is " INT64_FORMAT " with default ef_search %u and " INT64_FORMAT " elements",
 							  meta->measured_elements, meta->default_ef,

@@ -543,9 +543,11 @@ pages_pass(Measure *measure, int ef)
 /*
  * The samples: live elements spread over the element pages in block order
  * (the order a build writes its elements in, as the build's samples are
- * spread over element order), about one per element_count / MEASURE_SAMPLES
- * element tuples, each with its coarse vector and its payload (decoded fine
- * part, norms).  Returns how many.
+ * spread over element order): sample n is the first live element from
+ * element tuple n * element_count / MEASURE_SAMPLES on, so that an index
+ * grown by inserts is sampled over its old and new elements alike.  Each
+ * comes with its coarse vector and its payload (decoded fine part, norms).
+ * Returns how many.
  */
 static int
 pages_collect_samples(Measure *measure, BufferAccessStrategy strategy)
@@ -556,9 +558,8 @@ pages_collect_samples(Measure *measure, BufferAccessStrategy strategy)
 	int			g1 = MatryoshkaCoarse(layout);
 	Size		size = pages->meta.payload_size;
 	Size		element_size = hnsw_element_tuple_size(g1);
-	int64		stride = Max(pages->meta.element_count / MEASURE_SAMPLES, 1);
+	int64		count = pages->meta.element_count;
 	int64		position = 0;	/* element tuples met */
-	int64		next_pick = 0;
 	BlockNumber nblocks = RelationGetNumberOfBlocks(index);
 	ItemPointerData *finetids = palloc(sizeof(ItemPointerData) * MEASURE_SAMPLES);
 	char	  **payloads = palloc(sizeof(char *) * MEASURE_SAMPLES);
@@ -587,10 +588,10 @@ pages_collect_samples(Measure *measure, BufferAccessStrategy strategy)
 				ItemPointerData tid;
 				float	   *coarse;
 
-				if (element == NULL || position++ < next_pick ||
+				/* sample n: the first live element from n * count / samples on */
+				if (element == NULL || position++ < (int64) n * count / MEASURE_SAMPLES ||
 					!HnswElementIsLive(element) || !ItemPointerIsValid(&element->finetid))
 					continue;
-				next_pick = position - 1 + stride;
 				ItemPointerSet(&tid, blkno, offset);
 				sample->key = tid_key(&tid);
 				coarse = palloc(sizeof(float) * g1);
@@ -610,10 +611,12 @@ pages_collect_samples(Measure *measure, BufferAccessStrategy strategy)
 	{
 		MeasureSample *sample = &measure->samples[i];
 
+		const MatryoshkaPayloadHeader *header = pages_payload(pages, layout, payloads[i],
+															  &finetids[i]);
+
 		sample->query = palloc0(sizeof(float) * MatryoshkaFull(layout));
 		matryoshka_decode_fine(layout, payloads[i], sample->query + g1);
-		sample_set_norms(layout, sample,
-						 pages_payload(pages, layout, payloads[i], &finetids[i]));
+		sample_set_norms(layout, sample, header);
 	}
 	return n;
 }

@@ -40,6 +40,7 @@ needs_measure(const HnswMetaPageData *meta)
 	if (!ItemPointerIsValid(&meta->entry_point) ||
 		meta->element_count <= MATRYOSHKA_MEASURE_ROWS + 1)
 		return false;
+	/* (an index measured before measured_elements existed has it 0) */
 	if (meta->default_ef == 0 || meta->measured_elements <= 0)
 		return true;
 	return meta->element_count / MATRYOSHKA_REMEASURE_GROWTH >= meta->measured_elements;
@@ -51,14 +52,23 @@ store_measure(Relation index, int ef, int64 elements)
 {
 	Buffer		buffer = ReadBuffer(index, HNSW_METAPAGE_BLKNO);
 	GenericXLogState *xlog;
-	HnswMetaPage meta;
+	Page		page;
+	HnswMetaPageData meta;
 
 	LockBuffer(buffer, BUFFER_LOCK_EXCLUSIVE);
 	hnsw_check_page(index, BufferGetPage(buffer), HNSW_METAPAGE_BLKNO);
 	xlog = GenericXLogStart(index);
-	meta = HnswPageGetMeta(GenericXLogRegisterBuffer(xlog, buffer, 0));
-	meta->default_ef = (uint16) ef;
-	meta->measured_elements = elements;
+	page = GenericXLogRegisterBuffer(xlog, buffer, 0);
+	meta = *HnswPageGetMeta(page);
+	meta.default_ef = (uint16) ef;
+	meta.measured_elements = elements;
+
+	/*
+	 * Formed again, not changed in place: a meta page written before
+	 * measured_elements existed ends (pd_lower) before it, and GenericXLog
+	 * would zero it as part of the page's hole.
+	 */
+	hnsw_form_meta_page(page, &meta);
 	GenericXLogFinish(xlog);
 	UnlockReleaseBuffer(buffer);
 }

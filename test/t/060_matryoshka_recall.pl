@@ -26,7 +26,8 @@
 # lines, for LIMIT, a funnel, OFFSET, LIMIT $1, a cursor, LATERAL rescans,
 # the measured default, and after a query that failed.  Last, a 200-row
 # build's measure, and 40 as a floor under it once inserts grew the index
-# five-fold.
+# five-fold; and an index built empty, filled by inserts, that autovacuum
+# measures (its scans then use the measure).
 #
 # Run as tools/test.sh does: prove test/t/*.pl as a non-root user, with
 # PostgreSQL's TAP modules on PERL5LIB and its bin directory on PATH.
@@ -228,6 +229,31 @@ SELECT count(*) FROM (SELECT id FROM grow ORDER BY v <-> $q LIMIT 5) s;";
 	is_deeply(rounds($query), ["1/$floor"],
 		"grown to 1000 rows: at least 40 (got a first round of $floor)");
 	$node->safe_psql('postgres', 'DROP TABLE grow');
+}
+
+# Autovacuum measures an index built empty once inserts have filled it
+# (autovacuum visits a table that only receives inserts), without anyone
+# asking; the scans then use the measure
+{
+	$node->safe_psql('postgres', 'ALTER SYSTEM SET autovacuum_naptime = 1');
+	$node->reload;
+	$node->safe_psql('postgres', qq{
+CREATE TABLE filled (id int, v vector($DIM))
+	WITH (autovacuum_vacuum_insert_threshold = 500, autovacuum_vacuum_insert_scale_factor = 0);
+CREATE INDEX filled_idx ON filled USING matryoshka (v vector_l2_ops);
+INSERT INTO filled SELECT * FROM items WHERE id <= 2000;});
+	ok( $node->poll_query_until(
+			'postgres',
+			"SELECT measured_elements FROM hierindex_index_info('filled_idx')", '2000'),
+		'autovacuum measured an index built empty and filled by 2000 inserts');
+	my $measured = $node->safe_psql('postgres',
+		"SELECT default_ef_search FROM hierindex_index_info('filled_idx')");
+	is_deeply(
+		rounds("SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM filled ORDER BY v <-> (SELECT q FROM queries WHERE qid = 1) LIMIT 5) s;"),
+		["1/$measured"], "its scans use the measure ($measured)");
+	$node->safe_psql('postgres', 'DROP TABLE filled; ALTER SYSTEM RESET autovacuum_naptime');
+	$node->reload;
 }
 
 $node->stop;

@@ -120,6 +120,7 @@ sub check_index
 		$node->safe_psql('postgres', qq{
 CREATE TABLE items_all AS SELECT * FROM items;
 TRUNCATE items;
+ALTER TABLE items SET (autovacuum_enabled = off);
 $create;
 INSERT INTO items SELECT * FROM items_all;
 DROP TABLE items_all;});
@@ -129,6 +130,9 @@ DROP TABLE items_all;});
 		note("$name: recall\@$K at ef_search 40, before VACUUM: "
 			  . measure_recall($node, knn => $knn, k => $K, exact => 'exact', index => 1));
 		$node->safe_psql('postgres', 'VACUUM items');
+		is($node->safe_psql('postgres',
+			"SELECT measured_elements = elements FROM hierindex_index_info('items_mry')"),
+			't', "$name: VACUUM measured it at its whole size");
 	}
 
 	# At 3072-d the planner sees a small heap (the vectors are TOASTed, and
