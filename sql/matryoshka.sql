@@ -290,13 +290,14 @@ RESET enable_seqscan;
 -- must never exceed the exact distance (else: "index returned tuples in
 -- wrong order"), and every query gets its 50 rows.  A 4-d coarse prefix
 -- says little about such vectors, so wider rounds find rows the first
--- missed: they are returned late, out of order (in_order), never dropped
--- (first_in_order: the first 10 rows come from the first round, in
--- order).  The
--- build measures that (default_ef_search, far above 50 here), so a first
--- round of its default width would hand out all 50 rows in order: ef_search
--- 40 makes the later rounds happen (and the rows are read in a loop, with
--- no LIMIT for the scan to see)
+-- missed: they are returned late, never dropped.  With no LIMIT for the
+-- scan to see (the rows are read in a loop), each round hands out only the
+-- rows its release rule lets through (README, Scan 4): under l2 and cosine
+-- every row then comes in order (in_order), under inner product and L1
+-- some come late among the first 10 (first_in_order).  The build measures
+-- how wide a round must be (default_ef_search, far above 50 here), so a
+-- first round of its default width would find all 50 rows: ef_search 40
+-- makes the later rounds happen
 -- ---------------------------------------------------------------------------
 SET matryoshka.ef_search = 40;
 CREATE TABLE mry_wide (id int, v vector(16));

@@ -159,10 +159,11 @@ extern IndexBulkDeleteResult *matryoshka_vacuum_cleanup(IndexVacuumInfo *info,
 /*
  * matryoshka_limit.c: an ExecutorStart hook notes the LIMIT right above each
  * matryoshka index scan; a scan gets its LIMIT plus OFFSET when its first
- * round starts (-1: none known).
+ * round starts (-1: none known), and whether the scan node has a filter of
+ * its own (then the LIMIT does not bound the rows the scan hands out).
  */
 extern void matryoshka_limit_init(void);	/* from matryoshka_init */
-extern int64 matryoshka_scan_limit(IndexScanDesc scan);
+extern int64 matryoshka_scan_limit(IndexScanDesc scan, bool *filtered);
 
 /* matryoshka_build.c */
 extern IndexBuildResult *matryoshka_build(Relation heap, Relation index, IndexInfo *info);

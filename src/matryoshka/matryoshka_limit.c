@@ -27,7 +27,9 @@
  * gets no bound and works as before.  A WHERE clause the index does not
  * answer is the scan node's own filter, so the Limit is still right above:
  * the first round is then LIMIT + 2 wide, and rounds go on for the rows
- * the filter drops.
+ * the filter drops; the scan is told of the filter (ss.ps.qual), since the
+ * LIMIT then does not bound the rows it hands out, and its first round
+ * hands out by the release rule instead of whole (README, Scan 4).
  */
 #include "postgres.h"
 
@@ -137,10 +139,11 @@ matryoshka_limit_init(void)
 }
 
 int64
-matryoshka_scan_limit(IndexScanDesc scan)
+matryoshka_scan_limit(IndexScanDesc scan, bool *filtered)
 {
 	dlist_iter	iter;
 
+	*filtered = false;
 	dlist_foreach(iter, &limited_scans)
 	{
 		LimitedScan *entry = dlist_container(LimitedScan, node, iter.cur);
@@ -148,6 +151,8 @@ matryoshka_scan_limit(IndexScanDesc scan)
 
 		if (entry->scan->iss_ScanDesc != scan)
 			continue;
+		/* the scan node's own filter: rows it drops do not count */
+		*filtered = entry->scan->ss.ps.qual != NULL;
 		/* the executor computes count and offset before the first row */
 		if (limit->lstate == LIMIT_INITIAL || limit->noCount ||
 			limit->count < 0 || limit->offset < 0)

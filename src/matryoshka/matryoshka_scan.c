@@ -25,10 +25,11 @@
  * resumable search, GraphSearch: nothing is walked twice), with a beam twice
  * as wide each time, and ranks the new candidates together with those held
  * back (those with final bounds keep them: merged, not re-read).  The first
- * round hands out its whole ranking under off and relaxed_order (an ORDER BY
- * ... LIMIT k with k below the shortlist needs no other round: the executor
- * fetches rows until the k-th is proven or a fetched row's bound passes the
- * k-th exact distance); off ends there.  Otherwise a round hands out only
+ * round hands out its whole ranking when it is the only one: under off
+ * (which ends there), and for an unfiltered LIMIT that its ranking covers
+ * (an ORDER BY ... LIMIT k needs no other round: the executor fetches rows
+ * until the k-th is proven or a fetched row's bound passes the k-th exact
+ * distance).  Otherwise a round hands out only
  * the rows whose lower bound is at most the frontier of the coarse search
  * plus the smallest gap between full and coarse distance among its new
  * candidates (release_threshold): rows that the elements not reached yet
@@ -120,6 +121,7 @@ typedef struct MatryoshkaScanOpaqueData
 	double		query_fine_norm;	/* |q[g1:D)| */
 	int			base_ef;		/* the first round's beam */
 	int64		limit_rows;		/* LIMIT + OFFSET above the scan; -1: none */
+	bool		filtered;		/* the scan node filters the rows it gets */
 	int			ef;				/* the last round's beam */
 	int			rounds;			/* of this rescan */
 	bool		exhausted;		/* the graph search has nothing left */
@@ -298,7 +300,7 @@ prepare_search(IndexScanDesc scan)
 
 	hnsw_scan_limits_init(&so->limits, matryoshka_iterative_scan,
 						  matryoshka_max_scan_tuples, matryoshka_scan_mem_multiplier);
-	so->limit_rows = matryoshka_scan_limit(scan);
+	so->limit_rows = matryoshka_scan_limit(scan, &so->filtered);
 	so->base_ef = first_round_ef(&so->meta, so->limit_rows);
 	so->ef = so->base_ef;
 
@@ -717,14 +719,21 @@ run_round(IndexScanDesc scan)
 
 	/*
 	 * Which rows go out now (README, Scan 4).  The last round hands out all
-	 * of them: nothing is left to search.  So does the first, except under
-	 * strict_order, so that a LIMIT within the shortlist needs no other
-	 * round.  Otherwise only the rows that no element the search has not
+	 * of them: nothing is left to search.  So does the first when it is the
+	 * only one: iterative scans off, or an unfiltered LIMIT that its ranking
+	 * covers (first_round_ef made it at least LIMIT + 2 wide), so that the
+	 * LIMIT needs no other round.  Otherwise (a cursor, a LIMIT beyond other
+	 * nodes, or a filter that drops rows, where nobody knows how far the
+	 * executor will read) only the rows that no element the search has not
 	 * returned yet is likely to beat go out; the rest are held back for the
-	 * next round, which ranks them among the elements it finds.
+	 * next round, which ranks them among the elements it finds.  Handing
+	 * out a whole first round there would put its tail, ranked among its
+	 * ef candidates only, before nearer rows that later rounds find.
 	 */
 	if (last_round ||
-		(so->rounds == 1 && so->limits.mode != HNSW_ITERATIVE_SCAN_STRICT))
+		(so->rounds == 1 &&
+		 (so->limits.mode == HNSW_ITERATIVE_SCAN_OFF ||
+		  (so->limit_rows >= 0 && !so->filtered && so->limit_rows + 2 <= n))))
 		handed_out = n;
 	else
 	{
