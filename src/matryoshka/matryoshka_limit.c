@@ -2,11 +2,12 @@
  * matryoshka_limit.c — the LIMIT right above a matryoshka index scan, for
  * the scan's first round (README, Scan: LIMIT).
  *
- * Why: a scan's first round ranks its ef candidates on the full vector and
- * hands them out in order; a LIMIT beyond them takes further rounds, whose
- * rows can come out of order under relaxed_order, and the measured
- * default ef_search (matryoshka_measure.c) is a number of candidates for
- * 10 rows.  Knowing the LIMIT, the first round can be wide enough at once.
+ * Why: a scan's first round ranks its ef candidates on the full vector; only
+ * a round known to be the last may hand them all out, and a LIMIT beyond
+ * them takes further rounds, whose rows can come out of order under
+ * relaxed_order; and the measured default ef_search (matryoshka_measure.c)
+ * is a number of candidates for 10 rows.  Knowing the LIMIT, the first
+ * round can be wide enough at once, and go out whole.
  * PostgreSQL 15 does not tell an index scan its LIMIT: amrescan has no
  * bound, and ExecSetTupleBound passes a LIMIT down only to sorts and the
  * like.  But the executor computes the LIMIT before it asks its child for
@@ -16,7 +17,8 @@
  * and offset.
  *
  * So an ExecutorStart hook walks each new plan state tree for a Limit whose
- * child is an index scan of a matryoshka index, and keeps the pair in a
+ * child is an index scan of a matryoshka index (or a Merge Append of such
+ * scans, as over the partitions of a table), and keeps the pair in a
  * backend-local list, each entry in the query's memory and unlinked by a
  * reset callback of that memory (so an error or the end of the query
  * removes them with the executor state).  A scan looks itself up by its scan
@@ -76,6 +78,44 @@ typedef struct FindContext
 	bool		found;
 } FindContext;
 
+/* note `child` with `limit` if it is an index scan of a matryoshka index */
+static void
+note_limited_scan(FindContext *context, PlanState *child, LimitState *limit)
+{
+	IndexScanState *scan;
+	LimitedScan *entry;
+
+	if (child == NULL || !IsA(child, IndexScanState))
+		return;
+	scan = (IndexScanState *) child;
+	/* no index is opened for EXPLAIN without ANALYZE */
+	if (scan->iss_RelationDesc == NULL ||
+		scan->iss_RelationDesc->rd_indam->amgettuple != matryoshka_get_tuple)
+		return;
+
+	entry = MemoryContextAlloc(context->estate->es_query_cxt, sizeof(LimitedScan));
+	if (!context->found)
+	{
+		MemoryContextCallback *callback =
+			MemoryContextAlloc(context->estate->es_query_cxt,
+							   sizeof(MemoryContextCallback));
+
+		callback->func = forget_limited_scans;
+		callback->arg = context->estate;
+		MemoryContextRegisterResetCallback(context->estate->es_query_cxt, callback);
+		context->found = true;
+	}
+	entry->estate = context->estate;
+	entry->scan = scan;
+	entry->limit = limit;
+	dlist_push_head(&limited_scans, &entry->node);
+}
+
+/*
+ * A Limit's scans: its child, or each child of a Merge Append below it (a
+ * partitioned table: the Merge Append takes at most LIMIT + OFFSET rows of
+ * each, as ExecSetTupleBound tells a sort under it).
+ */
 static bool
 find_limited_scans(PlanState *state, void *arg)
 {
@@ -83,34 +123,19 @@ find_limited_scans(PlanState *state, void *arg)
 
 	if (state == NULL)
 		return false;
-	if (IsA(state, LimitState) && outerPlanState(state) != NULL &&
-		IsA(outerPlanState(state), IndexScanState))
+	if (IsA(state, LimitState))
 	{
-		IndexScanState *scan = (IndexScanState *) outerPlanState(state);
-		Relation	index = scan->iss_RelationDesc;
+		PlanState  *child = outerPlanState(state);
 
-		/* no index is opened for EXPLAIN without ANALYZE */
-		if (index != NULL && index->rd_indam->amgettuple == matryoshka_get_tuple)
+		if (child != NULL && IsA(child, MergeAppendState))
 		{
-			LimitedScan *entry = MemoryContextAlloc(context->estate->es_query_cxt,
-													sizeof(LimitedScan));
+			MergeAppendState *merge = (MergeAppendState *) child;
 
-			if (!context->found)
-			{
-				MemoryContextCallback *callback =
-					MemoryContextAlloc(context->estate->es_query_cxt,
-									   sizeof(MemoryContextCallback));
-
-				callback->func = forget_limited_scans;
-				callback->arg = context->estate;
-				MemoryContextRegisterResetCallback(context->estate->es_query_cxt, callback);
-				context->found = true;
-			}
-			entry->estate = context->estate;
-			entry->scan = scan;
-			entry->limit = (LimitState *) state;
-			dlist_push_head(&limited_scans, &entry->node);
+			for (int i = 0; i < merge->ms_nplans; i++)
+				note_limited_scan(context, merge->mergeplans[i], (LimitState *) state);
 		}
+		else
+			note_limited_scan(context, child, (LimitState *) state);
 	}
 	return planstate_tree_walker(state, find_limited_scans, arg);
 }

@@ -801,6 +801,18 @@ run_round(IndexScanDesc scan)
 		}
 	}
 
+	/*
+	 * The last row handed out is never proven: when the element meant to
+	 * follow it gave no rows (its slot was freed or reused meanwhile), the
+	 * proof of the row before it named a row that is not there.
+	 */
+	for (int r = so->count - 1;
+		 r >= 0 && so->rows[r].source.handle == so->rows[so->count - 1].source.handle; r--)
+	{
+		exact_rows -= so->rows[r].exact_order;
+		so->rows[r].exact_order = false;
+	}
+
 	elog(DEBUG1, "matryoshka scan of \"%s\": round %d, beam %d, %d found%s, %d held back before (%d ranked), %d ranked on the full vector, %d handed out, %d heap TIDs (%d in proven order), %d held back, %llu element reads, " INT64_FORMAT " rows found late, " INT64_FORMAT " dropped so far",
 		 RelationGetRelationName(index), so->rounds, ef, nfound,
 		 so->limited ? " (limited)" : "", held, ranked_held, n, handed_out,

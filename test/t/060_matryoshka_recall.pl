@@ -26,8 +26,9 @@
 # lines, for LIMIT, a funnel, OFFSET, LIMIT $1, a cursor, LATERAL rescans,
 # the measured default, and after a query that failed.  Last, a 200-row
 # build's measure, and 40 as a floor under it once inserts grew the index
-# five-fold; and an index built empty, filled by inserts, that autovacuum
-# measures (its scans then use the measure).
+# five-fold; a LIMIT over a Merge Append of partitions' scans; and an
+# index built empty, filled by inserts, that autovacuum measures (its scans
+# then use the measure).
 #
 # Run as tools/test.sh does: prove test/t/*.pl as a non-root user, with
 # PostgreSQL's TAP modules on PERL5LIB and its bin directory on PATH.
@@ -229,6 +230,26 @@ SELECT count(*) FROM (SELECT id FROM grow ORDER BY v <-> $q LIMIT 5) s;";
 	is_deeply(rounds($query), ["1/$floor"],
 		"grown to 1000 rows: at least 40 (got a first round of $floor)");
 	$node->safe_psql('postgres', 'DROP TABLE grow');
+}
+
+# A LIMIT over a Merge Append of matryoshka scans (a partitioned table)
+# reaches the scan of each partition: one round of LIMIT + 2 each
+{
+	$node->safe_psql('postgres', qq{
+CREATE TABLE parted (id int, v vector($DIM)) PARTITION BY RANGE (id);
+CREATE TABLE parted_a PARTITION OF parted FOR VALUES FROM (MINVALUE) TO (5001);
+CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM (5001) TO (MAXVALUE);
+INSERT INTO parted SELECT * FROM items;
+CREATE INDEX parted_idx ON parted USING matryoshka (v vector_l2_ops);
+ANALYZE parted;});
+	my $query = "SET matryoshka.ef_search = 10; SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM parted ORDER BY v <-> (SELECT q FROM queries WHERE qid = 1) LIMIT 50) s;";
+	like($node->safe_psql('postgres', "SET enable_seqscan = off; EXPLAIN (COSTS OFF)
+SELECT id FROM parted ORDER BY v <-> (SELECT q FROM queries WHERE qid = 1) LIMIT 50"),
+		qr/Merge Append/, 'a partitioned table: a Merge Append of the partitions\' scans');
+	is_deeply(rounds($query), [ '1/52', '1/52' ],
+		'a LIMIT 50 over a Merge Append of two partitions: one round of 52 in each');
+	$node->safe_psql('postgres', 'DROP TABLE parted');
 }
 
 # Autovacuum measures an index built empty once inserts have filled it
