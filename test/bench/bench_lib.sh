@@ -145,10 +145,19 @@ bench_am_option()
 	esac
 }
 
+# ef_search_setting AM: the PGOPTIONS word that sets AM's ef_search to
+# EF_SEARCH, or nothing when EF_SEARCH is 0 (the setting's own default:
+# hnsw.ef_search 40, matryoshka.ef_search each index's measured value)
+ef_search_setting()
+{
+	[ "$EF_SEARCH" -eq 0 ] || echo "-c $1.ef_search=$EF_SEARCH"
+}
+
 # bench_prefix_option ARG VALUE: the options of the benchmarks that run both
 # access methods on the prefix data sets (filtered_bench.sh, mixed_bench.sh):
 # the data set (DATASETS), --am (AMS), --ef (EF_SEARCH, of both access
-# methods) and --granularities; as bench_common_option.
+# methods; 0: each setting at its default) and --granularities; as
+# bench_common_option.
 bench_prefix_option()
 {
 	BENCH_SHIFT=2
@@ -156,7 +165,7 @@ bench_prefix_option()
 		gen768|fmnist) DATASETS=("$1"); BENCH_SHIFT=1 ;;
 		both) DATASETS=(gen768 fmnist); BENCH_SHIFT=1 ;;
 		--am) bench_am_option "${2-}" ;;
-		--ef) EF_SEARCH=${2-}; need_count --ef "$EF_SEARCH" 1 ;;
+		--ef) EF_SEARCH=${2-}; need_count --ef "$EF_SEARCH" 0 ;;
 		--granularities) GRANULARITIES=${2-}; need_list --granularities "$GRANULARITIES" ;;
 		*) return 1 ;;
 	esac

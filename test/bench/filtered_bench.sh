@@ -18,8 +18,9 @@
 #                  query its own category), any other p is `category < p`
 #   --modes "off relaxed_order strict_order"   the iterative_scan values
 #                  (default shown)
-#   --ef E         hnsw.ef_search and matryoshka.ef_search (default 40, the
-#                  settings' default)
+#   --ef E         hnsw.ef_search and matryoshka.ef_search (default 40; 0
+#                  leaves each at its own default: hnsw 40, matryoshka the
+#                  index's measured value)
 #   --rows N       only the first N base vectors (a quick run)
 #   --queries N    only the first N queries (default 1000)
 #   --opclass l2|cosine  operator class and metric (default l2)
@@ -209,7 +210,7 @@ measure_index()
 		QUERY_FILTER=$(selectivity_filter "$p")
 		TRUTH_TABLE=truth_p$p
 		for mode in $modes; do
-			settings="-c $am.ef_search=$EF_SEARCH"
+			settings=$(ef_search_setting "$am")
 			[ "$mode" = - ] || settings="$settings -c $iterative=$mode"
 			export PGOPTIONS=$settings
 			measure_setting || return 1

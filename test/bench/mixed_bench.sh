@@ -21,7 +21,8 @@
 #   --pool N       new vectors to insert from, gen768 (default 200000); a run
 #                  that uses them all stops with an error saying so
 #   --ef E         hnsw.ef_search and matryoshka.ef_search of the queries
-#                  (default 40, the settings' default)
+#                  (default 40; 0 leaves each at its own default: hnsw 40,
+#                  matryoshka the index's measured value)
 #   --rows N       only the first N base vectors (a quick run)
 #   --queries N    only the first N queries (default 1000)
 #   --opclass l2|cosine  operator class and metric (default l2)
@@ -226,7 +227,8 @@ measure_index()
 	local ds=$1 am=$2 n line elements rows
 
 	create_index "$am" "$(am_index_options "$am")" || return 1
-	export PGOPTIONS="-c $am.ef_search=$EF_SEARCH"
+	PGOPTIONS=$(ef_search_setting "$am")
+	export PGOPTIONS
 	check_plans || return 1
 
 	printf '%-10s %-24s %12s %12s\n' index phase "inserts/s" "queries/s"
