@@ -126,6 +126,7 @@ typedef struct HnswMetaPageData
 	uint32		payload_size;	/* bytes of each element's fine payload */
 	int64		measured_elements;	/* element_count when default_ef was
 									 * measured (0: not measured) */
+	int64		measured_heaptids;	/* heaptid_count then (0: not known) */
 } HnswMetaPageData;
 
 typedef HnswMetaPageData *HnswMetaPage;

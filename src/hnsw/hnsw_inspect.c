@@ -746,11 +746,13 @@ check_meta(CheckState *cs)
 	 * taken before the count existed: VACUUM measures again).
 	 */
 	if (meta->measured_elements < 0 || meta->measured_elements > meta->element_count ||
-		(meta->measured_elements > 0 && meta->default_ef == 0))
+		(meta->measured_elements > 0 && meta->default_ef == 0) ||
+		meta->measured_heaptids < 0 || meta->measured_heaptids > meta->heaptid_count)
 		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
-					 psprintf("measured_elements is " INT64_FORMAT " with default ef_search %u and " INT64_FORMAT " elements",
-							  meta->measured_elements, meta->default_ef,
-							  meta->element_count));
+					 psprintf("measured at " INT64_FORMAT " elements and " INT64_FORMAT " heap TIDs, with default ef_search %u, " INT64_FORMAT " elements and " INT64_FORMAT " heap TIDs",
+							  meta->measured_elements, meta->measured_heaptids,
+							  meta->default_ef, meta->element_count,
+							  meta->heaptid_count));
 	if (meta->granularity_count > 0)
 	{
 		MatryoshkaLayout layout;

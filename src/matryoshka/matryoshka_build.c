@@ -75,6 +75,7 @@ matryoshka_fill_meta(HnswMetaPageData *meta, void *arg)
 	meta->payload_size = (uint32) build->payload_size;
 	meta->default_ef = (uint16) build->default_ef;
 	meta->measured_elements = build->default_ef > 0 ? meta->element_count : 0;
+	meta->measured_heaptids = build->default_ef > 0 ? meta->heaptid_count : 0;
 }
 
 static void

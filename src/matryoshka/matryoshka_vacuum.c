@@ -15,14 +15,17 @@
  *
  *   - the index has no measure (built empty, or too small to measure), or
  *   - its elements have reached MATRYOSHKA_REMEASURE_GROWTH times those of
- *     its last measure,
+ *     its last measure, or
+ *   - the heap TIDs it has ever stored have (as many rows again have come
+ *     in since the measure as it had stored until then: the data may have
+ *     changed in place, as when every row is embedded again with another
+ *     model, VACUUM freeing the old elements' slots for the new ones),
  *
  * and writes the result to the meta page (one GenericXLog record under the
  * meta page's exclusive buffer lock, as every meta change; a standby
  * replays it).  Between two measures the scan's growth floor applies
- * (matryoshka_scan.c, first_round_ef).  An index that keeps its size (rows
- * deleted and others inserted in their slots) keeps its measure.  ANALYZE,
- * which calls the cleanup with analyze_only, measures nothing.
+ * (matryoshka_scan.c, first_round_ef).  ANALYZE, which calls the cleanup
+ * with analyze_only, measures nothing.
  */
 #include "postgres.h"
 
@@ -43,12 +46,16 @@ needs_measure(const HnswMetaPageData *meta)
 	/* (an index measured before measured_elements existed has it 0) */
 	if (meta->default_ef == 0 || meta->measured_elements <= 0)
 		return true;
-	return meta->element_count / MATRYOSHKA_REMEASURE_GROWTH >= meta->measured_elements;
+	if (meta->element_count / MATRYOSHKA_REMEASURE_GROWTH >= meta->measured_elements)
+		return true;
+	/* (... and one measured before measured_heaptids existed, that 0) */
+	return meta->measured_heaptids > 0 &&
+		meta->heaptid_count / MATRYOSHKA_REMEASURE_GROWTH >= meta->measured_heaptids;
 }
 
-/* store a measure taken when the index had `elements` element tuples */
+/* store a measure taken when the index's meta page was `measured` */
 static void
-store_measure(Relation index, int ef, int64 elements)
+store_measure(Relation index, int ef, const HnswMetaPageData *measured)
 {
 	Buffer		buffer = ReadBuffer(index, HNSW_METAPAGE_BLKNO);
 	GenericXLogState *xlog;
@@ -61,7 +68,8 @@ store_measure(Relation index, int ef, int64 elements)
 	page = GenericXLogRegisterBuffer(xlog, buffer, 0);
 	meta = *HnswPageGetMeta(page);
 	meta.default_ef = (uint16) ef;
-	meta.measured_elements = elements;
+	meta.measured_elements = measured->element_count;
+	meta.measured_heaptids = measured->heaptid_count;
 
 	/*
 	 * Formed again, not changed in place: a meta page written before
@@ -88,6 +96,6 @@ matryoshka_vacuum_cleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 		return stats;
 	ef = matryoshka_measure_index(info->index, info->strategy, &meta);
 	if (ef > 0)
-		store_measure(info->index, ef, meta.element_count);
+		store_measure(info->index, ef, &meta);
 	return stats;
 }

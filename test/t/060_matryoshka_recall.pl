@@ -26,9 +26,10 @@
 # lines, for LIMIT, a funnel, OFFSET, LIMIT $1, a cursor, LATERAL rescans,
 # the measured default, and after a query that failed.  Last, a 200-row
 # build's measure, and 40 as a floor under it once inserts grew the index
-# five-fold; a LIMIT over a Merge Append of partitions' scans; and an
-# index built empty, filled by inserts, that autovacuum measures (its scans
-# then use the measure).
+# five-fold; a LIMIT over a Merge Append of partitions' scans; VACUUM's new
+# measure once every row has been replaced in place; and an index built
+# empty, filled by inserts, that autovacuum measures (its scans then use the
+# measure).
 #
 # Run as tools/test.sh does: prove test/t/*.pl as a non-root user, with
 # PostgreSQL's TAP modules on PERL5LIB and its bin directory on PATH.
@@ -250,6 +251,37 @@ SELECT id FROM parted ORDER BY v <-> (SELECT q FROM queries WHERE qid = 1) LIMIT
 	is_deeply(rounds($query), [ '1/52', '1/52' ],
 		'a LIMIT 50 over a Merge Append of two partitions: one round of 52 in each');
 	$node->safe_psql('postgres', 'DROP TABLE parted');
+}
+
+# VACUUM measures an index again once as many rows have come in since its
+# measure as it had then, even when they took the slots of the rows they
+# replaced (every row updated, in two halves with a VACUUM between, so the
+# index keeps its size): the data may have changed in place
+{
+	$node->safe_psql('postgres', qq{
+CREATE TABLE churn (id int, v vector($DIM)) WITH (autovacuum_enabled = off);
+INSERT INTO churn SELECT * FROM items WHERE id <= 2000;
+CREATE INDEX churn_idx ON churn USING matryoshka (v vector_l2_ops);});
+	my $measured = sub {
+		my ($stdout, $stderr);
+		$node->psql('postgres', "SET client_min_messages = debug1; VACUUM churn;",
+			stdout => \$stdout, stderr => \$stderr);
+		return $stderr =~ /matryoshka vacuum of index "churn_idx": default ef_search [1-9]/ ? 1 : 0;
+	};
+	my $replace = sub {
+		$node->safe_psql('postgres', "UPDATE churn c SET v = i.v FROM items i
+WHERE i.id = c.id + 2000 AND c.id $_[0]");
+	};
+	is($measured->(), 0, 'VACUUM of an index as it was built: no measure');
+	$replace->('<= 1000');
+	is($measured->(), 0, 'half of its rows replaced: no measure');
+	$replace->('> 1000');
+	my $elements = $node->safe_psql('postgres',
+		"SELECT elements FROM hierindex_index_info('churn_idx')");
+	cmp_ok($elements, '<', 4000, "the index kept its size ($elements elements)");
+	is($measured->(), 1, 'every row replaced: VACUUM measures again');
+	is($measured->(), 0, 'and not again without new rows');
+	$node->safe_psql('postgres', 'DROP TABLE churn');
 }
 
 # Autovacuum measures an index built empty once inserts have filled it
