@@ -747,7 +747,8 @@ check_meta(CheckState *cs)
 	 */
 	if (meta->measured_elements < 0 || meta->measured_elements > meta->element_count ||
 		(meta->measured_elements > 0 && meta->default_ef == 0) ||
-		meta->measured_heaptids < 0 || meta->measured_heaptids > meta->heaptid_count)
+		meta->measured_heaptids < 0 || meta->measured_heaptids > meta->heaptid_count ||
+		(meta->measured_heaptids > 0 && meta->measured_elements == 0))
 		check_report(cs, "bad meta page", HNSW_METAPAGE_BLKNO, InvalidOffsetNumber,
 					 psprintf("measured at " INT64_FORMAT " elements and " INT64_FORMAT " heap TIDs, with default ef_search %u, " INT64_FORMAT " elements and " INT64_FORMAT " heap TIDs",
 							  meta->measured_elements, meta->measured_heaptids,

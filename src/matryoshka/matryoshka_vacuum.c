@@ -43,13 +43,13 @@ needs_measure(const HnswMetaPageData *meta)
 	if (!ItemPointerIsValid(&meta->entry_point) ||
 		meta->element_count <= MATRYOSHKA_MEASURE_ROWS + 1)
 		return false;
-	/* (an index measured before measured_elements existed has it 0) */
-	if (meta->default_ef == 0 || meta->measured_elements <= 0)
+	/*
+	 * (An index measured before measured_elements or measured_heaptids
+	 * existed has them 0: measured again once, it has both.)
+	 */
+	if (meta->default_ef == 0 || meta->measured_elements <= 0 || meta->measured_heaptids <= 0)
 		return true;
-	if (meta->element_count / MATRYOSHKA_REMEASURE_GROWTH >= meta->measured_elements)
-		return true;
-	/* (... and one measured before measured_heaptids existed, that 0) */
-	return meta->measured_heaptids > 0 &&
+	return meta->element_count / MATRYOSHKA_REMEASURE_GROWTH >= meta->measured_elements ||
 		meta->heaptid_count / MATRYOSHKA_REMEASURE_GROWTH >= meta->measured_heaptids;
 }
 

@@ -153,6 +153,16 @@ ef_search_setting()
 	[ "$EF_SEARCH" -eq 0 ] || echo "-c $1.ef_search=$EF_SEARCH"
 }
 
+# EF_SEARCH for the results' header
+ef_search_text()
+{
+	if [ "$EF_SEARCH" -eq 0 ]; then
+		echo "each setting's default (hnsw 40, matryoshka the measured value)"
+	else
+		echo "$EF_SEARCH"
+	fi
+}
+
 # bench_prefix_option ARG VALUE: the options of the benchmarks that run both
 # access methods on the prefix data sets (filtered_bench.sh, mixed_bench.sh):
 # the data set (DATASETS), --am (AMS), --ef (EF_SEARCH, of both access

@@ -245,7 +245,7 @@ print_summary()
 {
 	[ -s "$RESULTS" ] || return 0
 	header "results"
-	echo "m=$M ef_construction=$EF_CONSTRUCTION vector_${OPCLASS}_ops, ef_search $EF_SEARCH," \
+	echo "m=$M ef_construction=$EF_CONSTRUCTION vector_${OPCLASS}_ops, ef_search $(ef_search_text)," \
 		"hnsw.max_scan_tuples and hnsw.scan_mem_multiplier at their defaults, work_mem 64MB;" \
 		"recall@$K over $QUERIES queries against the exact filtered top $K; rows: rows a query returned;" \
 		"qps 1/stmt: pgbench -c 1 -M prepared, ${SECONDS_PER_EF} s; qps all/stmt: best of $REPEAT"

@@ -282,7 +282,7 @@ print_summary()
 {
 	[ -s "$RESULTS" ] || return 0
 	header "results"
-	echo "m=$M ef_construction=$EF_CONSTRUCTION vector_${OPCLASS}_ops, queries at ef_search $EF_SEARCH;" \
+	echo "m=$M ef_construction=$EF_CONSTRUCTION vector_${OPCLASS}_ops, queries at ef_search $(ef_search_text);" \
 		"phases of $SECONDS_PER_EF s; pgbench -M prepared, one row or one query per transaction;" \
 		"fsync and synchronous_commit off"
 	echo "machine: $(nproc) cores; load average at start $LOAD_START, at the end $(load_average)"

@@ -126,6 +126,19 @@ sub rounds
 	return \@rounds;
 }
 
+# How much of its ranking the first round of the statements hands out, from
+# the DEBUG1 line: 'whole', 'part' (held back some) or 'none' (no round)
+sub first_round_share
+{
+	my ($sql) = @_;
+	my ($stdout, $stderr);
+	$node->psql('postgres', "SET client_min_messages = debug1;\n$sql",
+		stdout => \$stdout, stderr => \$stderr, on_error_stop => 0);
+	return 'none'
+	  unless $stderr =~ /round 1, beam \d+, .*?, (\d+) ranked on the full vector, (\d+) handed out,/;
+	return $2 == $1 ? 'whole' : 'part';
+}
+
 # The LIMIT right above the scan sizes its first round (matryoshka_limit.c)
 sub limit_seen
 {
@@ -157,6 +170,17 @@ SELECT count(*) FROM queries, LATERAL (SELECT id FROM items ORDER BY v $op q LIM
 	$scaled = 52 if $scaled < 52;
 	is_deeply(rounds("SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;"),
 		["1/$scaled"], "default ef_search ($ef measured for 10 rows), LIMIT 50: one round of $scaled");
+	# the first round goes out whole for an unfiltered LIMIT (the only
+	# round), by the release rule under the scan's own filter or a cursor
+	is(first_round_share("SET matryoshka.ef_search = 10;
+SELECT count(*) FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;"),
+		'whole', 'LIMIT 50: the first round goes out whole');
+	is(first_round_share("SET matryoshka.ef_search = 10; SET enable_seqscan = off;
+SELECT count(*) FROM (SELECT id FROM items WHERE id % 2 = 0 ORDER BY v $op $q LIMIT 50) s;"),
+		'part', 'a filtered LIMIT 50: the first round goes out by the release rule');
+	is(first_round_share("SET matryoshka.ef_search = 10;
+BEGIN; DECLARE c CURSOR FOR SELECT id FROM items ORDER BY v $op $q; FETCH 25 FROM c; COMMIT;"),
+		'part', 'a cursor: the first round goes out by the release rule');
 	is_deeply(rounds("SET matryoshka.ef_search = 10;
 SELECT id / 0 FROM (SELECT id FROM items ORDER BY v $op $q LIMIT 50) s;
 BEGIN; DECLARE c CURSOR FOR SELECT id FROM items ORDER BY v $op $q; FETCH 3 FROM c; COMMIT;
@@ -264,8 +288,9 @@ INSERT INTO churn SELECT * FROM items WHERE id <= 2000;
 CREATE INDEX churn_idx ON churn USING matryoshka (v vector_l2_ops);});
 	my $measured = sub {
 		my ($stdout, $stderr);
-		$node->psql('postgres', "SET client_min_messages = debug1; VACUUM churn;",
+		my $status = $node->psql('postgres', "SET client_min_messages = debug1; VACUUM churn;",
 			stdout => \$stdout, stderr => \$stderr);
+		return "VACUUM failed: $stderr" if $status != 0 || $stderr =~ /ERROR/;
 		return $stderr =~ /matryoshka vacuum of index "churn_idx": default ef_search [1-9]/ ? 1 : 0;
 	};
 	my $replace = sub {
