@@ -467,15 +467,26 @@ tid_key(ItemPointer tid)
 	return ((int64) ItemPointerGetBlockNumber(tid) << 16) | ItemPointerGetOffsetNumber(tid);
 }
 
-/* a payload read from the pages at finetid, checked */
-static const MatryoshkaPayloadHeader *
-pages_payload(const PagesMeasure *pages, const MatryoshkaLayout *layout,
-			  const char *payload, ItemPointer finetid)
+/*
+ * Read the payloads at finetids[0, n) through the walk's buffers into one
+ * allocation in `context`, payloads[i] pointing at each, and check them.
+ */
+static void
+pages_read_payloads(const PagesMeasure *pages, const MatryoshkaLayout *layout,
+					MemoryContext context, int n, const ItemPointerData *finetids,
+					char **payloads)
 {
-	const MatryoshkaPayloadHeader *header = (const MatryoshkaPayloadHeader *) payload;
+	Size		size = pages->meta.payload_size;
+	char	   *space = MemoryContextAlloc(context, size * Max(n, 1));
 
-	matryoshka_check_payload(pages->index, layout, header, finetid);
-	return header;
+	for (int i = 0; i < n; i++)
+		payloads[i] = space + size * i;
+	hnsw_walk_read_payloads(pages->walk, n, finetids, size, payloads);
+	hnsw_walk_release(pages->walk);
+	for (int i = 0; i < n; i++)
+		matryoshka_check_payload(pages->index, layout,
+								 (const MatryoshkaPayloadHeader *) payloads[i],
+								 (ItemPointer) &finetids[i]);
 }
 
 /*
@@ -488,7 +499,6 @@ static int64
 pages_pass(Measure *measure, int ef)
 {
 	PagesMeasure *pages = measure->pages;
-	Size		size = pages->meta.payload_size;
 	int			beam = pass_beam(measure, ef);
 	GraphAccess *access = hnsw_walk_access(pages->walk);
 	GraphNeighbor *found = palloc(sizeof(GraphNeighbor) * beam);
@@ -501,7 +511,6 @@ pages_pass(Measure *measure, int ef)
 	for (int i = 0; i < measure->sample_count; i++)
 	{
 		MeasureSample *sample = &measure->samples[i];
-		char	   *space;
 		int			count;
 		int			n = 0;
 
@@ -527,14 +536,10 @@ pages_pass(Measure *measure, int ef)
 		/* a round ranks its first ef; the reference ranks all it found */
 		if (ef > 0)
 			n = Min(n, ef);
-		space = MemoryContextAlloc(pages->sample_context, size * Max(n, 1));
+		pages_read_payloads(pages, measure->layout, pages->sample_context, n, finetids,
+							payloads);
 		for (int c = 0; c < n; c++)
-			payloads[c] = space + size * c;
-		hnsw_walk_read_payloads(pages->walk, n, finetids, size, payloads);
-		hnsw_walk_release(pages->walk);
-		for (int c = 0; c < n; c++)
-			candidates[c].payload = pages_payload(pages, measure->layout, payloads[c],
-												  &finetids[c]);
+			candidates[c].payload = (const MatryoshkaPayloadHeader *) payloads[c];
 		total += score_sample(measure, sample, ef, candidates, n, ranked);
 	}
 	return total;
@@ -556,7 +561,6 @@ pages_collect_samples(Measure *measure, BufferAccessStrategy strategy)
 	Relation	index = pages->index;
 	const MatryoshkaLayout *layout = measure->layout;
 	int			g1 = MatryoshkaCoarse(layout);
-	Size		size = pages->meta.payload_size;
 	Size		element_size = hnsw_element_tuple_size(g1);
 	int64		count = pages->meta.element_count;
 	int64		position = 0;	/* element tuples met */
@@ -603,20 +607,14 @@ pages_collect_samples(Measure *measure, BufferAccessStrategy strategy)
 		UnlockReleaseBuffer(buffer);
 	}
 
-	for (int i = 0; i < n; i++)
-		payloads[i] = palloc(size);
-	hnsw_walk_read_payloads(pages->walk, n, finetids, size, payloads);
-	hnsw_walk_release(pages->walk);
+	pages_read_payloads(pages, layout, CurrentMemoryContext, n, finetids, payloads);
 	for (int i = 0; i < n; i++)
 	{
 		MeasureSample *sample = &measure->samples[i];
 
-		const MatryoshkaPayloadHeader *header = pages_payload(pages, layout, payloads[i],
-															  &finetids[i]);
-
 		sample->query = palloc0(sizeof(float) * MatryoshkaFull(layout));
 		matryoshka_decode_fine(layout, payloads[i], sample->query + g1);
-		sample_set_norms(layout, sample, header);
+		sample_set_norms(layout, sample, (const MatryoshkaPayloadHeader *) payloads[i]);
 	}
 	return n;
 }

@@ -111,15 +111,22 @@ FROM queries, LATERAL (
 		"$what: recall\@$MANY");
 }
 
-# The rounds of the matryoshka scans that $sql runs, from their DEBUG1
-# lines, as "round/beam" strings in order; errors of $sql are allowed
-# (on_error_stop off)
-sub rounds
+# Run $sql with the DEBUG1 messages sent to the client; returns psql's exit
+# status and the messages (errors of $sql are allowed: on_error_stop off)
+sub debug_messages
 {
 	my ($sql) = @_;
 	my ($stdout, $stderr);
-	$node->psql('postgres', "SET client_min_messages = debug1;\n$sql",
+	my $status = $node->psql('postgres', "SET client_min_messages = debug1;\n$sql",
 		stdout => \$stdout, stderr => \$stderr, on_error_stop => 0);
+	return ($status, $stderr);
+}
+
+# The rounds of the matryoshka scans that $sql runs, from their DEBUG1
+# lines, as "round/beam" strings in order
+sub rounds
+{
+	my (undef, $stderr) = debug_messages($_[0]);
 	my @rounds;
 	push @rounds, "$1/$2"
 	  while $stderr =~ /matryoshka scan of "[^"]*": round (\d+), beam (\d+),/g;
@@ -130,10 +137,7 @@ sub rounds
 # the DEBUG1 line: 'whole', 'part' (held back some) or 'none' (no round)
 sub first_round_share
 {
-	my ($sql) = @_;
-	my ($stdout, $stderr);
-	$node->psql('postgres', "SET client_min_messages = debug1;\n$sql",
-		stdout => \$stdout, stderr => \$stderr, on_error_stop => 0);
+	my (undef, $stderr) = debug_messages($_[0]);
 	return 'none'
 	  unless $stderr =~ /round 1, beam \d+, .*?, (\d+) ranked on the full vector, (\d+) handed out,/;
 	return $2 == $1 ? 'whole' : 'part';
@@ -287,9 +291,7 @@ CREATE TABLE churn (id int, v vector($DIM)) WITH (autovacuum_enabled = off);
 INSERT INTO churn SELECT * FROM items WHERE id <= 2000;
 CREATE INDEX churn_idx ON churn USING matryoshka (v vector_l2_ops);});
 	my $measured = sub {
-		my ($stdout, $stderr);
-		my $status = $node->psql('postgres', "SET client_min_messages = debug1; VACUUM churn;",
-			stdout => \$stdout, stderr => \$stderr);
+		my ($status, $stderr) = debug_messages('VACUUM churn;');
 		return "VACUUM failed: $stderr" if $status != 0 || $stderr =~ /ERROR/;
 		return $stderr =~ /matryoshka vacuum of index "churn_idx": default ef_search [1-9]/ ? 1 : 0;
 	};
