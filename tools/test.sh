@@ -10,8 +10,9 @@
 # Steps, each under its own header:
 #   setup   tools/setup.sh
 #   build   make clean; make COPT=-Werror (warnings are errors; the GPU module
-#           is built too when nvcc is found); make -C test/bench
-#           matryoshka-tools (the data tools test/t/061 runs)
+#           is built too when nvcc is found); make -C test/bench (the data
+#           tools test/t/061 runs, and every benchmark program, so that none
+#           stops compiling unseen)
 #   unit    make -C test/unit check      counts: the "N passed, N failed"
 #                                        lines the test programs print
 #   gpu     make -C test/gpu check       counts: as unit (check-gpu when an
@@ -144,10 +145,10 @@ fi
 header "build (make clean; make COPT=-Werror)"
 BUILD_OK=1
 make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null 2>&1
-# the data tools of the benchmarks too: test/t/061 runs them, as a user
+# the benchmark programs too: test/t/061 runs the data tools, as a user
 # that may not be able to write the tree
 if run_logged "$WORK/build.log" make -j"$(nproc)" PG_CONFIG="$PG_CONFIG" COPT=-Werror &&
-	run_logged "$WORK/bench-tools.log" make -C test/bench matryoshka-tools; then
+	run_logged "$WORK/bench-tools.log" make -C test/bench; then
 	if [ -f hierindex_gpu.so ]; then
 		record build 0 0 "ok: hierindex.so and the GPU module hierindex_gpu.so"
 	else
@@ -156,7 +157,7 @@ if run_logged "$WORK/build.log" make -j"$(nproc)" PG_CONFIG="$PG_CONFIG" COPT=-W
 	echo "build: ${SUMMARY[-1]##*  ok: }"
 else
 	BUILD_OK=0
-	record build 0 1 "make COPT=-Werror or make -C test/bench matryoshka-tools failed"
+	record build 0 1 "make COPT=-Werror or make -C test/bench failed"
 fi
 
 # ---------------------------------------------------------------------------

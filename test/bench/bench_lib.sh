@@ -2,7 +2,7 @@
 # test/bench/bench_lib.sh — what the index benchmarks share (sourced by
 # hnsw_bench.sh, matryoshka_bench.sh, filtered_bench.sh and mixed_bench.sh):
 # the command line, the data sets as cached fvecs files with their exact
-# ground truth, the throwaway server with fixed settings, the binary COPY
+# ground truth, the throwaway server and its settings, the binary COPY
 # load, a timed CREATE INDEX, the two ways of measuring queries (all queries
 # in one statement, and pgbench with one query per statement) and the text
 # table of results.  Keeping one copy means the benchmarks measure the same
@@ -13,6 +13,7 @@
 #   WORK             a scratch directory (bench_make_work_dir makes one)
 #   REPEAT SECONDS_PER_EF  as its options describe them, and any other of
 #   DATA_DIR ROWS QUERIES OPCLASS M EF_CONSTRUCTION NO_BUILD THREADS
+#   SHARED_BUFFERS MAINTENANCE_WORK_MEM
 #                    (defaults below) that its options set
 #   OPERATOR         (bench_check_opclass sets it)
 # and per data set DB and the DS_* variables (see prepare_truth).
@@ -41,6 +42,8 @@ EF_CONSTRUCTION=64
 GRANULARITIES=
 THREADS=0
 NO_BUILD=0
+SHARED_BUFFERS=2GB
+MAINTENANCE_WORK_MEM=2GB
 DATA_DIR=${TMPDIR:-/tmp}/hierindex-bench
 
 # The generated sets (gen_clustered.c, issue 4's recipe); seeds fixed so
@@ -65,6 +68,14 @@ need_count()
 {
 	[[ $2 =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] ||
 		die "$1 needs an integer of at least $3, not '$2'"
+}
+
+# need_memory OPTION VALUE: a server memory setting as PostgreSQL writes
+# one (a number and kB, MB, GB or TB).
+need_memory()
+{
+	[[ $2 =~ ^[0-9]+(kB|MB|GB|TB)$ ]] ||
+		die "$1 needs a size such as 2GB or 512MB, not '$2'"
 }
 
 # need_count_list OPTION LIST MIN: the values of a list option (words) are
@@ -198,6 +209,9 @@ bench_common_option()
 		--repeat) REPEAT=${2-}; need_count --repeat "$REPEAT" 1 ;;
 		--no-build) NO_BUILD=1; BENCH_SHIFT=1 ;;
 		--data-dir) DATA_DIR=${2-}; [ -n "$DATA_DIR" ] || die "--data-dir needs a directory" ;;
+		--shared-buffers) SHARED_BUFFERS=${2-}; need_memory --shared-buffers "$SHARED_BUFFERS" ;;
+		--maintenance-work-mem) MAINTENANCE_WORK_MEM=${2-}
+			need_memory --maintenance-work-mem "$MAINTENANCE_WORK_MEM" ;;
 		*) return 1 ;;
 	esac
 }
@@ -518,9 +532,10 @@ SQL
 	echo "extension: hierindex $(psql -X -A -t -d template1 -c \
 		"SELECT extversion FROM pg_extension WHERE extname = 'hierindex'"), library copied to $private_lib"
 
-	psql -X -q -v ON_ERROR_STOP=1 <<'SQL' || die "ALTER SYSTEM failed"
-ALTER SYSTEM SET shared_buffers = '2GB';
-ALTER SYSTEM SET maintenance_work_mem = '2GB';
+	psql -X -q -v ON_ERROR_STOP=1 -v shared_buffers="$SHARED_BUFFERS" \
+		-v maintenance_work_mem="$MAINTENANCE_WORK_MEM" <<'SQL' || die "ALTER SYSTEM failed"
+ALTER SYSTEM SET shared_buffers = :'shared_buffers';
+ALTER SYSTEM SET maintenance_work_mem = :'maintenance_work_mem';
 ALTER SYSTEM SET work_mem = '64MB';
 ALTER SYSTEM SET max_wal_size = '8GB';
 ALTER SYSTEM SET checkpoint_timeout = '30min';
@@ -533,7 +548,7 @@ SQL
 	_cluster_as_owner "$CLUSTER_PG_BIN/pg_ctl" -D "$CLUSTER_DIR/data" \
 		-l "$CLUSTER_DIR/server.log" -w -t 60 restart >/dev/null 9>&- ||
 		{ cat "$CLUSTER_DIR/server.log" >&2; die "restart failed"; }
-	echo "server: shared_buffers $(psql -X -A -t -c 'SHOW shared_buffers'), maintenance_work_mem 2GB, jit off, no parallel query"
+	echo "server: shared_buffers $(psql -X -A -t -c 'SHOW shared_buffers'), maintenance_work_mem $(psql -X -A -t -c 'SHOW maintenance_work_mem'), jit off, no parallel query"
 }
 
 # ---------------------------------------------------------------------------

@@ -34,6 +34,10 @@
 #   --no-build     use the installed extension as it is (no make, no install)
 #   --data-dir DIR cache of vectors and ground truths between runs
 #                  (default ${TMPDIR:-/tmp}/hierindex-bench, as the others)
+#   --shared-buffers SIZE the server's shared_buffers (default 2GB; a data set
+#                  larger than that is read through the OS cache)
+#   --maintenance-work-mem SIZE  for CREATE INDEX (default 2GB; a graph that
+#                  does not fit is finished by single inserts, slowly)
 #
 # The table: items (id, embedding, category) with category = id % 100, a
 # generated column (the vectors are drawn around centres chosen at random,
@@ -69,7 +73,7 @@
 # otherwise matryoshka is measured once per selectivity with mode "-".
 #
 # Everything but the filter and truth is bench_lib.sh's (data, server with
-# shared_buffers 2GB and no parallel query, binary COPY load, CREATE INDEX,
+# shared_buffers 2GB by default and no parallel query, binary COPY load, CREATE INDEX,
 # measuring).  A full gen768 run took 7 minutes on the shared 2-core
 # machine, and 2 more the first time (the truth at 10% is 10 million
 # distances).  The timings are only as quiet as the machine: the load

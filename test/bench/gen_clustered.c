@@ -25,6 +25,7 @@
  * Usage: gen_clustered DIM CENTRES COUNT CENTRE_SEED POINT_SEED > out.fvecs
  * Output: fvecs (see fvecs.h) on stdout.
  */
+#include "bench_args.h"
 #include "fvecs.h"
 #include "random.h"
 
@@ -36,23 +37,6 @@
 
 #define SCALE_EXPONENT (-0.6)
 #define CENTRE_SIGMA 3.0		/* c ~ N(0, 9 I) */
-
-static long
-parse_count(const char *text, const char *name, long min, long max)
-{
-	char	   *end;
-	long		value;
-
-	errno = 0;
-	value = strtol(text, &end, 10);
-	if (errno != 0 || end == text || *end != '\0' || value < min || value > max)
-	{
-		fprintf(stderr, "gen_clustered: %s must be an integer in [%ld, %ld], not \"%s\"\n",
-				name, min, max, text);
-		exit(2);
-	}
-	return value;
-}
 
 static uint64_t
 parse_seed(const char *text, const char *name)
@@ -89,9 +73,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: gen_clustered DIM CENTRES COUNT CENTRE_SEED POINT_SEED > out.fvecs\n");
 		return 2;
 	}
-	dim = (int) parse_count(argv[1], "DIM", 1, 16000);
-	n_centres = parse_count(argv[2], "CENTRES", 1, 1000000);
-	count = parse_count(argv[3], "COUNT", 1, 100000000);
+	dim = (int) bench_parse_long("gen_clustered", "DIM", argv[1], 1, 16000);
+	n_centres = bench_parse_long("gen_clustered", "CENTRES", argv[2], 1, 1000000);
+	count = bench_parse_long("gen_clustered", "COUNT", argv[3], 1, 100000000);
 	centre_seed = parse_seed(argv[4], "CENTRE_SEED");
 	point_seed = parse_seed(argv[5], "POINT_SEED");
 

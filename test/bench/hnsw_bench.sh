@@ -25,6 +25,10 @@
 #   --no-build         use the installed extension as it is (no make, no install)
 #   --data-dir DIR     cache of vectors and ground truth between runs
 #                      (default ${TMPDIR:-/tmp}/hierindex-bench)
+#   --shared-buffers SIZE the server's shared_buffers (default 2GB; a data set
+#                      larger than that is read through the OS cache)
+#   --maintenance-work-mem SIZE  for CREATE INDEX (default 2GB; a graph that
+#                      does not fit is finished by single inserts, slowly)
 #
 # What it does, per data set:
 #   1. vectors as fvecs files and the exact top-10 of every query, computed
@@ -52,8 +56,8 @@
 #   5. a table of everything, and the same as Markdown rows for the README.
 #
 # Server settings (postgresql.auto.conf, for every data set): shared_buffers
-# 2GB (table and index stay in memory), maintenance_work_mem 2GB (the graph
-# of a 100k × 768 build fits), jit off and no parallel query (the numbers are
+# 2GB by default (table and index stay in memory), maintenance_work_mem 2GB by
+# default (the graph of a 100k × 768 build fits), jit off and no parallel query (the numbers are
 # those of one backend running the index, not of query compilation or
 # workers), max_wal_size 8GB (no checkpoint in the middle of a build).
 #

@@ -29,9 +29,9 @@
  *
  * Usage: knn_truth l2|cosine K BASE.fvecs QUERIES.fvecs [MAX_BASE [MAX_QUERIES]]
  */
+#include "bench_args.h"
 #include "fvecs.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,23 +82,6 @@ norm(const float *x, int dim)
 	return sqrt(sum);
 }
 
-static long
-parse_long(const char *text, const char *name, long min, long max)
-{
-	char	   *end;
-	long		value;
-
-	errno = 0;
-	value = strtol(text, &end, 10);
-	if (errno != 0 || end == text || *end != '\0' || value < min || value > max)
-	{
-		fprintf(stderr, "knn_truth: %s must be an integer in [%ld, %ld], not \"%s\"\n",
-				name, min, max, text);
-		exit(2);
-	}
-	return value;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -127,9 +110,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "knn_truth: metric must be l2 or cosine, not \"%s\"\n", argv[1]);
 		return 2;
 	}
-	k = (int) parse_long(argv[2], "K", 1, MAX_K);
-	base = fvecs_read(argv[3], argc > 5 ? (size_t) parse_long(argv[5], "MAX_BASE", 0, 1L << 40) : 0);
-	queries = fvecs_read(argv[4], argc > 6 ? (size_t) parse_long(argv[6], "MAX_QUERIES", 0, 1L << 40) : 0);
+	k = (int) bench_parse_long("knn_truth", "K", argv[2], 1, MAX_K);
+	base = fvecs_read(argv[3], argc > 5 ? (size_t) bench_parse_long("knn_truth", "MAX_BASE", argv[5], 0, 1L << 40) : 0);
+	queries = fvecs_read(argv[4], argc > 6 ? (size_t) bench_parse_long("knn_truth", "MAX_QUERIES", argv[6], 0, 1L << 40) : 0);
 	if (base.dim != queries.dim)
 	{
 		fprintf(stderr, "knn_truth: base vectors have %d dimensions, queries %d\n",

@@ -58,12 +58,16 @@
 #   --no-build     use the installed extension as it is (no make, no install)
 #   --data-dir DIR cache of vectors and ground truth between runs
 #                  (default ${TMPDIR:-/tmp}/hierindex-bench, as hnsw_bench.sh)
+#   --shared-buffers SIZE the server's shared_buffers (default 2GB; a data set
+#                  larger than that is read through the OS cache)
+#   --maintenance-work-mem SIZE  for CREATE INDEX (default 2GB; a graph that
+#                  does not fit is finished by single inserts, slowly)
 #
 # Per data set, as hnsw_bench.sh does it (bench_lib.sh is the common code):
 # vectors and the exact full-dimension top-10 of every query (knn_truth.c,
 # brute force in double) cached in the data directory; one throwaway cluster
-# with fixed settings (shared_buffers 2GB, maintenance_work_mem 2GB, jit off,
-# no parallel query); the table loaded with binary COPY; then for each index
+# with fixed settings (shared_buffers and maintenance_work_mem 2GB unless
+# the options say otherwise, jit off, no parallel query); the table loaded with binary COPY; then for each index
 # in turn (hnsw, then matryoshka, each dropped before the next is built):
 # CREATE INDEX timed on the server, pg_relation_size, and per ef_search the
 # plans (the index must be used: "forced" when only enable_seqscan = off

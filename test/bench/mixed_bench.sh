@@ -34,6 +34,10 @@
 #   --no-build     use the installed extension as it is (no make, no install)
 #   --data-dir DIR cache of vectors between runs
 #                  (default ${TMPDIR:-/tmp}/hierindex-bench, as the others)
+#   --shared-buffers SIZE the server's shared_buffers (default 2GB; a data set
+#                  larger than that is read through the OS cache)
+#   --maintenance-work-mem SIZE  for CREATE INDEX (default 2GB; a graph that
+#                  does not fit is finished by single inserts, slowly)
 #
 # Per data set the table is loaded as the other benchmarks load it
 # (bench_lib.sh), with autovacuum off for it (no VACUUM or ANALYZE in the

@@ -35,9 +35,9 @@
  * Usage: pca_rotate BASE.fvecs QUERIES.fvecs OUT_BASE.fvecs OUT_QUERIES.fvecs [FIT_ROWS]
  * OpenMP threads: OMP_NUM_THREADS.
  */
+#include "bench_args.h"
 #include "fvecs.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,17 +323,8 @@ main(int argc, char **argv)
 	fit_rows = base.count;
 	if (argc == 6)
 	{
-		char	   *end;
-		long		value;
+		long		value = bench_parse_long("pca_rotate", "FIT_ROWS", argv[5], 0, LONG_MAX);
 
-		errno = 0;
-		value = strtol(argv[5], &end, 10);
-		if (errno != 0 || end == argv[5] || *end != '\0' || value < 0)
-		{
-			fprintf(stderr, "pca_rotate: FIT_ROWS must be a non-negative integer, not \"%s\"\n",
-					argv[5]);
-			return 2;
-		}
 		if (value > 0 && (size_t) value < fit_rows)
 			fit_rows = (size_t) value;
 	}

@@ -163,12 +163,22 @@ for my $am (access_methods())
 		$churn_start_size, $churn_end_size, $churn_end_size / $churn_start_size,
 		$churn_start_elements, $churn_elements, $churn_free));
 	cmp_ok($churned, '>', 0, "$am: the churn inserted rows");
+	# Reuse is asserted on elements: fewer new ones than half the rows
+	# inserted.  Bytes must follow: a new element costs about a quarter more
+	# than the index's average (pages the inserts extend are partly filled
+	# when the churn ends; matryoshka's fine pages likewise), so half the
+	# rows in new elements is about 0.63 of the bytes without reuse, and
+	# the byte bound is two thirds.  Without reuse both come out above 1.
+	# How many rows a VACUUM interval sees depends on the machine's speed,
+	# and with it how close matryoshka lands to both bounds: 0.42-0.48 of
+	# the bytes on an idle 2-core machine, 0.52 with the cores shared
+	# (hnsw, whose VACUUM is faster, about 0.1).
 	my $unbounded_growth = $churned * $churn_start_size / $churn_start_elements;
-	cmp_ok($churn_end_size - $churn_start_size, '<', $unbounded_growth / 2,
-		"$am: under churn the index grows by less than half the "
-		  . int($unbounded_growth) . " bytes its $churned new rows would take without reuse");
 	cmp_ok($churn_elements, '<', $churn_start_elements + $churned / 2,
 		"$am: most of the $churned churned rows went into reused slots");
+	cmp_ok($churn_end_size - $churn_start_size, '<', $unbounded_growth * 2 / 3,
+		"$am: under churn the index grows by less than two thirds of the "
+		  . int($unbounded_growth) . " bytes its $churned new rows would take without reuse");
 	hierindex_check_is_clean($node, 'items_l2',
 		"$am: hierindex_check after the churn and VACUUM finds nothing");
 	recall_at_least(recall_now($node, 'exact_churn'), $MIN_RECALL,
