@@ -327,6 +327,48 @@ SELECT array(SELECT id FROM hnsw_info ORDER BY v <-> '[10,1,0,-10,1]' LIMIT 5) A
 RESET enable_indexscan;
 SET enable_seqscan = off;
 RESET hnsw.ef_search;
+-- Layer 0 is directed: the descent can end in a part of it that the links
+-- lead out of but not back into.  The scan then goes on from the entry
+-- point, from which the build makes everything reachable, so with
+-- ef_search above the element count every row comes back in exact order,
+-- whatever the insertion order (100 orders of the rows above, built
+-- serially; without that fallback 16 of them came back short).
+CREATE TABLE hnsw_orders (id int, v vector(5));
+CREATE INDEX hnsw_orders_cosine ON hnsw_orders USING hnsw (v vector_cosine_ops)
+	WITH (ef_construction = 4, m = 2);
+SET hierindex.build_threads = 1;
+SET hnsw.ef_search = 100;
+CREATE TABLE hnsw_orders_result (seed int, rows_returned int, exact bool);
+DO $$
+DECLARE
+	query vector := '[10,1,0,-10,1]';
+	expected float8[];
+	got float8[];
+BEGIN
+	FOR seed IN 1..100 LOOP
+		TRUNCATE hnsw_orders;
+		PERFORM setseed(seed / 1000.0);
+		INSERT INTO hnsw_orders SELECT i, array[i, i % 3, i % 5, -i, 1]::real[]::vector(5)
+		FROM generate_series(1, 50) i ORDER BY random();
+		REINDEX INDEX hnsw_orders_cosine;
+		SET LOCAL enable_seqscan = off;
+		got := array(SELECT v <=> query FROM hnsw_orders ORDER BY v <=> query LIMIT 100);
+		SET LOCAL enable_seqscan = on;
+		SET LOCAL enable_indexscan = off;
+		expected := array(SELECT v <=> query FROM hnsw_orders ORDER BY v <=> query);
+		SET LOCAL enable_indexscan = on;
+		INSERT INTO hnsw_orders_result VALUES (seed, cardinality(got), got = expected);
+	END LOOP;
+END
+$$;
+SELECT count(*) AS orders, count(*) FILTER (WHERE rows_returned = 50) AS all_rows,
+	count(*) FILTER (WHERE exact) AS exact
+FROM hnsw_orders_result;
+-- the plan above is the index's
+EXPLAIN (COSTS OFF) SELECT id FROM hnsw_orders ORDER BY v <=> '[10,1,0,-10,1]' LIMIT 100;
+RESET hnsw.ef_search;
+RESET hierindex.build_threads;
+DROP TABLE hnsw_orders, hnsw_orders_result;
 -- the inspection functions take hnsw indexes only
 SELECT * FROM hierindex_index_info('hnsw_info');
 CREATE INDEX hnsw_info_btree ON hnsw_info (id);

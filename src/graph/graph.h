@@ -276,6 +276,8 @@ typedef struct GraphSearch
 	int			batch_capacity;
 	int			layer;
 	int64_t		expanded;		/* elements whose neighbours were read */
+	int32_t		fallback;		/* where to go on when the walk runs out */
+	float		fallback_distance;
 } GraphSearch;
 
 /*
@@ -284,6 +286,21 @@ typedef struct GraphSearch
  */
 extern void graph_search_start(GraphSearch *search, const GraphAccess *access,
 							   int32_t entry, float entry_distance, int layer);
+
+/*
+ * Where the search goes on, once, when everything reachable from its entry
+ * has been expanded: the graph's own entry point, for a search that
+ * started where a descent through the upper layers ended.  Layer 0 is a
+ * directed graph, and the build makes every element reachable from the
+ * entry point (graph_connect_unreachable), not from every element; without
+ * this a scan from an element of a part the links lead out of but not back
+ * into ends early, short of rows (a small m makes such parts likely).  A
+ * walk that never runs out never reads it, so results and costs are
+ * otherwise the same.  GRAPH_NO_ELEMENT (what graph_search_start sets):
+ * none.
+ */
+extern void graph_search_set_fallback(GraphSearch *search, int32_t fallback,
+									  float fallback_distance);
 
 /*
  * The next batch: up to ef elements written to out[] in ascending distance

@@ -269,6 +269,7 @@ graph_search_start(GraphSearch *search, const GraphAccess *access,
 	search->pool_size = 0;
 	search->layer = layer;
 	search->expanded = 0;
+	search->fallback = GRAPH_NO_ELEMENT;
 	access->visited_reset(access->context);
 	access->visited_test_and_set(access->context, entry);
 	search_push(search, &search->unexpanded, &search->unexpanded_size,
@@ -276,6 +277,74 @@ graph_search_start(GraphSearch *search, const GraphAccess *access,
 	if (search_live(access, entry))
 		search_push(search, &search->pool, &search->pool_size,
 					&search->pool_capacity, 0, entry_distance, entry);
+}
+
+void
+graph_search_set_fallback(GraphSearch *search, int32_t fallback, float fallback_distance)
+{
+	search->fallback = fallback;
+	search->fallback_distance = fallback_distance;
+}
+
+/*
+ * An element met for the first time (distance d): it waits to be expanded,
+ * and if live takes a place in the batch (the farther of it and the batch's
+ * worst goes to the pool) or waits in the pool.
+ */
+static void
+search_offer(GraphSearch *search, const GraphAccess *access, int ef, int final,
+			 int *batch_size, int32_t id, float d)
+{
+	/*
+	 * The worst of a full batch only improves, and the loop stops at the
+	 * first unexpanded element beyond it: this one would only wait for a
+	 * later batch, and there is none.
+	 */
+	if (final && *batch_size >= ef && d > search->batch[0].distance)
+		return;
+	search_push(search, &search->unexpanded, &search->unexpanded_size,
+				&search->unexpanded_capacity, 0, d, id);
+	if (!search_live(access, id))
+		return;
+	if (*batch_size < ef)
+		search_push(search, &search->batch, batch_size,
+					&search->batch_capacity, 1, d, id);
+	else
+	{
+		GraphNeighbor spare = {d, id};
+
+		/* the loser of the two goes to the pool, for a later batch */
+		if (d < search->batch[0].distance)
+		{
+			spare = search_pop(search->batch, batch_size, 1);
+			search_push(search, &search->batch, batch_size,
+						&search->batch_capacity, 1, d, id);
+		}
+		if (!final)
+			search_push(search, &search->pool, &search->pool_size,
+						&search->pool_capacity, 0, spare.distance, spare.id);
+	}
+}
+
+/*
+ * Whether something is left to expand; when the walk has run out, go on
+ * from the fallback (once, and only if the walk has not met it).
+ */
+static int
+search_continues(GraphSearch *search, const GraphAccess *access, int ef, int final,
+				 int *batch_size)
+{
+	int32_t		fallback = search->fallback;
+
+	if (search->unexpanded_size > 0)
+		return 1;
+	if (fallback == GRAPH_NO_ELEMENT)
+		return 0;
+	search->fallback = GRAPH_NO_ELEMENT;
+	if (!access->visited_test_and_set(access->context, fallback))
+		search_offer(search, access, ef, final, batch_size, fallback,
+					 search->fallback_distance);
+	return search->unexpanded_size > 0;
 }
 
 int
@@ -305,7 +374,7 @@ graph_search_next(GraphSearch *search, const GraphAccess *access, int ef,
 					1, nearest.distance, nearest.id);
 	}
 
-	while (expand && search->unexpanded_size > 0)
+	while (expand && search_continues(search, access, ef, final, &batch_size))
 	{
 		GraphNeighbor nearest = search->unexpanded[0];
 		int			fresh;
@@ -317,42 +386,8 @@ graph_search_next(GraphSearch *search, const GraphAccess *access, int ef,
 		search->expanded++;
 
 		fresh = walk_expand(access, nearest.id, search->layer, buf, distances);
-
 		for (int i = 0; i < fresh; i++)
-		{
-			int32_t		id = buf[i];
-			float		d = distances[i];
-
-			/*
-			 * The worst of a full batch only improves, and the loop stops at
-			 * the first unexpanded element beyond it: this one would only
-			 * wait for a later batch, and there is none.
-			 */
-			if (final && batch_size >= ef && d > search->batch[0].distance)
-				continue;
-			search_push(search, &search->unexpanded, &search->unexpanded_size,
-						&search->unexpanded_capacity, 0, d, id);
-			if (!search_live(access, id))
-				continue;
-			if (batch_size < ef)
-				search_push(search, &search->batch, &batch_size,
-							&search->batch_capacity, 1, d, id);
-			else
-			{
-				GraphNeighbor spare = {d, id};
-
-				/* the loser of the two goes to the pool, for a later batch */
-				if (d < search->batch[0].distance)
-				{
-					spare = search_pop(search->batch, &batch_size, 1);
-					search_push(search, &search->batch, &batch_size,
-								&search->batch_capacity, 1, d, id);
-				}
-				if (!final)
-					search_push(search, &search->pool, &search->pool_size,
-								&search->pool_capacity, 0, spare.distance, spare.id);
-			}
-		}
+			search_offer(search, access, ef, final, &batch_size, buf[i], distances[i]);
 	}
 
 	/*

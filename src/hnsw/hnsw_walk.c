@@ -1123,15 +1123,22 @@ hnsw_walk_descend(HnswWalk *walk, const HnswMetaPageData *meta, const float *que
 				  bool use_dead_hints, GraphSearch *search)
 {
 	GraphAccess *access;
+	int32		top;
+	float		top_distance;
 	int32		entry;
 	float		entry_distance;
 
 	hnsw_walk_reset(walk, query);
 	hnsw_walk_use_dead_hints(walk, use_dead_hints);
 	access = hnsw_walk_access(walk);
-	entry = hnsw_walk_handle(walk, (ItemPointer) &meta->entry_point);
-	entry_distance = access->distance(access->context, entry);
+	top = hnsw_walk_handle(walk, (ItemPointer) &meta->entry_point);
+	top_distance = access->distance(access->context, top);
+	entry = top;
+	entry_distance = top_distance;
 	for (int layer = Min(meta->max_level, GRAPH_MAX_LEVEL); layer >= 1; layer--)
 		entry = graph_walk_greedy(access, entry, &entry_distance, layer);
 	graph_search_start(search, access, entry, entry_distance, 0);
+	/* what the build made reachable is reachable from the entry point */
+	if (entry != top)
+		graph_search_set_fallback(search, top, top_distance);
 }

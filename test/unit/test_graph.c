@@ -799,6 +799,100 @@ test_line_reachability(void)
 			   300 - broken);
 }
 
+/*
+ * The fallback of a resumable search: a scan's layer-0 search starts where
+ * the descent ends, and layer 0 is directed, so from some elements not
+ * everything is reachable even after graph_connect_unreachable (which works
+ * from the entry point).  With the entry point as fallback, a search of ef
+ * above the element count from any start returns every element, in order.
+ */
+static void
+test_search_fallback(void)
+{
+	const int	n = 50;
+	int			short_without = 0,
+				short_with = 0,
+				unordered = 0,
+				starts = 0;
+	GraphNeighbor *batch = malloc(sizeof(GraphNeighbor) * (n + 1));
+	PermutedAccess p = {0};
+
+	p.access.context = &p;
+	p.access.distance = permuted_distance;
+	p.access.neighbors = permuted_neighbors;
+	p.access.visited_reset = permuted_visited_reset;
+	p.access.visited_test_and_set = permuted_visited_test_and_set;
+	p.handle_of = malloc(sizeof(int32_t) * n);
+	p.id_of = malloc(sizeof(int32_t) * n);
+	p.marks = calloc(n, sizeof(uint32_t));
+	for (int i = 0; i < n; i++)
+		p.handle_of[i] = p.id_of[i] = i;
+
+	for (int run = 0; run < 20; run++)
+	{
+		GraphParams params = {5, 2, 4, GRAPH_METRIC_COSINE, (uint64_t) run};
+		const char *error = NULL;
+		Graph	   *graph = graph_create(&params, n, &error);
+		float		query[5] = {10, 1, 0, -10, 1};
+
+		/* the rows of sql/hnsw_maintenance.sql's hnsw_orders, in another order per run */
+		for (int i = 0; i < n; i++)
+		{
+			int			row = 1 + (i * 17 + run * 7) % n;
+			float		v[5] = {row, row % 3, row % 5, -row, 1};
+
+			graph_set_vector(graph, i, v);
+		}
+		graph_build_range(graph, 0, n, 1);
+		graph_connect_unreachable(graph);
+		graph_normalize(query, query, 5);
+		p.graph = graph;
+		p.query = query;
+
+		for (int start = 0; start < n; start++)
+		{
+			for (int fallback = 0; fallback < 2; fallback++)
+			{
+				GraphSearch search = {0};
+				int			total = 0,
+							found;
+				float		last = -1.0f;
+
+				search.grow = realloc_grow;
+				graph_search_start(&search, &p.access, start, permuted_distance(&p, start), 0);
+				if (fallback && start != graph->entry_point)
+					graph_search_set_fallback(&search, graph->entry_point,
+											  permuted_distance(&p, graph->entry_point));
+				while ((found = graph_search_next(&search, &p.access, n + 1, 1, 0, 0, batch)) > 0)
+					for (int i = 0; i < found; i++, total++)
+					{
+						unordered += fallback && batch[i].distance < last;
+						last = batch[i].distance;
+					}
+				if (fallback)
+					short_with += total < n;
+				else
+					short_without += total < n;
+				free(search.unexpanded);
+				free(search.pool);
+				free(search.batch);
+			}
+			starts++;
+		}
+		graph_free(graph);
+	}
+	printf("  m=2: %d of %d layer-0 starts reach fewer than all %d elements without the fallback, %d with it\n",
+		   short_without, starts, n, short_with);
+	UNIT_CHECK(short_without > 0, "m = 2: from some layer-0 starts not every element is reachable (%d of %d starts), so the fallback below is exercised",
+			   short_without, starts);
+	UNIT_CHECK(short_with == 0 && unordered == 0, "with the entry point as fallback every start returns all %d elements in order (%d short, %d out of order)",
+			   n, short_with, unordered);
+	free(p.handle_of);
+	free(p.id_of);
+	free(p.marks);
+	free(batch);
+}
+
 int
 main(void)
 {
@@ -813,5 +907,6 @@ main(void)
 	test_walk_through_callbacks();
 	test_grow();
 	test_line_reachability();
+	test_search_fallback();
 	return unit_summary();
 }
