@@ -48,13 +48,15 @@
 #   --seconds S    pgbench run per setting, one query per statement (default 5)
 #   --repeat R     runs of the all-queries statement per setting; the fastest
 #                  counts (default 3)
-#   --floor        also measure, per data set, the floor that no index can
-#                  beat in these statements: each query's true top 10 (from
-#                  the ground truth) fetched through a btree on items.id and
-#                  ordered by the same distance, so that only the heap
-#                  fetches, the distances the executor computes and the
-#                  statement's own work remain (recall 1 by construction);
-#                  printed with the qps that 3x hnsw would need
+#   --floor        also measure, per data set, what remains of these
+#                  statements without the search: each query's true top 10
+#                  (from the ground truth) fetched through a btree on
+#                  items.id, and again through their heap TIDs (a TID scan,
+#                  what an index that knew them at no cost would leave: the
+#                  heap fetches, the distances the executor computes and the
+#                  statement's own work), both ordered by the same distance
+#                  (recall 1 by construction); printed with the qps that 3x
+#                  hnsw would need
 #   --no-build     use the installed extension as it is (no make, no install)
 #   --data-dir DIR cache of vectors and ground truth between runs
 #                  (default ${TMPDIR:-/tmp}/hierindex-bench, as hnsw_bench.sh)
@@ -205,18 +207,43 @@ measure_index()
 	sql -c 'DROP INDEX items_embedding_idx' || return 1
 }
 
-# measure_floor DATASET: the --floor statement (file comment), both modes,
-# as "DATASET|QPS_ONE|QPS_ALL|RECALL" in $WORK/floor.
+# measure_floor DATASET: the --floor statements (file comment), both modes,
+# as "DATASET|KIND|QPS_ONE|QPS_ALL|RECALL" lines in $WORK/floor, KIND btree
+# (the true top K through a btree on id) or tid (through their heap TIDs, a
+# TID scan: what remains for an index that knew them at no cost).
 measure_floor()
 {
-	sql -c 'CREATE INDEX items_id_idx ON items (id)' || return 1
-	QUERY_FILTER="id = ANY (CAST((SELECT ids FROM $TRUTH_TABLE WHERE query_id = :qid) AS int4[]))"
+	local kind plan
+
+	sql <<'SQL' || return 1
+CREATE INDEX items_id_idx ON items (id);
+CREATE TABLE truth_tids AS
+	SELECT t.query_id, array_agg(i.ctid) AS tids
+	FROM truth t CROSS JOIN LATERAL unnest(t.ids) AS u(id) JOIN items i ON i.id = u.id
+	GROUP BY t.query_id;
+ALTER TABLE truth_tids ADD PRIMARY KEY (query_id);
+ANALYZE truth_tids;
+SQL
 	unset PGOPTIONS
-	measure_setting no-index || return 1
+	for kind in btree tid; do
+		if [ "$kind" = btree ]; then
+			QUERY_FILTER="id = ANY (CAST((SELECT ids FROM $TRUTH_TABLE WHERE query_id = :qid) AS int4[]))"
+		else
+			QUERY_FILTER="ctid = ANY (CAST((SELECT tids FROM truth_tids WHERE query_id = :qid) AS tid[]))"
+		fi
+		plan=$(sql -c "EXPLAIN $(all_queries_statement)") || return 1
+		if ! grep -q "$([ "$kind" = btree ] && echo 'Index Scan using items_id_idx' || echo 'Tid Scan')" <<<"$plan"; then
+			echo "the $kind floor statement does not use the $kind path; its plan:" >&2
+			sed 's/^/  /' <<<"$plan" >&2
+			return 1
+		fi
+		measure_setting no-index || return 1
+		printf '%-10s %6s  %9s  %12s  %12s  %s\n' floor "$kind" "$RECALL" "$QPS_ONE" "$QPS_ALL" \
+			"(true top $K through $([ "$kind" = btree ] && echo 'a btree on id' || echo 'their heap TIDs'))"
+		echo "$1|$kind|$QPS_ONE|$QPS_ALL|$RECALL" >>"$WORK/floor"
+	done
 	QUERY_FILTER=
-	printf '%-10s %6s  %9s  %12s  %12s  %s\n' floor - "$RECALL" "$QPS_ONE" "$QPS_ALL" "(true top $K through a btree on id)"
-	echo "$1|$QPS_ONE|$QPS_ALL|$RECALL" >>"$WORK/floor"
-	sql -c 'DROP INDEX items_id_idx'
+	sql -c 'DROP INDEX items_id_idx' -c 'DROP TABLE truth_tids'
 }
 
 run_dataset()
@@ -355,12 +382,17 @@ print_summary()
 		}'
 	if [ -s "$WORK/floor" ]; then
 		echo
-		echo "The floor (--floor: each query's true top $K through a btree on id, then the same ORDER BY) against what 3× hnsw would need:"
+		echo "The floors (--floor: each query's true top $K through a btree on id, or through their heap TIDs, then the same ORDER BY) against what 3× hnsw would need:"
 		echo
-		echo "| data | mode | floor qps | hnsw qps at recall 0.95 | 3× that | hnsw qps at 0.99 | 3× that |"
-		echo "|---|---|---|---|---|---|---|"
+		echo "| data | mode | floor qps, btree | floor qps, TIDs | hnsw qps at recall 0.95 | 3× that | hnsw qps at 0.99 | 3× that |"
+		echo "|---|---|---|---|---|---|---|---|"
 		interpolate | awk -F'|' -v floors="$WORK/floor" '
-			BEGIN { while ((getline line < floors) > 0) { split(line, f, "|"); fl[f[1], "1"] = f[2]; fl[f[1], "all"] = f[3]; ds[++n] = f[1] } }
+			BEGIN {
+				while ((getline line < floors) > 0) {
+					split(line, f, "|"); fl[f[1], f[2], "1"] = f[3]; fl[f[1], f[2], "all"] = f[4]
+					if (!(f[1] in seen)) { seen[f[1]] = 1; ds[++n] = f[1] }
+				}
+			}
 			$2 == "hnsw" { h[$1, $4, $3] = $5 }
 			function times3(x) { if (x !~ /^[0-9.]+$/) return "-"; return sprintf("%.0f", 3 * x) }
 			function show(x) { if (x == "") return "-"; return x }
@@ -368,8 +400,9 @@ print_summary()
 				for (i = 1; i <= n; i++)
 					for (m = 1; m <= 2; m++) {
 						mode = m == 1 ? "1" : "all"
-						printf "| %s | %s | %s | %s | %s | %s | %s |\n", ds[i],
-							mode == "1" ? "one query per statement" : "all in one statement", fl[ds[i], mode],
+						printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", ds[i],
+							mode == "1" ? "one query per statement" : "all in one statement",
+							show(fl[ds[i], "btree", mode]), show(fl[ds[i], "tid", mode]),
 							show(h[ds[i], mode, "0.95"]), times3(h[ds[i], mode, "0.95"]),
 							show(h[ds[i], mode, "0.99"]), times3(h[ds[i], mode, "0.99"])
 					}
