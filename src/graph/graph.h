@@ -278,6 +278,7 @@ typedef struct GraphSearch
 	int64_t		expanded;		/* elements whose neighbours were read */
 	int32_t		fallback;		/* where to go on when the walk runs out */
 	float		fallback_distance;
+	int			dropped;		/* a final batch left out an element met */
 } GraphSearch;
 
 /*

@@ -17,8 +17,8 @@
  * layers are written: its reverse links, the only way into it, are added
  * after the last of them, and an element whose level exceeds the current top
  * holds the entry lock for its whole insertion, so the entry point only ever
- * moves to an element that is fully linked.  Threads allocate only with malloc and make no
- * PostgreSQL calls (see DESIGN.md).
+ * moves to an element that is fully linked.  Threads allocate only with
+ * malloc and make no PostgreSQL calls (see DESIGN.md).
  */
 #include "graph_internal.h"
 
@@ -126,8 +126,11 @@ add_reverse_link(Graph *graph, BuildScratch *scratch, int32_t target,
 		if (slot[1 + i] == source)
 		{
 			/*
-			 * linked already: a concurrent insertion of `target` found
-			 * `source` through its reverse links on a layer above
+			 * Linked already.  Not in graph_build_range: only `source`'s
+			 * own insertion adds `source` to lists, and `target` could
+			 * have kept `source` in its own list only if each had found
+			 * the other before its own search ended (insert_element).
+			 * Kept as a guard: a list must not hold a link twice.
 			 */
 			graph_unlock_element(graph, target);
 			return;

@@ -270,6 +270,7 @@ graph_search_start(GraphSearch *search, const GraphAccess *access,
 	search->layer = layer;
 	search->expanded = 0;
 	search->fallback = GRAPH_NO_ELEMENT;
+	search->dropped = 0;
 	access->visited_reset(access->context);
 	access->visited_test_and_set(access->context, entry);
 	search_push(search, &search->unexpanded, &search->unexpanded_size,
@@ -301,7 +302,10 @@ search_offer(GraphSearch *search, const GraphAccess *access, int ef, int final,
 	 * later batch, and there is none.
 	 */
 	if (final && *batch_size >= ef && d > search->batch[0].distance)
+	{
+		search->dropped = 1;
 		return;
+	}
 	search_push(search, &search->unexpanded, &search->unexpanded_size,
 				&search->unexpanded_capacity, 0, d, id);
 	if (!search_live(access, id))
@@ -328,7 +332,10 @@ search_offer(GraphSearch *search, const GraphAccess *access, int ef, int final,
 
 /*
  * Whether something is left to expand; when the walk has run out, go on
- * from the fallback (once, and only if the walk has not met it).
+ * from the fallback (once, and only if the walk has not met it).  A final
+ * batch that dropped an element (search_offer) has not run out: without
+ * `final` that element would wait, unexpanded, and the batch end there, so
+ * the fallback is not taken and the batch is the same either way.
  */
 static int
 search_continues(GraphSearch *search, const GraphAccess *access, int ef, int final,
@@ -338,7 +345,7 @@ search_continues(GraphSearch *search, const GraphAccess *access, int ef, int fin
 
 	if (search->unexpanded_size > 0)
 		return 1;
-	if (fallback == GRAPH_NO_ELEMENT)
+	if (fallback == GRAPH_NO_ELEMENT || search->dropped)
 		return 0;
 	search->fallback = GRAPH_NO_ELEMENT;
 	if (!access->visited_test_and_set(access->context, fallback))
