@@ -153,15 +153,15 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--queries") == 0 && i + 1 < argc)
 			queries_wanted = bench_parse_long("graph_bench", "--queries", argv[++i], 1, LONG_MAX);
 		else if (strcmp(argv[i], "--m") == 0 && i + 1 < argc)
-			m = (int) bench_parse_long("graph_bench", "--m", argv[++i], 2, LONG_MAX);
+			m = (int) bench_parse_long("graph_bench", "--m", argv[++i], 2, INT_MAX);
 		else if (strcmp(argv[i], "--ef-construction") == 0 && i + 1 < argc)
-			ef_construction = (int) bench_parse_long("graph_bench", "--ef-construction", argv[++i], 1, LONG_MAX);
+			ef_construction = (int) bench_parse_long("graph_bench", "--ef-construction", argv[++i], 1, INT_MAX);
 		else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-			threads = (int) bench_parse_long("graph_bench", "--threads", argv[++i], 0, LONG_MAX);
+			threads = (int) bench_parse_long("graph_bench", "--threads", argv[++i], 0, INT_MAX);
 		else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
 			seed = bench_parse_long("graph_bench", "--seed", argv[++i], 0, LONG_MAX);
 		else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
-			repeat = (int) bench_parse_long("graph_bench", "--repeat", argv[++i], 1, LONG_MAX);
+			repeat = (int) bench_parse_long("graph_bench", "--repeat", argv[++i], 1, INT_MAX);
 		else if (argv[i][0] == '-')
 		{
 			fprintf(stderr, "graph_bench: %s '%s'\n",
@@ -173,12 +173,12 @@ main(int argc, char **argv)
 			paths[positional++] = argv[i];
 		else if (positional == 3)
 		{
-			prefix = (int) bench_parse_long("graph_bench", "PREFIX", argv[i], 1, LONG_MAX);
+			prefix = (int) bench_parse_long("graph_bench", "PREFIX", argv[i], 1, INT_MAX);
 			positional++;
 		}
 		else if (ef_count < MAX_EFS)
 		{
-			efs[ef_count] = (int) bench_parse_long("graph_bench", "EF", argv[i], K, LONG_MAX);
+			efs[ef_count] = (int) bench_parse_long("graph_bench", "EF", argv[i], K, INT_MAX);
 			if (efs[ef_count] > max_ef)
 				max_ef = efs[ef_count];
 			ef_count++;

@@ -213,7 +213,7 @@ measure_index()
 # TID scan: what remains for an index that knew them at no cost).
 measure_floor()
 {
-	local kind plan
+	local kind plan path through
 
 	sql <<'SQL' || return 1
 CREATE INDEX items_id_idx ON items (id);
@@ -226,20 +226,24 @@ ANALYZE truth_tids;
 SQL
 	unset PGOPTIONS
 	for kind in btree tid; do
-		if [ "$kind" = btree ]; then
-			QUERY_FILTER="id = ANY (CAST((SELECT ids FROM $TRUTH_TABLE WHERE query_id = :qid) AS int4[]))"
-		else
-			QUERY_FILTER="ctid = ANY (CAST((SELECT tids FROM truth_tids WHERE query_id = :qid) AS tid[]))"
-		fi
+		# the filter, the plan node that must serve it, and how it reaches the rows
+		case $kind in
+			btree)
+				QUERY_FILTER="id = ANY (CAST((SELECT ids FROM $TRUTH_TABLE WHERE query_id = :qid) AS int4[]))"
+				path='Index Scan using items_id_idx' through='a btree on id' ;;
+			tid)
+				QUERY_FILTER="ctid = ANY (CAST((SELECT tids FROM truth_tids WHERE query_id = :qid) AS tid[]))"
+				path='Tid Scan' through='their heap TIDs' ;;
+		esac
 		plan=$(sql -c "EXPLAIN $(all_queries_statement)") || return 1
-		if ! grep -q "$([ "$kind" = btree ] && echo 'Index Scan using items_id_idx' || echo 'Tid Scan')" <<<"$plan"; then
-			echo "the $kind floor statement does not use the $kind path; its plan:" >&2
+		if ! grep -q "$path" <<<"$plan"; then
+			echo "the $kind floor statement does not use a $path; its plan:" >&2
 			sed 's/^/  /' <<<"$plan" >&2
 			return 1
 		fi
 		measure_setting no-index || return 1
 		printf '%-10s %6s  %9s  %12s  %12s  %s\n' floor "$kind" "$RECALL" "$QPS_ONE" "$QPS_ALL" \
-			"(true top $K through $([ "$kind" = btree ] && echo 'a btree on id' || echo 'their heap TIDs'))"
+			"(true top $K through $through)"
 		echo "$1|$kind|$QPS_ONE|$QPS_ALL|$RECALL" >>"$WORK/floor"
 	done
 	QUERY_FILTER=

@@ -482,6 +482,37 @@ permuted_live(void *context, int32_t handle)
 	return !p->odd_only || (p->id_of[handle] % 2) == 1;
 }
 
+/*
+ * p over graph's n elements, handle of element i = i * stride mod n (stride
+ * coprime to n; 1: handles are the ids).
+ */
+static void
+permuted_access_init(PermutedAccess *p, const Graph *graph, int n, long stride)
+{
+	memset(p, 0, sizeof(*p));
+	p->access.context = p;
+	p->access.distance = permuted_distance;
+	p->access.neighbors = permuted_neighbors;
+	p->access.visited_reset = permuted_visited_reset;
+	p->access.visited_test_and_set = permuted_visited_test_and_set;
+	p->graph = graph;
+	p->handle_of = malloc(sizeof(int32_t) * n);
+	p->id_of = malloc(sizeof(int32_t) * n);
+	p->marks = calloc(n, sizeof(uint32_t));
+	for (int i = 0; i < n; i++)
+		p->handle_of[i] = (int32_t) ((i * stride) % n);
+	for (int i = 0; i < n; i++)
+		p->id_of[p->handle_of[i]] = i;
+}
+
+static void
+permuted_access_free(PermutedAccess *p)
+{
+	free(p->handle_of);
+	free(p->id_of);
+	free(p->marks);
+}
+
 /* GraphSearch.grow over realloc */
 static void *
 realloc_grow(void *context, void *array, size_t bytes)
@@ -500,76 +531,112 @@ search_arrays_free(GraphSearch *search)
 }
 
 /*
- * The resumable search over the permuted access from the graph's entry
- * (hold_back passed on): its batches in turn until one is empty.  Returns how many elements they
- * held; counts into *repeats the elements returned twice and into
- * *not_live those live() rejects; *first_match says whether the first batch
- * equals `first` (found entries); *out_of_order counts batches not sorted.
+ * The greedy descent through the upper layers from the graph's entry point,
+ * as a scan makes it: the layer-0 handle it ends at, its distance in
+ * *distance.
  */
-static int
-resumable_batches(PermutedAccess *p, int ef, int hold_back,
-				  const GraphNeighbor *first, int first_count,
-				  int *first_match, int *repeats, int *not_live, int *out_of_order)
+static int32_t
+permuted_descend(PermutedAccess *p, float *distance)
 {
 	const Graph *graph = p->graph;
+	int32_t		entry = p->handle_of[graph->entry_point];
+
+	*distance = permuted_distance(p, entry);
+	for (int layer = graph->max_level; layer > 0; layer--)
+		entry = graph_walk_greedy(&p->access, entry, distance, layer);
+	return entry;
+}
+
+/* whether two result lists hold the same handles at the same distances */
+static int
+same_neighbors(const GraphNeighbor *a, int a_count, const GraphNeighbor *b, int b_count)
+{
+	return a_count == b_count && memcmp(a, b, sizeof(GraphNeighbor) * a_count) == 0;
+}
+
+/* What the batches of one resumable search held (search_batches). */
+typedef struct BatchCounts
+{
+	int			total;			/* elements, all batches */
+	int			first_count;	/* elements in the first batch */
+	int			repeats;		/* elements returned a second time */
+	int			not_live;		/* elements live() rejects */
+	int			unordered;		/* places where a batch goes down in distance */
+} BatchCounts;
+
+/*
+ * One resumable search over the permuted access from the layer-0 handle
+ * `start` (at start_distance), with the graph's entry point as fallback if
+ * `fallback`: batches of ef (hold_back and final passed on) until one is
+ * empty, or only the first when final.  The first batch goes to first[]
+ * unless it is NULL.
+ */
+static BatchCounts
+search_batches(PermutedAccess *p, int32_t start, float start_distance, int fallback,
+			   int ef, int hold_back, int final, GraphNeighbor *first)
+{
+	const Graph *graph = p->graph;
+	int32_t		entry = p->handle_of[graph->entry_point];
 	GraphSearch search = {0};
 	GraphNeighbor *batch = malloc(sizeof(GraphNeighbor) * ef);
 	char	   *returned = calloc(graph->count, 1);
-	int32_t		entry = p->handle_of[graph->entry_point];
-	float		entry_distance = permuted_distance(p, entry);
-	int			total = 0;
-	int			batches = 0;
+	BatchCounts counts = {0};
 	int			found;
 
 	search.grow = realloc_grow;
-	for (int layer = graph->max_level; layer > 0; layer--)
-		entry = graph_walk_greedy(&p->access, entry, &entry_distance, layer);
-	graph_search_start(&search, &p->access, entry, entry_distance, 0);
-	*repeats = *not_live = *out_of_order = 0;
-	*first_match = 0;
-	while ((found = graph_search_next(&search, &p->access, ef, 1, hold_back, 0, batch)) > 0)
+	graph_search_start(&search, &p->access, start, start_distance, 0);
+	if (fallback && start != entry)
+		graph_search_set_fallback(&search, entry, permuted_distance(p, entry));
+	while ((found = graph_search_next(&search, &p->access, ef, 1, hold_back, final, batch)) > 0)
 	{
-		if (batches++ == 0 && first != NULL)
+		if (counts.total == 0)
 		{
-			*first_match = found == first_count;
-			for (int i = 0; *first_match && i < found; i++)
-				*first_match = batch[i].id == first[i].id &&
-					batch[i].distance == first[i].distance;
+			counts.first_count = found;
+			if (first != NULL)
+				memcpy(first, batch, sizeof(GraphNeighbor) * found);
 		}
 		for (int i = 0; i < found; i++)
 		{
 			int32_t		id = p->id_of[batch[i].id];
 
-			*repeats += returned[id];
+			counts.repeats += returned[id];
 			returned[id] = 1;
-			*not_live += !permuted_live(p, batch[i].id);
-			if (i > 0 && batch[i].distance < batch[i - 1].distance)
-				(*out_of_order)++;
+			counts.not_live += !permuted_live(p, batch[i].id);
+			counts.unordered += i > 0 && batch[i].distance < batch[i - 1].distance;
 		}
-		total += found;
+		counts.total += found;
+		if (final)
+			break;
 	}
 	search_arrays_free(&search);
 	free(returned);
 	free(batch);
-	return total;
+	return counts;
+}
+
+/* search_batches from where the descent from the graph's entry point ends */
+static BatchCounts
+descended_batches(PermutedAccess *p, int ef, int hold_back, GraphNeighbor *first)
+{
+	float		distance;
+	int32_t		start = permuted_descend(p, &distance);
+
+	return search_batches(p, start, distance, 0, ef, hold_back, 0, first);
 }
 
 /*
- * The first batch of a resumable search, final or not; *kept: what the search
- * keeps for later batches (unexpanded and pool).
+ * The first batch of a resumable search from the descent, final or not;
+ * *kept: what the search keeps for later batches (unexpanded and pool).
  */
 static int
 first_batch(PermutedAccess *p, int ef, int final, GraphNeighbor *out, int *kept)
 {
-	const Graph *graph = p->graph;
 	GraphSearch search = {0};
-	int32_t		entry = p->handle_of[graph->entry_point];
-	float		entry_distance = permuted_distance(p, entry);
+	float		entry_distance;
+	int32_t		entry = permuted_descend(p, &entry_distance);
 	int			found;
 
 	search.grow = realloc_grow;
-	for (int layer = graph->max_level; layer > 0; layer--)
-		entry = graph_walk_greedy(&p->access, entry, &entry_distance, layer);
 	graph_search_start(&search, &p->access, entry, entry_distance, 0);
 	found = graph_search_next(&search, &p->access, ef, 1, 0, final, out);
 	*kept = search.unexpanded_size + search.pool_size;
@@ -588,7 +655,7 @@ test_walk_through_callbacks(void)
 	float	   *data = make_clustered(n, dim, 20, 99);
 	Graph	   *graph = graph_create(&params, n, &error);
 	GraphVisited *visited = graph_visited_create(n);
-	PermutedAccess p = {0};
+	PermutedAccess p;
 	GraphWalkScratch scratch;
 	GraphNeighbor *walked = malloc(sizeof(GraphNeighbor) * ef);
 	GraphNeighbor *searched = malloc(sizeof(GraphNeighbor) * ef);
@@ -598,19 +665,7 @@ test_walk_through_callbacks(void)
 		graph_set_vector(graph, i, data + (int64_t) i * dim);
 	graph_build_range(graph, 0, n, 1);
 
-	p.access.context = &p;
-	p.access.distance = permuted_distance;
-	p.access.neighbors = permuted_neighbors;
-	p.access.visited_reset = permuted_visited_reset;
-	p.access.visited_test_and_set = permuted_visited_test_and_set;
-	p.graph = graph;
-	p.handle_of = malloc(sizeof(int32_t) * n);
-	p.id_of = malloc(sizeof(int32_t) * n);
-	p.marks = calloc(n, sizeof(uint32_t));
-	for (int i = 0; i < n; i++)
-		p.handle_of[i] = (int32_t) ((i * 7919L) % n);	/* 7919 is prime, coprime to n */
-	for (int i = 0; i < n; i++)
-		p.id_of[p.handle_of[i]] = i;
+	permuted_access_init(&p, graph, n, 7919);	/* 7919 is prime, coprime to n */
 	scratch.ef = ef;
 	scratch.candidate_capacity = graph_walk_candidate_capacity(ef, 2 * params.m);
 	scratch.candidates = malloc(sizeof(GraphNeighbor) * scratch.candidate_capacity);
@@ -620,7 +675,7 @@ test_walk_through_callbacks(void)
 	for (int q = 0; q < 40; q++)
 	{
 		const float *query = data + (int64_t) ((q % 20) * 131) * dim;
-		int32_t		entry = p.handle_of[graph->entry_point];
+		int32_t		entry;
 		float		entry_distance;
 		int			found,
 					expected;
@@ -628,9 +683,7 @@ test_walk_through_callbacks(void)
 
 		p.query = query;
 		p.access.distances = q < 20 ? NULL : permuted_distances;
-		entry_distance = permuted_distance(&p, entry);
-		for (int layer = graph->max_level; layer > 0; layer--)
-			entry = graph_walk_greedy(&p.access, entry, &entry_distance, layer);
+		entry = permuted_descend(&p, &entry_distance);
 		found = graph_walk_layer(&p.access, &scratch, entry, entry_distance, ef, 0, walked);
 		expected = graph_search(graph, query, ef, ef, visited, searched);
 		match = found == expected;
@@ -651,38 +704,33 @@ test_walk_through_callbacks(void)
 	 */
 	{
 		const float *query = data + (int64_t) 17 * dim;
-		int32_t		entry = p.handle_of[graph->entry_point];
+		GraphNeighbor *first = malloc(sizeof(GraphNeighbor) * ef);
+		int32_t		entry;
 		float		entry_distance;
 		int			found,
-					total,
-					first_match,
-					repeats,
-					not_live,
-					out_of_order,
 					reachable = (int) count_reachable(graph, graph->entry_point);
+		BatchCounts counts;
 
 		p.query = query;
 		p.access.distances = permuted_distances;
-		entry_distance = permuted_distance(&p, entry);
-		for (int layer = graph->max_level; layer > 0; layer--)
-			entry = graph_walk_greedy(&p.access, entry, &entry_distance, layer);
+		entry = permuted_descend(&p, &entry_distance);
 		found = graph_walk_layer(&p.access, &scratch, entry, entry_distance, ef, 0, walked);
-		total = resumable_batches(&p, ef, 0, walked, found, &first_match, &repeats,
-								  &not_live, &out_of_order);
-		UNIT_CHECK(first_match, "the resumable search's first batch equals the beam search of ef");
-		UNIT_CHECK(total == reachable && repeats == 0,
+		counts = descended_batches(&p, ef, 0, first);
+		UNIT_CHECK(same_neighbors(first, counts.first_count, walked, found),
+				   "the resumable search's first batch equals the beam search of ef");
+		UNIT_CHECK(counts.total == reachable && counts.repeats == 0,
 				   "its batches return each of the %d reachable elements once (%d returned, %d repeats)",
-				   reachable, total, repeats);
-		UNIT_CHECK(out_of_order == 0, "each batch comes nearest first");
+				   reachable, counts.total, counts.repeats);
+		UNIT_CHECK(counts.unordered == 0, "each batch comes nearest first");
 		UNIT_CHECK(reachable > n * 9 / 10, "most elements are reachable (%d of %d)", reachable, n);
 
 		p.access.live = permuted_live;
 		p.odd_only = 1;
-		total = resumable_batches(&p, 7, 0, NULL, 0, &first_match, &repeats,
-								  &not_live, &out_of_order);
-		UNIT_CHECK(not_live == 0 && repeats == 0 && total > 0 && total <= reachable / 2 + 1,
+		counts = descended_batches(&p, 7, 0, NULL);
+		UNIT_CHECK(counts.not_live == 0 && counts.repeats == 0 && counts.total > 0 &&
+				   counts.total <= reachable / 2 + 1,
 				   "with live(), only live elements come back, once (%d, %d not live, %d repeats)",
-				   total, not_live, repeats);
+				   counts.total, counts.not_live, counts.repeats);
 		p.access.live = NULL;
 		p.odd_only = 0;
 
@@ -691,16 +739,12 @@ test_walk_through_callbacks(void)
 			GraphNeighbor *final = malloc(sizeof(GraphNeighbor) * ef);
 			int			kept,
 						kept_final,
-						found_final,
-						same_batch;
+						found_final;
 
 			found = first_batch(&p, ef, 0, walked, &kept);
 			found_final = first_batch(&p, ef, 1, final, &kept_final);
-			same_batch = found == found_final && found == ef;
-			for (int i = 0; same_batch && i < found; i++)
-				same_batch = walked[i].id == final[i].id &&
-					walked[i].distance == final[i].distance;
-			UNIT_CHECK(same_batch, "a final batch equals the first batch of a resumable search (%d and %d elements)",
+			UNIT_CHECK(found == ef && same_neighbors(walked, found, final, found_final),
+					   "a final batch equals the first batch of a resumable search (%d and %d elements)",
 					   found, found_final);
 			UNIT_CHECK(kept_final < kept / 2,
 					   "and keeps less for later (%d elements against %d)", kept_final, kept);
@@ -708,18 +752,16 @@ test_walk_through_callbacks(void)
 		}
 
 		/* holding back half of each batch still returns everything once */
-		total = resumable_batches(&p, ef, ef / 2, NULL, 0, &first_match, &repeats,
-								  &not_live, &out_of_order);
-		UNIT_CHECK(total == reachable && repeats == 0 && out_of_order == 0,
+		counts = descended_batches(&p, ef, ef / 2, NULL);
+		UNIT_CHECK(counts.total == reachable && counts.repeats == 0 && counts.unordered == 0,
 				   "with hold_back, each reachable element once, batches in order (%d of %d, %d repeats)",
-				   total, reachable, repeats);
+				   counts.total, reachable, counts.repeats);
+		free(first);
 	}
 
 	free(scratch.candidates);
 	free(scratch.results);
-	free(p.handle_of);
-	free(p.id_of);
-	free(p.marks);
+	permuted_access_free(&p);
 	free(walked);
 	free(searched);
 	graph_visited_free(visited);
@@ -870,54 +912,6 @@ test_parallel_grid_links(void)
 }
 
 /*
- * One resumable search of the graph behind p from `start` (the entry point
- * as its fallback, or none), batches of ef until one is empty; the first
- * batch into first[] (*first_count).  Returns how many elements all batches
- * held; counts into *repeats those returned twice and into *unordered the
- * places where a batch goes down in distance.
- */
-static int
-fallback_walk(PermutedAccess *p, int32_t start, int fallback, int ef, int hold_back,
-			  int final, GraphNeighbor *first, int *first_count, int *repeats,
-			  int *unordered)
-{
-	const Graph *graph = p->graph;
-	GraphSearch search = {0};
-	GraphNeighbor *batch = malloc(sizeof(GraphNeighbor) * ef);
-	char	   *returned = calloc(graph->count, 1);
-	int			total = 0,
-				found,
-				batches = 0;
-
-	search.grow = realloc_grow;
-	graph_search_start(&search, &p->access, start, permuted_distance(p, start), 0);
-	if (fallback && start != graph->entry_point)
-		graph_search_set_fallback(&search, graph->entry_point,
-								  permuted_distance(p, graph->entry_point));
-	*first_count = 0;
-	while ((found = graph_search_next(&search, &p->access, ef, 1, hold_back, final, batch)) > 0)
-	{
-		if (batches++ == 0)
-		{
-			memcpy(first, batch, sizeof(GraphNeighbor) * found);
-			*first_count = found;
-		}
-		for (int i = 0; i < found; i++, total++)
-		{
-			*repeats += returned[batch[i].id];
-			returned[batch[i].id] = 1;
-			*unordered += i > 0 && batch[i].distance < batch[i - 1].distance;
-		}
-		if (final)
-			break;
-	}
-	search_arrays_free(&search);
-	free(returned);
-	free(batch);
-	return total;
-}
-
-/*
  * The fallback of a resumable search: a scan's layer-0 search starts where
  * the descent ends, and layer 0 is directed, so from some elements not
  * everything is reachable even after graph_connect_unreachable (which works
@@ -944,18 +938,7 @@ test_search_fallback(void)
 				starts = 0;
 	GraphNeighbor *first = malloc(sizeof(GraphNeighbor) * (n + 1));
 	GraphNeighbor *first_with = malloc(sizeof(GraphNeighbor) * (n + 1));
-	PermutedAccess p = {0};
-
-	p.access.context = &p;
-	p.access.distance = permuted_distance;
-	p.access.neighbors = permuted_neighbors;
-	p.access.visited_reset = permuted_visited_reset;
-	p.access.visited_test_and_set = permuted_visited_test_and_set;
-	p.handle_of = malloc(sizeof(int32_t) * n);
-	p.id_of = malloc(sizeof(int32_t) * n);
-	p.marks = calloc(n, sizeof(uint32_t));
-	for (int i = 0; i < n; i++)
-		p.handle_of[i] = p.id_of[i] = i;
+	PermutedAccess p;
 
 	for (int run = 0; run < 20; run++)
 	{
@@ -975,23 +958,23 @@ test_search_fallback(void)
 		graph_build_range(graph, 0, n, 1);
 		graph_connect_unreachable(graph);
 		graph_normalize(query, query, 5);
-		p.graph = graph;
+		permuted_access_init(&p, graph, n, 1);
 		p.query = query;
 
 		for (int start = 0; start < n; start++)
 		{
-			int			count,
-						count_with,
-						ignored = 0;
+			float		d = permuted_distance(&p, start);
+			BatchCounts without = search_batches(&p, start, d, 0, n + 1, 0, 0, NULL),
+						with = search_batches(&p, start, d, 1, n + 1, 0, 0, NULL),
+						final = search_batches(&p, start, d, 1, n + 1, 0, 1, NULL),
+						batches = search_batches(&p, start, d, 1, 8, 3, 0, NULL);
 
-			short_without += fallback_walk(&p, start, 0, n + 1, 0, 0, first, &count,
-										   &ignored, &ignored) < n;
-			short_with += fallback_walk(&p, start, 1, n + 1, 0, 0, first, &count,
-										&repeats, &unordered) < n;
-			short_final += fallback_walk(&p, start, 1, n + 1, 0, 1, first, &count,
-										 &repeats, &unordered) < n;
-			short_batches += fallback_walk(&p, start, 1, 8, 3, 0, first, &count,
-										   &repeats, &ignored) < n;
+			short_without += without.total < n;
+			short_with += with.total < n;
+			short_final += final.total < n;
+			short_batches += batches.total < n;
+			repeats += with.repeats + final.repeats + batches.repeats;
+			unordered += with.unordered + final.unordered;
 
 			/*
 			 * final batches of 2 to 5 that came back full, with the fallback,
@@ -1001,18 +984,20 @@ test_search_fallback(void)
 				for (int ef = 2; ef <= 5; ef++)
 				{
 					p.query = q < 0 ? query : graph->vectors + (int64_t) q * 5;
-					fallback_walk(&p, start, 0, ef, 0, 1, first, &count, &ignored, &ignored);
-					fallback_walk(&p, start, 1, ef, 0, 1, first_with, &count_with, &ignored, &ignored);
-					if (count == ef)
+					d = permuted_distance(&p, start);
+					without = search_batches(&p, start, d, 0, ef, 0, 1, first);
+					with = search_batches(&p, start, d, 1, ef, 0, 1, first_with);
+					if (without.total == ef)
 					{
 						full_batches++;
-						changed_batches += count_with != count ||
-							memcmp(first, first_with, sizeof(GraphNeighbor) * count) != 0;
+						changed_batches += !same_neighbors(first, without.first_count,
+														   first_with, with.first_count);
 					}
 				}
 			p.query = query;
 			starts++;
 		}
+		permuted_access_free(&p);
 		graph_free(graph);
 	}
 	printf("  m=2: %d of %d layer-0 starts reach fewer than all %d elements without the fallback, %d with it\n",
@@ -1026,9 +1011,6 @@ test_search_fallback(void)
 			   repeats, unordered);
 	UNIT_CHECK(full_batches > 0 && changed_batches == 0, "a final batch of 2 to 5 that came back full is the same with the fallback (%d of %d changed)",
 			   changed_batches, full_batches);
-	free(p.handle_of);
-	free(p.id_of);
-	free(p.marks);
 	free(first);
 	free(first_with);
 }
