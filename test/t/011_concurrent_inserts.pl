@@ -3,17 +3,17 @@
 # of its own.
 #
 # An l2 index is built on 2000 clustered 64-d vectors; then pgbench with 4
-# clients inserts 5000 more (1250 transactions each, one row per
-# transaction, each a random point of a random cluster) while the index is
-# live.  Afterwards:
-#   * the heap holds exactly 2000 + 5000 rows and the index one element and
-#     one heap TID per row;
+# clients (HierindexTest's concurrent_clients) inserts 1250 rows each (5000
+# with 4; one row per transaction, each a random point of a random cluster)
+# while the index is live.  Afterwards:
+#   * the heap holds exactly 2000 rows and the inserted ones, and the index
+#     one element and one heap TID per row;
 #   * hierindex_check finds no problem (no dangling link, every element
 #     reachable from the entry point);
 #   * recall@10 at ef_search 100 against a sequential scan is at least 0.95
 #     (over 100 queries);
-#   * every inserted row is findable: queried with its own vector, each of
-#     the 5000 comes back first.
+#   * every inserted row is findable: queried with its own vector, each
+#     comes back first.
 #
 # Run as tools/test.sh does (prove test/t/*.pl, PostgreSQL's TAP modules).
 
@@ -28,7 +28,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $INITIAL = 2000;
-my $CLIENTS = 4;
+my $CLIENTS = concurrent_clients();
 my $PER_CLIENT = 1250;
 my $INSERTED = $CLIENTS * $PER_CLIENT;
 my $DIM = 64;
@@ -38,7 +38,7 @@ my $MIN_RECALL = 0.95;
 
 for my $am (access_methods())
 {
-	my $node = start_hierindex_node("${am}_concurrent", conf => "max_connections = 20");
+	my $node = start_hierindex_node("${am}_concurrent", conf => max_connections_conf());
 
 	# Ids of the initial rows are 1..2000, those of pgbench's rows come from a
 	# sequence from 1000001.

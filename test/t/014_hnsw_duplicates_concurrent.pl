@@ -1,7 +1,8 @@
 # 014_hnsw_duplicates_concurrent.pl — concurrent inserts of a few vectors,
 # each repeated many times, into a live hnsw index.
 #
-# pgbench with 4 clients inserts 4000 rows, each one of 5 distinct vectors
+# pgbench with 4 clients (HierindexTest's concurrent_clients) inserts 1000
+# rows each, each row one of 5 distinct vectors
 # (chosen at random), into a table whose index was built on 3 rows.  The
 # inserts race to add heap TIDs to the same elements, their inline slots and
 # their heap-TID overflow chains (README "duplicates").  Afterwards:
@@ -14,18 +15,21 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+use HierindexTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $CLIENTS = 4;
+my $CLIENTS = concurrent_clients();
 my $PER_CLIENT = 1000;
 my $INSERTED = $CLIENTS * $PER_CLIENT;
 my $TOTAL = $INSERTED + 3;
 
 my $node = PostgreSQL::Test::Cluster->new('hnsw_duplicates');
 $node->init;
-$node->append_conf('postgresql.conf', "max_connections = 20");
+$node->append_conf('postgresql.conf', max_connections_conf());
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION hierindex');
 $node->safe_psql(
@@ -66,7 +70,7 @@ ok($elements >= 8 && $elements <= 12,
 
 # every copy of each vector comes back from its element(s)
 my $missing = $node->safe_psql(
-	'postgres', q{
+	'postgres', qq{
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
 SELECT count(*) FROM generate_series(0, 4) k,
@@ -75,7 +79,7 @@ SELECT count(*) FROM generate_series(0, 4) k,
 	LATERAL (SELECT count(*) AS n FROM
 				(SELECT v FROM items
 				 ORDER BY v <-> format('[%s,%s,1]', k, k * 2)::vector(3)
-				 LIMIT 5000) s
+				 LIMIT $TOTAL) s
 			 WHERE v = format('[%s,%s,1]', k, k * 2)::vector(3)) f
 WHERE t.n <> f.n;
 });

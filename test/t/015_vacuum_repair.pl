@@ -24,7 +24,7 @@
 #      inserts, up to 0.2% of the elements may be unreachable: an insert's
 #      pruning of a full list can drop an older element's last link
 #      (hierindex_check_after_inserts); the next VACUUM re-links them;
-#   3. churn: pgbench, 4 clients for $CHURN_SECONDS s at $CHURN_RATE a second, each transaction
+#   3. churn: pgbench, 4 clients (concurrent_clients) for $CHURN_SECONDS s at $CHURN_RATE a second, each transaction
 #      inserts a new row and deletes one of the oldest (the table keeps its
 #      size), another runs index queries, while VACUUM runs in a loop; the
 #      index, which without reuse would grow by one element per inserted
@@ -59,7 +59,7 @@ my $DIM = 32;
 my $K = 10;
 my $EF_SEARCH = 100;
 my $MIN_RECALL = 0.95;
-my $CLIENTS = 4;
+my $CLIENTS = concurrent_clients();
 my $CHURN_SECONDS = $ENV{HIERINDEX_CHURN_SECONDS} // 20;
 # The churn's pace, in transactions a second over all clients (pgbench
 # --rate): the same workload on every machine, where as fast as possible
@@ -87,7 +87,7 @@ sub recall_now
 
 for my $am (access_methods())
 {
-	my $node = start_hierindex_node("${am}_vacuum", conf => "max_connections = 20\nautovacuum = off");
+	my $node = start_hierindex_node("${am}_vacuum", conf => max_connections_conf() . "\nautovacuum = off");
 
 	$node->safe_psql(
 		'postgres',

@@ -6,7 +6,8 @@
 # id, so that a DELETE or UPDATE finds its row at once), then for
 # $SOAK_SECONDS s (HIERINDEX_SOAK_SECONDS, default 60 per access method: the
 # minute of issue 7 on each)
-# pgbench with 4 clients, each transaction one of (weights):
+# pgbench with 4 clients (HierindexTest's concurrent_clients), each
+# transaction one of (weights):
 #   * INSERT of a new row, the next id (1),
 #   * DELETE of a random row (1): the first id from a random one up to the
 #     last given, so the table keeps about its size while every slot of the
@@ -52,7 +53,7 @@ my $QUERIES = 100;
 my $EF_SEARCH = 200;
 my $MIN_RECALL = 0.95;
 my $SOAK_SECONDS = $ENV{HIERINDEX_SOAK_SECONDS} // 60;
-my $CLIENTS = 4;
+my $CLIENTS = concurrent_clients();
 
 # pgbench on $node with $CLIENTS clients for $SOAK_SECONDS s, one script
 # per kind of transaction (name => [weight, text]).  Returns its exit
@@ -90,7 +91,7 @@ sub run_pgbench
 
 for my $am (access_methods())
 {
-	my $node = start_hierindex_node("${am}_soak", conf => "max_connections = 20\nautovacuum = off");
+	my $node = start_hierindex_node("${am}_soak", conf => max_connections_conf() . "\nautovacuum = off");
 
 	$node->safe_psql(
 		'postgres',

@@ -5,6 +5,9 @@
 # "recall" or "the check is clean" means the same thing in every test:
 #
 #   * a started node with the extension created        start_hierindex_node
+#   * how many pgbench clients the concurrency tests run, and the
+#     max_connections that leaves room for them       concurrent_clients,
+#                                                     max_connections_conf
 #   * the access methods that single inserts, WAL and crash recovery are
 #     checked for, and their index options       access_methods,
 #                                                index_options_sql
@@ -56,6 +59,8 @@ use Test::More;
 
 our @EXPORT = qw(
   start_hierindex_node
+  concurrent_clients
+  max_connections_conf
   build_is_whole
   access_methods
   index_options_sql
@@ -103,6 +108,38 @@ sub start_hierindex_node
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION hierindex');
 	return $node;
+}
+
+=head2 concurrent_clients()
+
+How many pgbench clients the concurrency tests (011, 014, 015, 016) run at
+once: HIERINDEX_TAP_CLIENTS, else 4 (what CI's two cores can interleave).
+On a machine with many cores, more clients make races that two cores hide
+likely enough to be seen (HIERINDEX_TAP_CLIENTS=16 prove test/t/016_soak.pl).
+The lent 16-core machine's Perl lacks IPC::Run, so test/gpu/soak-on-device.sh
+runs 016's soak there with psql and pgbench alone.
+
+=cut
+
+sub concurrent_clients
+{
+	my $clients = $ENV{HIERINDEX_TAP_CLIENTS} // 4;
+	die "HIERINDEX_TAP_CLIENTS must be a whole number from 1 to 200, not '$clients'"
+	  unless $clients =~ /^[0-9]+$/ && $clients >= 1 && $clients <= 200;
+	return $clients;
+}
+
+=head2 max_connections_conf()
+
+The postgresql.conf line that leaves room for concurrent_clients() clients
+beside the test's own sessions (psql, the VACUUM loop, a standby's
+walsender): 16 more.
+
+=cut
+
+sub max_connections_conf
+{
+	return 'max_connections = ' . (concurrent_clients() + 16);
 }
 
 =pod
