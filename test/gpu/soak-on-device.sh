@@ -303,7 +303,7 @@ SQL
 }
 
 device_setup
-device_start_postgres "max_connections=$((SOAK_CLIENTS + 30))" shared_buffers=8GB \
+device_start_postgres "max_connections=$((SOAK_CLIENTS + 30))" shared_buffers=8GB maintenance_work_mem=8GB \
 	max_wal_size=8GB autovacuum=off
 say "soak: $SOAK_CLIENTS clients, $SOAK_SECONDS s per access method, $SOAK_ROWS rows of $SOAK_DIM dims to start"
 for AM in $SOAK_AMS; do
