@@ -39,10 +39,13 @@
 #   * after one last VACUUM: one heap TID per row, every deleted element
 #     free, every element live with one row or free; hierindex_check finds
 #     nothing; recall@10 at ef_search 200 over 100 queries against a
-#     sequential scan at least 0.95; rows the soak inserted or updated (a
-#     random 20000 of them when there are more) are each found first by
-#     their own vector at ef_search 200.  Then the index is built afresh on
-#     the same rows and measured the same way, for comparison (printed).
+#     sequential scan at least 0.95; of the rows the soak inserted or
+#     updated (a random 20000 of them when there are more), as many come
+#     back first from a query with their own vector at ef_search 200 as do
+#     from an index built afresh on the same rows afterwards, less one in a
+#     thousand (016 asks for every one of its 4000-row table; on a table of
+#     100000 rows and more even a fresh build misses a few of these hard
+#     64-d points).
 #
 # Findings (2026-11-25, H100 host, 16 clients, README "Testing on the device
 # machine"): VACUUM's repair lost the graph's links between clusters when
@@ -230,11 +233,10 @@ SQL
 
 	sql -c "VACUUM items" || die "the last VACUUM failed"
 	out=$(sql -F ' ' -c "
-		SELECT count(*), (SELECT last_value - $SOAK_ROWS FROM inserted_ids),
+		SELECT (SELECT count(*) FROM items), (SELECT last_value - $SOAK_ROWS FROM inserted_ids),
 			   (SELECT count(*) FROM updated), i.elements, i.heap_tids,
 			   i.deleted_elements, i.free_elements
-		FROM items, hierindex_index_info('items_l2') i
-		GROUP BY i.elements, i.heap_tids, i.deleted_elements, i.free_elements") ||
+		FROM hierindex_index_info('items_l2') i") ||
 		die "reading the index's counts failed"
 	local rows inserted updated elements heap_tids deleted free
 	read -r rows inserted updated elements heap_tids deleted free <<<"$out"
@@ -257,6 +259,10 @@ CREATE TABLE exact AS
 	SELECT qid, array(SELECT id FROM items ORDER BY v <-> q LIMIT 10) AS ids FROM queries;
 SQL
 	local recall found fresh_recall fresh_found
+	if [ "$rows" -eq 0 ]; then
+		say "$AM: the soak deleted every row (--weights): no query to measure"
+		return
+	fi
 	read -r recall found <<<"$(measure_index)"
 	check "recall@10 at ef_search $SOAK_EF_SEARCH >= $SOAK_MIN_RECALL" \
 		"$(awk -v r="$recall" -v m="$SOAK_MIN_RECALL" 'BEGIN { print (r >= m) ? 1 : 0 }')" "$recall"
@@ -266,9 +272,16 @@ SQL
 		-c "DROP INDEX items_l2" || die "the fresh build failed"
 	read -r fresh_recall fresh_found <<<"$(measure_index)"
 	say "$AM: fresh build: recall@10 $fresh_recall, changed rows found first $fresh_found"
-	check "changed rows found first by their own vector" \
-		"$([ "${found%/*}" = "${found#*/}" ] && [ "${found#*/}" != 0 ] && echo 1 || echo 0)" \
-		"$found; a fresh build on the same rows: $fresh_found"
+	# On a large table a fresh build misses a few rows too (the data's own
+	# hardness): the soak's index must find as many, less one in a thousand.
+	if [ "${found#*/}" = 0 ]; then
+		say "$AM: the soak changed no rows (--weights): nothing to look for"
+	else
+		check "changed rows found first, as by a fresh build (-0.1%)" \
+			"$(awk -v f="${found%/*}" -v g="${fresh_found%/*}" -v n="${found#*/}" \
+				'BEGIN { print (f >= g - n / 1000) ? 1 : 0 }')" \
+			"$found; a fresh build on the same rows: $fresh_found"
+	fi
 }
 
 # measure_index: "recall found" of the table's one vector index: recall@10
