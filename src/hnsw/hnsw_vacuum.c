@@ -618,7 +618,7 @@ repaired_list(RepairState *rs, int32 self, int layer,
 				deleted[queued++] = neighbors[k];
 		}
 	}
-	ncandidates = unique_candidates(rs->candidates, ncandidates);
+	/* the visited marks let each element in once: no repeats to drop yet */
 
 	if (ncandidates < width && ItemPointerIsValid(&rs->meta.entry_point) &&
 		layer <= rs->meta.max_level)
