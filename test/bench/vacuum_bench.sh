@@ -9,18 +9,23 @@
 #                  granularities 32,48)
 #   --rows N       clustered 64-d rows (default 20000; HierindexTest.pm's
 #                  recipe: 100 centres in [-1,1]^64, uniform noise +-0.75)
-#   --change update|delete  update: every row gets a new point of another
-#                  cluster, ROUNDS times (the data embedded again), before
-#                  one VACUUM; delete: a random ROUNDS tenths of the rows are
-#                  deleted (default update)
+#   --change update|delete|churn  update: every row gets a new point of
+#                  another cluster, ROUNDS times (the data embedded again),
+#                  before one VACUUM; delete: a random ROUNDS tenths of the
+#                  rows are deleted; churn: ROUNDS times, a random SHARE of
+#                  the rows get a new point of a random cluster, with a
+#                  VACUUM after each round (a busy table that VACUUM keeps
+#                  up with; the timed VACUUM is the last) (default update)
 #   --rounds R     (default 1)
+#   --share P      churn: the share of rows each round updates (default 0.5)
 #   --no-fresh     skip the fresh build
 #
 # Prints VACUUM's time (VACUUM VERBOSE's own timing is not asked for: the
 # wall clock of the statement), and recall@10 over 200 queries against a
 # sequential scan and how many of a random 5000 rows come back first from a
 # query with their own vector, at ef_search 40 and 100, for the index after
-# VACUUM and for one built afresh on the same rows.  src/hnsw/README,
+# VACUUM and for one built afresh on the same rows (on the CPU: inserts link
+# as the CPU builder does, and a GPU build's graph is better on these points).  src/hnsw/README,
 # VACUUM, has the numbers and why.  A throwaway cluster (tools/cluster.sh)
 # with the extension installed from this tree.
 set -euo pipefail
@@ -31,6 +36,7 @@ ROWS=20000
 CHANGE=update
 ROUNDS=1
 FRESH=1
+SHARE=0.5
 DIM=64
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -38,6 +44,7 @@ while [ $# -gt 0 ]; do
 		--rows) ROWS=${2:?--rows needs a number}; shift ;;
 		--change) CHANGE=${2:?--change needs update or delete}; shift ;;
 		--rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
+		--share) SHARE=${2:?--share needs a number}; shift ;;
 		--no-fresh) FRESH=0 ;;
 		-h|--help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 		*) echo "vacuum_bench.sh: unknown argument '$1'" >&2; exit 2 ;;
@@ -46,7 +53,8 @@ while [ $# -gt 0 ]; do
 done
 case $AM in hnsw) OPTIONS='' ;; matryoshka) OPTIONS="WITH (granularities = '32,48')" ;;
 	*) echo "vacuum_bench.sh: --am must be hnsw or matryoshka" >&2; exit 2 ;; esac
-case $CHANGE in update|delete) ;; *) echo "vacuum_bench.sh: --change must be update or delete" >&2; exit 2 ;; esac
+case $CHANGE in update|delete|churn) ;; *) echo "vacuum_bench.sh: --change must be update, delete or churn" >&2; exit 2 ;; esac
+[[ $SHARE =~ ^0?\.[0-9]+$ ]] || { echo "vacuum_bench.sh: --share must be a fraction like 0.5" >&2; exit 2; }
 [[ $ROWS =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[0-9]+$ ]] || { echo "vacuum_bench.sh: bad --rows or --rounds" >&2; exit 2; }
 [ "$CHANGE" = update ] || [ "$ROUNDS" -le 9 ] || { echo "vacuum_bench.sh: delete takes at most 9 tenths" >&2; exit 2; }
 
@@ -78,6 +86,13 @@ if [ "$CHANGE" = update ]; then
 	for ((r = 1; r <= ROUNDS; r++)); do
 		psql -X -q -c "UPDATE items SET v = p.v FROM ($(points "generate_series(1, $ROWS)" "(i * 7 + $r) % 100")) p
 			WHERE items.id = p.i"
+	done
+elif [ "$CHANGE" = churn ]; then
+	for ((r = 1; r <= ROUNDS; r++)); do
+		# the rows of round r and their new clusters: hashes of (id, r)
+		psql -X -q -c "UPDATE items SET v = p.v FROM ($(points "generate_series(1, $ROWS)" "abs(hashint4(i * 31 + $r)) % 100")) p
+			WHERE items.id = p.i AND abs(hashint4(p.i + 1000003 * $r)) % 1000 < 1000 * $SHARE"
+		[ "$r" -eq "$ROUNDS" ] || psql -X -q -c "VACUUM items"
 	done
 else
 	psql -X -q -c "SELECT setseed(0.2)" -c "DELETE FROM items WHERE random() < 0.$ROUNDS" >/dev/null
@@ -113,6 +128,7 @@ SQL
 }
 measure "after VACUUM"
 if [ "$FRESH" = 1 ]; then
-	psql -X -q -c "CREATE INDEX items_fresh ON items USING $AM (v vector_l2_ops) $OPTIONS" -c "DROP INDEX items_l2"
+	psql -X -q -c "SET hierindex.build_device = cpu" -c "SET client_min_messages = warning" \
+		-c "CREATE INDEX items_fresh ON items USING $AM (v vector_l2_ops) $OPTIONS" -c "DROP INDEX items_l2"
 	measure "fresh build"
 fi
