@@ -57,6 +57,8 @@
 #include "storage/bufpage.h"
 #include "storage/freespace.h"
 #include "storage/lmgr.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 #include "hnsw/hnsw.h"
@@ -483,6 +485,29 @@ move_entry_point(Relation index, const TidList *deleted,
  * Phase 3: repair the lists that link to deleted elements
  * ------------------------------------------------------------------------ */
 
+/* a page walk and the candidates gathered through it */
+typedef struct RepairWalk
+{
+	HnswWalk   *walk;
+	GraphAccess *access;
+	GraphNeighbor *candidates;	/* room for candidate_capacity */
+	int			candidate_capacity;
+} RepairWalk;
+
+/* a deleted element's live substitutes on one layer (repair_substitutes) */
+typedef struct SubstituteKey
+{
+	ItemPointerData tid;
+	uint16		layer;
+} SubstituteKey;
+
+typedef struct SubstituteEntry
+{
+	SubstituteKey key;
+	int			count;
+	ItemPointerData *tids;
+} SubstituteEntry;
+
 typedef struct RepairState
 {
 	Relation	index;
@@ -491,12 +516,16 @@ typedef struct RepairState
 	HnswShape	shape;
 	HnswMetaPageData meta;		/* after the entry point moved */
 	const TidList *deleted;
-	HnswWalk   *walk;			/* query: the element being repaired */
-	HnswLinker *linker;			/* phase 3b: back links through walk */
-	GraphAccess *access;
-	GraphNeighbor *candidates;	/* room for candidate_capacity */
-	int			candidate_capacity;
+	uint8	   *deleted_map;	/* a bit per element position: in deleted */
+	BlockNumber deleted_map_blocks;
+	int			deleted_map_per_block;
+	RepairWalk	main;			/* query: the element being repaired */
+	RepairWalk	sub;			/* query: a deleted element (substitutes) */
+	HnswLinker *linker;			/* phase 3b: back links through main.walk */
 	GraphNeighbor *found;		/* a layer search's results (ef + 2) */
+	HTAB	   *substitutes;	/* SubstituteEntry by (deleted element, layer) */
+	MemoryContext substitute_context;
+	Size		substitute_budget;	/* bytes the kept substitutes may take */
 	int64		lists_repaired;
 	int64		relinked;		/* phase 3b: unreachable elements linked */
 	int64		forced;			/* of which in place of a shared member */
@@ -504,20 +533,63 @@ typedef struct RepairState
 	bool		checked;		/* the last round found none to link */
 } RepairState;
 
+static int	reach_offsets_per_block(const HnswShape *shape);
+
+/*
+ * The bitmap of the deleted elements' positions (block x offset), for
+ * repair_is_deleted: the repair asks it of every member of every list it
+ * reads and of every element its walks meet, and a binary search of the
+ * sorted list per question (a cache miss per step) took more than half a
+ * VACUUM's time where most elements were deleted.
+ */
+static void
+repair_map_deleted(RepairState *rs)
+{
+	const TidList *deleted = rs->deleted;
+
+	rs->deleted_map_per_block = reach_offsets_per_block(&rs->shape);
+	rs->deleted_map_blocks = ItemPointerGetBlockNumber(&deleted->tids[deleted->count - 1]) + 1;
+	rs->deleted_map = palloc_extended((Size) rs->deleted_map_blocks *
+									  rs->deleted_map_per_block / 8 + 1,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (int i = 0; i < deleted->count; i++)
+	{
+		Size		bit = (Size) ItemPointerGetBlockNumber(&deleted->tids[i]) *
+			rs->deleted_map_per_block +
+			ItemPointerGetOffsetNumber(&deleted->tids[i]) - FirstOffsetNumber;
+
+		rs->deleted_map[bit / 8] |= (uint8) (1 << (bit % 8));
+	}
+}
+
+static inline bool
+repair_is_deleted(const RepairState *rs, const ItemPointerData *tid)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(tid);
+	OffsetNumber offnum = ItemPointerGetOffsetNumberNoCheck(tid);
+	Size		bit;
+
+	if (blkno >= rs->deleted_map_blocks || offnum < FirstOffsetNumber ||
+		offnum > rs->deleted_map_per_block)
+		return false;
+	bit = (Size) blkno * rs->deleted_map_per_block + offnum - FirstOffsetNumber;
+	return (rs->deleted_map[bit / 8] >> (bit % 8)) & 1;
+}
+
 /* a live element of the walk as a candidate (dropped later if repeated) */
 static void
-add_candidate(RepairState *rs, int *count, int32 handle, int32 self)
+add_candidate(RepairWalk *rw, int *count, int32 handle, int32 self)
 {
-	if (handle == self || !hnsw_walk_is_live(rs->walk, handle))
+	if (handle == self || !hnsw_walk_is_live(rw->walk, handle))
 		return;					/* itself, or not live (deleted, free, bad) */
-	if (*count == rs->candidate_capacity)
+	if (*count == rw->candidate_capacity)
 	{
-		rs->candidate_capacity *= 2;
-		rs->candidates = repalloc(rs->candidates,
-								  sizeof(GraphNeighbor) * rs->candidate_capacity);
+		rw->candidate_capacity *= 2;
+		rw->candidates = repalloc(rw->candidates,
+								  sizeof(GraphNeighbor) * rw->candidate_capacity);
 	}
-	rs->candidates[*count].id = handle;
-	rs->candidates[*count].distance = rs->access->distance(rs->access->context, handle);
+	rw->candidates[*count].id = handle;
+	rw->candidates[*count].distance = rw->access->distance(rw->access->context, handle);
 	(*count)++;
 }
 
@@ -548,10 +620,14 @@ unique_candidates(GraphNeighbor *candidates, int count)
  * the live members, the live elements that the deleted members lead to
  * (their live neighbours on this layer, and the live neighbours of their
  * deleted neighbours: two steps through deleted elements, at most
- * REPAIR_DELETED_EXPANSIONS of them expanded), and, when that gives
- * fewer than the layer's width, what a search of the layer from the entry
- * point finds; pruned with the engine's heuristic.  The walk's query is the
- * element's own vector.  Writes TIDs to out[], returns how many.
+ * REPAIR_DELETED_EXPANSIONS of them expanded), and, for a live element's
+ * list (live; else it is a deleted element's, repair_substitutes), the
+ * substitutes of those second-step deleted elements that have almost no
+ * live neighbour (fewer than REPAIR_SUBSTITUTES_BELOW: two steps more) and,
+ * when all that gives fewer than the layer's width, what a search of the
+ * layer from the entry point finds; pruned with the engine's heuristic.
+ * The walk rw's query is the element's own vector (self its handle there).
+ * Writes TIDs to out[], returns how many.
  *
  * Why on through deleted elements: a graph linked element by element owes
  * its long links (those between clusters) to its early elements, which
@@ -565,20 +641,40 @@ unique_candidates(GraphNeighbor *candidates, int count)
  * row of 20000 clustered 64-d rows a fifth of the rows were not found by a
  * query with their own vector (recall@10 0.80 at ef_search 100, 1.0 fresh).
  * The second step reaches the live elements at the other end of those
- * links: 11% of links between clusters, recall 1.0.  Not further: with
- * lists of 16 to 32 links, even a tenth of the elements deleted makes more
- * than one deleted neighbour per deleted element, so a walk with no depth
- * limit runs to its bound in every list (a random tenth deleted: 81
- * expansions a list and VACUUM 8 times slower, for the same recall).  The
- * bound (4 x the layer's width) holds the cost where most elements were
- * deleted (src/hnsw/README, VACUUM).
+ * links: 11% of links between clusters, recall 1.0.  A deeper walk per
+ * list costs too much: with lists of 16 to 32 links, even a tenth of the
+ * elements deleted makes more than one deleted neighbour per deleted
+ * element, so a walk with no depth limit runs to its bound in every list
+ * (a random tenth deleted: 81 expansions a list and VACUUM 8 times slower,
+ * for the same recall).  The bound (4 x the layer's width) holds the cost
+ * where most elements were deleted.
+ *
+ * Rows updated several times between two VACUUMs put the long links
+ * further away: after five updates of every row, recall@10 0.85 at
+ * ef_search 100 with two steps.  The substitutes reach two steps further,
+ * with the cost of each deeper walk paid once per deleted element instead
+ * of once per list that meets it, and only through deleted elements that
+ * lead almost nowhere live: those are the chains of deleted elements (an
+ * element of an older generation, whose neighbours are all gone), where a
+ * deleted element with live neighbours has already handed them over.
+ * Measured (20000 rows, src/hnsw/README, VACUUM): five updates 0.85 ->
+ * 0.98, three 0.988 -> 0.997; one update, or a random share deleted, about
+ * the same time as without them (with the threshold at a quarter of the
+ * width instead, one update took twice as long for the same recall).
  */
 #define REPAIR_DELETED_EXPANSIONS(width)	(4 * (width))
+#define REPAIR_SUBSTITUTES(width)			Max((width) / 4, 2)
+#define REPAIR_SUBSTITUTES_BELOW(width)		Max((width) / 8, 1)
+
+static int	repair_substitutes(RepairState *rs, int32 deleted, int layer,
+							   ItemPointerData *out);
 
 static int
-repaired_list(RepairState *rs, int32 self, int layer,
-			  const ItemPointerData *list, int count, ItemPointerData *out)
+repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
+			  const ItemPointerData *list, int count, bool live,
+			  ItemPointerData *out)
 {
+	GraphAccess *access = rw->access;
 	int			width = hnsw_layer_width(layer, rs->shape.m);
 	int			ncandidates = 0;
 	int32		neighbors[2 * GRAPH_MAX_M];
@@ -589,60 +685,141 @@ repaired_list(RepairState *rs, int32 self, int layer,
 	int			members_deleted;
 	int			nkept;
 
-	rs->access->visited_reset(rs->access->context);
-	(void) rs->access->visited_test_and_set(rs->access->context, self);
+	access->visited_reset(access->context);
+	(void) access->visited_test_and_set(access->context, self);
 	for (int i = 0; i < count; i++)
 	{
-		int32		member = hnsw_walk_handle(rs->walk, (ItemPointer) &list[i]);
+		int32		member = hnsw_walk_handle(rw->walk, (ItemPointer) &list[i]);
 
-		if (rs->access->visited_test_and_set(rs->access->context, member))
+		if (access->visited_test_and_set(access->context, member))
 			continue;
-		if (!tid_list_contains(rs->deleted, (ItemPointer) &list[i]))
-			add_candidate(rs, &ncandidates, member, self);
+		if (!repair_is_deleted(rs, &list[i]))
+			add_candidate(rw, &ncandidates, member, self);
 		else if (queued < budget)
 			deleted[queued++] = member;
 	}
 	members_deleted = queued;
 	for (int next = 0; next < queued; next++)
 	{
-		int			n = rs->access->neighbors(rs->access->context, deleted[next],
-											  layer, neighbors);
+		int			n = access->neighbors(access->context, deleted[next], layer, neighbors);
+
+		int			live_neighbors = 0;
 
 		for (int k = 0; k < n; k++)
 		{
-			if (rs->access->visited_test_and_set(rs->access->context, neighbors[k]))
+			bool		is_deleted = repair_is_deleted(rs, hnsw_walk_tid(rw->walk,
+																		 neighbors[k]));
+
+			live_neighbors += !is_deleted;
+			if (access->visited_test_and_set(access->context, neighbors[k]))
 				continue;
-			if (!tid_list_contains(rs->deleted, hnsw_walk_tid(rs->walk, neighbors[k])))
-				add_candidate(rs, &ncandidates, neighbors[k], self);
+			if (!is_deleted)
+				add_candidate(rw, &ncandidates, neighbors[k], self);
 			else if (next < members_deleted && queued < budget)
 				deleted[queued++] = neighbors[k];
+		}
+		if (live && next >= members_deleted &&
+			live_neighbors < REPAIR_SUBSTITUTES_BELOW(width))
+		{
+			ItemPointerData substitutes[2 * GRAPH_MAX_M];
+			int			nsubstitutes = repair_substitutes(rs, deleted[next], layer,
+														  substitutes);
+
+			for (int k = 0; k < nsubstitutes; k++)
+			{
+				int32		handle = hnsw_walk_handle(rw->walk, (ItemPointer) &substitutes[k]);
+
+				if (!access->visited_test_and_set(access->context, handle))
+					add_candidate(rw, &ncandidates, handle, self);
+			}
 		}
 	}
 	/* the visited marks let each element in once: no repeats to drop yet */
 
-	if (ncandidates < width && ItemPointerIsValid(&rs->meta.entry_point) &&
+	if (live && ncandidates < width && ItemPointerIsValid(&rs->meta.entry_point) &&
 		layer <= rs->meta.max_level)
 	{
-		int32		entry = hnsw_walk_handle(rs->walk, &rs->meta.entry_point);
-		float		entry_distance = rs->access->distance(rs->access->context, entry);
+		int32		entry = hnsw_walk_handle(rw->walk, &rs->meta.entry_point);
+		float		entry_distance = access->distance(access->context, entry);
 		int			nfound;
 
 		for (int l = rs->meta.max_level; l > layer; l--)
-			entry = graph_walk_greedy(rs->access, entry, &entry_distance, l);
-		nfound = graph_walk_layer(rs->access, hnsw_walk_scratch(rs->walk), entry,
+			entry = graph_walk_greedy(access, entry, &entry_distance, l);
+		nfound = graph_walk_layer(access, hnsw_walk_scratch(rw->walk), entry,
 								  entry_distance, rs->shape.ef_construction,
 								  layer, rs->found);
 		for (int i = 0; i < nfound; i++)
-			add_candidate(rs, &ncandidates, rs->found[i].id, self);
-		ncandidates = unique_candidates(rs->candidates, ncandidates);
+			add_candidate(rw, &ncandidates, rs->found[i].id, self);
+		ncandidates = unique_candidates(rw->candidates, ncandidates);
 	}
 
-	qsort(rs->candidates, ncandidates, sizeof(GraphNeighbor), graph_neighbor_compare);
-	nkept = graph_select_neighbors(rs->candidates, ncandidates, width,
-								   hnsw_walk_pair_distance, rs->walk, kept);
+	qsort(rw->candidates, ncandidates, sizeof(GraphNeighbor), graph_neighbor_compare);
+	nkept = graph_select_neighbors(rw->candidates, ncandidates,
+								   live ? width : REPAIR_SUBSTITUTES(width),
+								   hnsw_walk_pair_distance, rw->walk, kept);
 	for (int i = 0; i < nkept; i++)
-		out[i] = *hnsw_walk_tid(rs->walk, kept[i].id);
+		out[i] = *hnsw_walk_tid(rw->walk, kept[i].id);
 	return nkept;
+}
+
+/*
+ * The substitutes of a deleted element (deleted: its handle in the main
+ * walk) on a layer, written to out[]: the list it would get if it stayed,
+ * chosen as repaired_list chooses one (its live members and the live
+ * elements within two steps through deleted ones, pruned with the
+ * heuristic), without the search from the entry point and without
+ * substitutes of its own.  Kept for the rest of this VACUUM, since a
+ * deleted element is met by the lists of many (in a graph of 16 to 32
+ * links a list, about as many as it has links); beyond substitute_budget
+ * bytes they are worked out again each time.  Returns the count.
+ */
+static int
+repair_substitutes(RepairState *rs, int32 deleted, int layer, ItemPointerData *out)
+{
+	SubstituteKey key;
+	SubstituteEntry *entry;
+	bool		found;
+	ItemPointerData list[2 * GRAPH_MAX_M];
+	int32		neighbors[2 * GRAPH_MAX_M];
+	const float *vector;
+	int			n;
+	int			count;
+	Size		bytes;
+
+	memset(&key, 0, sizeof(key));
+	key.tid = *hnsw_walk_tid(rs->main.walk, deleted);
+	key.layer = (uint16) layer;
+	entry = hash_search(rs->substitutes, &key, HASH_ENTER, &found);
+	if (found)
+	{
+		memcpy(out, entry->tids, sizeof(ItemPointerData) * entry->count);
+		return entry->count;
+	}
+
+	count = 0;
+	vector = hnsw_walk_vector(rs->main.walk, deleted);
+	if (vector != NULL)
+	{
+		n = rs->main.access->neighbors(rs->main.access->context, deleted, layer, neighbors);
+		for (int i = 0; i < n; i++)
+			list[i] = *hnsw_walk_tid(rs->main.walk, neighbors[i]);
+		hnsw_walk_reset(rs->sub.walk, vector);
+		count = repaired_list(rs, &rs->sub, hnsw_walk_handle(rs->sub.walk, &key.tid),
+							  layer, list, n, false, out);
+	}
+
+	bytes = sizeof(ItemPointerData) * count + 2 * sizeof(SubstituteEntry);
+	if (bytes > rs->substitute_budget)
+		hash_search(rs->substitutes, &key, HASH_REMOVE, NULL);	/* not kept */
+	else
+	{
+		rs->substitute_budget -= bytes;
+		entry->tids = MemoryContextAlloc(rs->substitute_context,
+										 sizeof(ItemPointerData) * Max(count, 1));
+		memcpy(entry->tids, out, sizeof(ItemPointerData) * count);
+		entry->count = count;
+	}
+	return count;
 }
 
 /*
@@ -712,16 +889,17 @@ repair_element(RepairState *rs, ItemPointer tid, int level, ItemPointer ntid,
 			UnlockReleaseBuffer(buffer);
 
 			for (int i = 0; i < seen_count && !dangling; i++)
-				dangling = tid_list_contains(rs->deleted, &seen[i]);
+				dangling = repair_is_deleted(rs, &seen[i]);
 			if (!dangling)
 				break;
 
 			if (self < 0)
 			{
-				hnsw_walk_reset(rs->walk, vector);
-				self = hnsw_walk_handle(rs->walk, tid);
+				hnsw_walk_reset(rs->main.walk, vector);
+				self = hnsw_walk_handle(rs->main.walk, tid);
 			}
-			repaired_count = repaired_list(rs, self, layer, seen, seen_count, repaired);
+			repaired_count = repaired_list(rs, &rs->main, self, layer, seen, seen_count,
+										   true, repaired);
 
 			buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM, nblkno, RBM_NORMAL,
 										rs->strategy);
@@ -1089,7 +1267,7 @@ force_link(RepairState *rs, ReachState *reach, const GraphNeighbor *candidates,
 		GenericXLogState *xlog;
 		HnswNeighborTuple tuple;
 
-		if (!hnsw_walk_element_neighbortid(rs->walk, candidates[c].id, &ntid) ||
+		if (!hnsw_walk_element_neighbortid(rs->main.walk, candidates[c].id, &ntid) ||
 			!hnsw_block_exists(rs->index, &rs->nblocks, ItemPointerGetBlockNumber(&ntid)))
 			continue;
 		buffer = ReadBufferExtended(rs->index, MAIN_FORKNUM,
@@ -1168,12 +1346,12 @@ relink_element(RepairState *rs, ReachState *reach, ItemPointer tid, float *vecto
 	if (!found)
 		return false;
 
-	hnsw_walk_reset(rs->walk, vector);
-	self = hnsw_walk_handle(rs->walk, tid);
+	hnsw_walk_reset(rs->main.walk, vector);
+	self = hnsw_walk_handle(rs->main.walk, tid);
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		int32		entry = hnsw_walk_handle(rs->walk, &reach->entry_point);
-		float		entry_distance = rs->access->distance(rs->access->context, entry);
+		int32		entry = hnsw_walk_handle(rs->main.walk, &reach->entry_point);
+		float		entry_distance = rs->main.access->distance(rs->main.access->context, entry);
 		GraphNeighbor selected[GRAPH_MAX_M];
 		int			nfound;
 		int			ncandidates = 0;
@@ -1181,32 +1359,32 @@ relink_element(RepairState *rs, ReachState *reach, ItemPointer tid, float *vecto
 		bool		linked = false;
 
 		for (int layer = rs->meta.max_level; layer > 0 && attempt == 0; layer--)
-			entry = graph_walk_greedy(rs->access, entry, &entry_distance, layer);
-		nfound = graph_walk_layer(rs->access, hnsw_walk_scratch(rs->walk), entry,
+			entry = graph_walk_greedy(rs->main.access, entry, &entry_distance, layer);
+		nfound = graph_walk_layer(rs->main.access, hnsw_walk_scratch(rs->main.walk), entry,
 								  entry_distance, rs->shape.ef_construction, 0,
 								  rs->found);
 		for (int i = 0; i < nfound; i++)
 		{
-			int64		bit = reach_bit(reach, hnsw_walk_tid(rs->walk, rs->found[i].id));
+			int64		bit = reach_bit(reach, hnsw_walk_tid(rs->main.walk, rs->found[i].id));
 
 			if (rs->found[i].id != self && bit >= 0 && BIT_TEST(reach->reached, bit) &&
-				hnsw_walk_is_live(rs->walk, rs->found[i].id))
-				rs->candidates[ncandidates++] = rs->found[i];
+				hnsw_walk_is_live(rs->main.walk, rs->found[i].id))
+				rs->main.candidates[ncandidates++] = rs->found[i];
 		}
 		if (ncandidates == 0)
 			continue;
 
-		nselected = graph_select_neighbors(rs->candidates, ncandidates, m,
-										   hnsw_walk_pair_distance, rs->walk, selected);
+		nselected = graph_select_neighbors(rs->main.candidates, ncandidates, m,
+										   hnsw_walk_pair_distance, rs->main.walk, selected);
 		for (int i = 0; i < nselected; i++)
 		{
-			ItemPointerData target = *hnsw_walk_tid(rs->walk, selected[i].id);
+			ItemPointerData target = *hnsw_walk_tid(rs->main.walk, selected[i].id);
 
 			linked |= hnsw_add_link(rs->linker, &target, selected[i].id, 0, tid,
 									vector, may_prune);
 		}
 		if (!linked)
-			linked = force_link(rs, reach, rs->candidates, ncandidates, tid);
+			linked = force_link(rs, reach, rs->main.candidates, ncandidates, tid);
 		if (linked)
 			return true;
 	}
@@ -1293,7 +1471,7 @@ relink_unreachable(RepairState *rs)
 		return;
 	reach.entry_point = rs->meta.entry_point;
 	vector = palloc(sizeof(float) * rs->shape.dimensions);
-	rs->linker = hnsw_linker_begin(rs->index, &rs->shape, rs->walk);
+	rs->linker = hnsw_linker_begin(rs->index, &rs->shape, rs->main.walk);
 	for (int round = 0; round < REACH_ROUNDS && !rs->checked; round++)
 	{
 		int64		relinked = reach_round(rs, &reach, vector, round == 0);
@@ -1400,16 +1578,41 @@ repair_graph(IndexVacuumInfo *info, const TidList *deleted,
 			return;				/* an empty index */
 	}
 	hnsw_shape_from_meta(&rs.meta, &rs.shape);
-	rs.walk = hnsw_walk_begin(info->index, &rs.shape, rs.shape.ef_construction, true);
-	rs.access = hnsw_walk_access(rs.walk);
-	rs.candidate_capacity = 4 * GRAPH_MAX_M + rs.shape.ef_construction;
-	rs.candidates = palloc(sizeof(GraphNeighbor) * rs.candidate_capacity);
+	rs.main.walk = hnsw_walk_begin(info->index, &rs.shape, rs.shape.ef_construction, true);
+	rs.main.access = hnsw_walk_access(rs.main.walk);
+	rs.main.candidate_capacity = 4 * GRAPH_MAX_M + rs.shape.ef_construction;
+	rs.main.candidates = palloc(sizeof(GraphNeighbor) * rs.main.candidate_capacity);
 	rs.found = palloc(sizeof(GraphNeighbor) * (rs.shape.ef_construction + 2));
 
 	if (deleted->count > 0)
+	{
+		HASHCTL		hash;
+		int			budget_kb = (IsAutoVacuumWorkerProcess() && autovacuum_work_mem != -1) ?
+			autovacuum_work_mem : maintenance_work_mem;
+
+		rs.sub.walk = hnsw_walk_begin(info->index, &rs.shape, rs.shape.ef_construction, true);
+		rs.sub.access = hnsw_walk_access(rs.sub.walk);
+		rs.sub.candidate_capacity = 4 * GRAPH_MAX_M;
+		rs.sub.candidates = palloc(sizeof(GraphNeighbor) * rs.sub.candidate_capacity);
+		rs.substitute_context = AllocSetContextCreate(CurrentMemoryContext,
+													  "hnsw vacuum substitutes",
+													  ALLOCSET_DEFAULT_SIZES);
+		rs.substitute_budget = (Size) budget_kb * 1024 / 2;
+		memset(&hash, 0, sizeof(hash));
+		hash.keysize = sizeof(SubstituteKey);
+		hash.entrysize = sizeof(SubstituteEntry);
+		hash.hcxt = rs.substitute_context;
+		rs.substitutes = hash_create("hnsw vacuum substitutes", 1024, &hash,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		repair_map_deleted(&rs);
 		repair_lists(&rs);
+		pfree(rs.deleted_map);
+		hnsw_walk_end(rs.sub.walk);
+		MemoryContextDelete(rs.substitute_context);	/* the table with it */
+		pfree(rs.sub.candidates);
+	}
 	relink_unreachable(&rs);
-	hnsw_walk_end(rs.walk);
+	hnsw_walk_end(rs.main.walk);
 
 	if (deleted->count > 0)
 		free_deleted(info->index, deleted, rs.shape.m, info->strategy);
