@@ -283,8 +283,8 @@ SQL
 	# The reference is a CPU build: inserts link each element by the CPU
 	# builder's own search, and a GPU build (what build_device auto picks on
 	# the device machine from 50000 rows) links each one by an exact search,
-	# a better graph on these hard points (README, GPU build: 148616 rows,
-	# 20000/20000 found against 19800 or so for both CPU graphs).
+	# a better graph on these hard points (README, Testing on the device
+	# machine: 20000 of 20000 found where CPU-linked graphs find about 19800).
 	say "$AM: a fresh CPU build on the same rows, to compare ..."
 	sql -c "SET hierindex.build_device = cpu" \
 		-c "CREATE INDEX items_l2_fresh ON items USING $AM (v vector_l2_ops) $options" \
