@@ -25,9 +25,9 @@
 # sequential scan and how many of a random 5000 rows come back first from a
 # query with their own vector, at ef_search 40 and 100, for the index after
 # VACUUM and for one built afresh on the same rows (on the CPU: inserts link
-# as the CPU builder does, and a GPU build's graph is better on these points).  src/hnsw/README,
-# VACUUM, has the numbers and why.  A throwaway cluster (tools/cluster.sh)
-# with the extension installed from this tree.
+# as the CPU builder does, and a GPU build's graph is better on these
+# points).  src/hnsw/README, VACUUM, has the numbers and why.  A throwaway
+# cluster (tools/cluster.sh) with the extension installed from this tree.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -42,7 +42,7 @@ while [ $# -gt 0 ]; do
 	case $1 in
 		--am) AM=${2:?--am needs hnsw or matryoshka}; shift ;;
 		--rows) ROWS=${2:?--rows needs a number}; shift ;;
-		--change) CHANGE=${2:?--change needs update or delete}; shift ;;
+		--change) CHANGE=${2:?--change needs update, delete or churn}; shift ;;
 		--rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
 		--share) SHARE=${2:?--share needs a number}; shift ;;
 		--no-fresh) FRESH=0 ;;
@@ -56,7 +56,7 @@ case $AM in hnsw) OPTIONS='' ;; matryoshka) OPTIONS="WITH (granularities = '32,4
 case $CHANGE in update|delete|churn) ;; *) echo "vacuum_bench.sh: --change must be update, delete or churn" >&2; exit 2 ;; esac
 [[ $SHARE =~ ^0?\.[0-9]+$ ]] || { echo "vacuum_bench.sh: --share must be a fraction like 0.5" >&2; exit 2; }
 [[ $ROWS =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[0-9]+$ ]] || { echo "vacuum_bench.sh: bad --rows or --rounds" >&2; exit 2; }
-[ "$CHANGE" = update ] || [ "$ROUNDS" -le 9 ] || { echo "vacuum_bench.sh: delete takes at most 9 tenths" >&2; exit 2; }
+[ "$CHANGE" != delete ] || [ "$ROUNDS" -le 9 ] || { echo "vacuum_bench.sh: delete takes at most 9 tenths" >&2; exit 2; }
 
 # shellcheck source=tools/cluster.sh
 source tools/cluster.sh

@@ -87,7 +87,7 @@ for my $am (access_methods())
 	# five sixths of the elements are deleted at once, and the links between
 	# clusters lie in chains of deleted elements longer than the repair's
 	# two steps (src/hnsw/README, VACUUM: the substitutes).  Without the
-	# substitutes, at ef_search 40: 94.7% found, recall@10 0.93.
+	# substitutes, hnsw at ef_search 40: 7652 of 8000 found, recall@10 0.964.
 	$node->safe_psql(
 		'postgres',
 		"DROP INDEX items_l2;\n"
