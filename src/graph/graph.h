@@ -334,6 +334,17 @@ extern int	graph_select_neighbors(const GraphNeighbor *sorted, int count, int ma
 								   float (*pair_distance) (void *context, int32_t a, int32_t b),
 								   void *context, GraphNeighbor *selected);
 
+/*
+ * The same, with selected[0 .. kept) already chosen (they are kept, and
+ * candidates are measured against them too): VACUUM's repair keeps a list's
+ * live members and chooses only what replaces its deleted ones.  Returns
+ * the new count.
+ */
+extern int	graph_select_more_neighbors(const GraphNeighbor *sorted, int count, int max,
+										float (*pair_distance) (void *context, int32_t a,
+																int32_t b),
+										void *context, GraphNeighbor *selected, int kept);
+
 /* qsort comparator for GraphNeighbor: ascending distance, ties by id. */
 extern int	graph_neighbor_compare(const void *a, const void *b);
 

@@ -53,8 +53,15 @@ graph_select_neighbors(const GraphNeighbor *sorted, int count, int max,
 					   float (*pair_distance) (void *context, int32_t a, int32_t b),
 					   void *context, GraphNeighbor *selected)
 {
-	int			kept = 0;
+	return graph_select_more_neighbors(sorted, count, max, pair_distance, context,
+									   selected, 0);
+}
 
+int
+graph_select_more_neighbors(const GraphNeighbor *sorted, int count, int max,
+							float (*pair_distance) (void *context, int32_t a, int32_t b),
+							void *context, GraphNeighbor *selected, int kept)
+{
 	for (int i = 0; i < count && kept < max; i++)
 	{
 		int			good = 1;

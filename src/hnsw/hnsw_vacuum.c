@@ -596,41 +596,27 @@ add_candidate(RepairWalk *rw, int *count, int32 handle, int32 self)
 	(*count)++;
 }
 
-static int
-neighbor_id_compare(const void *a, const void *b)
-{
-	int32		x = ((const GraphNeighbor *) a)->id;
-	int32		y = ((const GraphNeighbor *) b)->id;
-
-	return (x > y) - (x < y);
-}
-
-/* sort by id, drop repeats; returns the new count */
-static int
-unique_candidates(GraphNeighbor *candidates, int count)
-{
-	int			kept = 0;
-
-	qsort(candidates, count, sizeof(GraphNeighbor), neighbor_id_compare);
-	for (int i = 0; i < count; i++)
-		if (kept == 0 || candidates[kept - 1].id != candidates[i].id)
-			candidates[kept++] = candidates[i];
-	return kept;
-}
-
 /*
  * The new list of one layer whose current members are list[0 .. count):
- * the live members, the live elements that the deleted members lead to
- * (their live neighbours on this layer, and the live neighbours of their
- * deleted neighbours: two steps through deleted elements, at most
- * REPAIR_DELETED_EXPANSIONS of them expanded), and, for a live element's
- * list (live; else it is a deleted element's, repair_substitutes), the
- * substitutes of those second-step deleted elements that have almost no
- * live neighbour (fewer than REPAIR_SUBSTITUTES_BELOW: two steps more) and,
- * when all that gives fewer than the layer's width, what a search of the
- * layer from the entry point finds; pruned with the engine's heuristic.
- * The walk rw's query is the element's own vector (self its handle there).
- * Writes TIDs to out[], returns how many.
+ * for a live element's list (live) its live members, kept as they are,
+ * then what the heuristic takes, measured against them too, from the live
+ * elements that the deleted members lead to (their live neighbours on
+ * this layer, and the live neighbours of their deleted neighbours: two
+ * steps through deleted elements, at most REPAIR_DELETED_EXPANSIONS of
+ * them expanded), the substitutes of those second-step deleted elements
+ * that have almost no live neighbour (fewer than REPAIR_SUBSTITUTES_BELOW:
+ * two steps more) and, when all that gives fewer than the layer's width,
+ * what a search of the layer from the entry point finds.  For a deleted
+ * element's list (repair_substitutes) the live members are candidates like
+ * the others, and neither substitutes nor the search are asked for.  The walk rw's query is the element's
+ * own vector (self its handle there).  Writes TIDs to out[], returns how
+ * many.
+ *
+ * Why the live members stay: inserts append back links to lists with room
+ * without pruning, and choosing the whole list again dropped most of them
+ * wherever one member was deleted; with a few percent of the elements
+ * deleted each VACUUM rewrote about 40% of the lists, and elements lost
+ * their ways in, VACUUM after VACUUM (src/hnsw/README, VACUUM).
  *
  * Why on through deleted elements: a graph linked element by element owes
  * its long links (those between clusters) to its early elements, which
@@ -686,7 +672,7 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
 	int			budget = REPAIR_DELETED_EXPANSIONS(width);
 	int			queued = 0;
 	int			members_deleted;
-	int			nkept;
+	int			nkept = 0;
 
 	access->visited_reset(access->context);
 	(void) access->visited_test_and_set(access->context, self);
@@ -696,10 +682,23 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
 
 		if (access->visited_test_and_set(access->context, member))
 			continue;
-		if (!repair_is_deleted(rs, &list[i]))
+		if (repair_is_deleted(rs, &list[i]))
+		{
+			if (queued < budget)
+				deleted[queued++] = member;
+		}
+		else if (live)
+		{
+			/* kept as it is: an insert or an earlier pruning chose it */
+			if (member != self && hnsw_walk_is_live(rw->walk, member))
+			{
+				kept[nkept].id = member;
+				kept[nkept].distance = access->distance(access->context, member);
+				nkept++;
+			}
+		}
+		else
 			add_candidate(rw, &ncandidates, member, self);
-		else if (queued < budget)
-			deleted[queued++] = member;
 	}
 	members_deleted = queued;
 	for (int next = 0; next < queued; next++)
@@ -738,7 +737,7 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
 	}
 	/* the visited marks let each element in once: no repeats to drop yet */
 
-	if (live && ncandidates < width && ItemPointerIsValid(&rs->meta.entry_point) &&
+	if (live && nkept + ncandidates < width && ItemPointerIsValid(&rs->meta.entry_point) &&
 		layer <= rs->meta.max_level)
 	{
 		int32		entry = hnsw_walk_handle(rw->walk, &rs->meta.entry_point);
@@ -751,14 +750,15 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
 								  entry_distance, rs->shape.ef_construction,
 								  layer, rs->found);
 		for (int i = 0; i < nfound; i++)
-			add_candidate(rw, &ncandidates, rs->found[i].id, self);
-		ncandidates = unique_candidates(rw->candidates, ncandidates);
+			if (!access->visited_test_and_set(access->context, rs->found[i].id))
+				add_candidate(rw, &ncandidates, rs->found[i].id, self);
 	}
 
 	qsort(rw->candidates, ncandidates, sizeof(GraphNeighbor), graph_neighbor_compare);
-	nkept = graph_select_neighbors(rw->candidates, ncandidates,
-								   live ? width : REPAIR_SUBSTITUTES(width),
-								   hnsw_walk_pair_distance, rw->walk, kept);
+	qsort(kept, nkept, sizeof(GraphNeighbor), graph_neighbor_compare);
+	nkept = graph_select_more_neighbors(rw->candidates, ncandidates,
+										live ? width : REPAIR_SUBSTITUTES(width),
+										hnsw_walk_pair_distance, rw->walk, kept, nkept);
 	for (int i = 0; i < nkept; i++)
 		out[i] = *hnsw_walk_tid(rw->walk, kept[i].id);
 	return nkept;
