@@ -608,9 +608,9 @@ add_candidate(RepairWalk *rw, int *count, int32 handle, int32 self)
  * two steps more) and, when all that gives fewer than the layer's width,
  * what a search of the layer from the entry point finds.  For a deleted
  * element's list (repair_substitutes) the live members are candidates like
- * the others, and neither substitutes nor the search are asked for.  The walk rw's query is the element's
- * own vector (self its handle there).  Writes TIDs to out[], returns how
- * many.
+ * the others, and neither substitutes nor the search are asked for.  The
+ * walk rw's query is the element's own vector (self its handle there).
+ * Writes TIDs to out[], returns how many.
  *
  * Why the live members stay: inserts append back links to lists with room
  * without pruning, and choosing the whole list again dropped most of them
