@@ -485,6 +485,57 @@ move_entry_point(Relation index, const TidList *deleted,
  * Phase 3: repair the lists that link to deleted elements
  * ------------------------------------------------------------------------ */
 
+/*
+ * Bitmaps over element positions (block x offset), for the deleted elements
+ * of phase 3 and the reachability walk of phase 3b.
+ */
+#define BIT_TEST(map, i)	(((map)[(i) / 8] >> ((i) % 8)) & 1)
+#define BIT_SET(map, i)		((map)[(i) / 8] |= (uint8) (1 << ((i) % 8)))
+#define BIT_CLEAR(map, i)	((map)[(i) / 8] &= (uint8) ~(1 << ((i) % 8)))
+
+/*
+ * Offsets an element page can have: as many tuples as fit if each were the
+ * smallest of the three kinds it holds (element, layer-0 neighbour,
+ * heap-TID tuples; tuples are never removed, so line pointers are never
+ * left unused).
+ */
+static int
+reach_offsets_per_block(const HnswShape *shape)
+{
+	Size		smallest = Min(hnsw_element_tuple_size(shape->dimensions),
+							   hnsw_neighbor_tuple_size(0, shape->m));
+
+	smallest = Min(smallest, MAXALIGN(sizeof(HnswHeapTidTupleData)));
+	return (BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(HnswPageOpaqueData))) /
+		(MAXALIGN(smallest) + sizeof(ItemIdData));
+}
+
+/* the bit of an element position in a bitmap of nblocks x per_block; -1: none */
+static inline int64
+position_bit(BlockNumber nblocks, int per_block, const ItemPointerData *tid)
+{
+	BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(tid);
+	OffsetNumber offnum = ItemPointerGetOffsetNumberNoCheck(tid);
+
+	if (blkno == HNSW_METAPAGE_BLKNO || blkno >= nblocks ||
+		offnum < FirstOffsetNumber || offnum > per_block)
+		return -1;
+	return (int64) blkno * per_block + offnum - FirstOffsetNumber;
+}
+
+/*
+ * The memory VACUUM's passes may take: maintenance_work_mem, or in
+ * autovacuum autovacuum_work_mem when set; *name says which.
+ */
+static int
+vacuum_memory_kb(const char **name)
+{
+	bool		autovacuum = IsAutoVacuumWorkerProcess() && autovacuum_work_mem != -1;
+
+	*name = autovacuum ? "autovacuum_work_mem" : "maintenance_work_mem";
+	return autovacuum ? autovacuum_work_mem : maintenance_work_mem;
+}
+
 /* a page walk and the candidates gathered through it */
 typedef struct RepairWalk
 {
@@ -533,8 +584,6 @@ typedef struct RepairState
 	bool		checked;		/* the last round found none to link */
 } RepairState;
 
-static int	reach_offsets_per_block(const HnswShape *shape);
-
 /*
  * The bitmap of the deleted elements' positions (block x offset), for
  * repair_is_deleted: the repair asks it of every member of every list it
@@ -557,43 +606,52 @@ repair_map_deleted(RepairState *rs)
 									  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	for (int i = 0; i < deleted->count; i++)
 	{
-		Size		bit = (Size) ItemPointerGetBlockNumber(&deleted->tids[i]) *
-			rs->deleted_map_per_block +
-			ItemPointerGetOffsetNumber(&deleted->tids[i]) - FirstOffsetNumber;
+		int64		bit = position_bit(rs->deleted_map_blocks, rs->deleted_map_per_block,
+									   &deleted->tids[i]);
 
-		rs->deleted_map[bit / 8] |= (uint8) (1 << (bit % 8));
+		if (bit >= 0)
+			BIT_SET(rs->deleted_map, bit);
 	}
 }
 
 static inline bool
 repair_is_deleted(const RepairState *rs, const ItemPointerData *tid)
 {
-	BlockNumber blkno = ItemPointerGetBlockNumberNoCheck(tid);
-	OffsetNumber offnum = ItemPointerGetOffsetNumberNoCheck(tid);
-	Size		bit;
+	int64		bit = position_bit(rs->deleted_map_blocks, rs->deleted_map_per_block, tid);
 
-	if (blkno >= rs->deleted_map_blocks || offnum < FirstOffsetNumber ||
-		offnum > rs->deleted_map_per_block)
-		return false;
-	bit = (Size) blkno * rs->deleted_map_per_block + offnum - FirstOffsetNumber;
-	return (rs->deleted_map[bit / 8] >> (bit % 8)) & 1;
+	return bit >= 0 && BIT_TEST(rs->deleted_map, bit);
 }
 
-/* a live element of the walk as a candidate (dropped later if repeated) */
+/*
+ * An element of the walk as a neighbour of self, with its distance to it,
+ * into *out; false for self or an element that is not live (deleted, free,
+ * bad).
+ */
+static bool
+live_neighbor(RepairWalk *rw, int32 handle, int32 self, GraphNeighbor *out)
+{
+	if (handle == self || !hnsw_walk_is_live(rw->walk, handle))
+		return false;
+	out->id = handle;
+	out->distance = rw->access->distance(rw->access->context, handle);
+	return true;
+}
+
+/*
+ * A live element of the walk as a candidate (callers let each element in
+ * once, through the walk's visited marks)
+ */
 static void
 add_candidate(RepairWalk *rw, int *count, int32 handle, int32 self)
 {
-	if (handle == self || !hnsw_walk_is_live(rw->walk, handle))
-		return;					/* itself, or not live (deleted, free, bad) */
 	if (*count == rw->candidate_capacity)
 	{
 		rw->candidate_capacity *= 2;
 		rw->candidates = repalloc(rw->candidates,
 								  sizeof(GraphNeighbor) * rw->candidate_capacity);
 	}
-	rw->candidates[*count].id = handle;
-	rw->candidates[*count].distance = rw->access->distance(rw->access->context, handle);
-	(*count)++;
+	if (live_neighbor(rw, handle, self, &rw->candidates[*count]))
+		(*count)++;
 }
 
 /*
@@ -656,7 +714,7 @@ add_candidate(RepairWalk *rw, int *count, int32 handle, int32 self)
 #define REPAIR_SUBSTITUTES_BELOW(width)		Max((width) / 8, 1)
 
 static int	repair_substitutes(RepairState *rs, int32 deleted, int layer,
-							   ItemPointerData *out);
+							   const int32 *neighbors, int count, ItemPointerData *out);
 
 static int
 repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
@@ -690,12 +748,8 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
 		else if (live)
 		{
 			/* kept as it is: an insert or an earlier pruning chose it */
-			if (member != self && hnsw_walk_is_live(rw->walk, member))
-			{
-				kept[nkept].id = member;
-				kept[nkept].distance = access->distance(access->context, member);
+			if (live_neighbor(rw, member, self, &kept[nkept]))
 				nkept++;
-			}
 		}
 		else
 			add_candidate(rw, &ncandidates, member, self);
@@ -724,7 +778,7 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
 		{
 			ItemPointerData substitutes[2 * GRAPH_MAX_M];
 			int			nsubstitutes = repair_substitutes(rs, deleted[next], layer,
-														  substitutes);
+														  neighbors, n, substitutes);
 
 			for (int k = 0; k < nsubstitutes; k++)
 			{
@@ -735,7 +789,7 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
 			}
 		}
 	}
-	/* the visited marks let each element in once: no repeats to drop yet */
+	/* the visited marks let each element in once: no repeats to drop */
 
 	if (live && nkept + ncandidates < width && ItemPointerIsValid(&rs->meta.entry_point) &&
 		layer <= rs->meta.max_level)
@@ -766,7 +820,8 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
 
 /*
  * The substitutes of a deleted element (deleted: its handle in the main
- * walk) on a layer, written to out[]: the list it would get if it stayed,
+ * walk; neighbors[0 .. count): its list on the layer, as main-walk
+ * handles) on a layer, written to out[]: the list it would get if it stayed,
  * chosen as repaired_list chooses one (its live members and the live
  * elements within two steps through deleted ones, pruned with the
  * heuristic), without the search from the entry point and without
@@ -776,16 +831,15 @@ repaired_list(RepairState *rs, RepairWalk *rw, int32 self, int layer,
  * bytes they are worked out again each time.  Returns the count.
  */
 static int
-repair_substitutes(RepairState *rs, int32 deleted, int layer, ItemPointerData *out)
+repair_substitutes(RepairState *rs, int32 deleted, int layer,
+				   const int32 *neighbors, int count, ItemPointerData *out)
 {
 	SubstituteKey key;
 	SubstituteEntry *entry;
 	bool		found;
 	ItemPointerData list[2 * GRAPH_MAX_M];
-	int32		neighbors[2 * GRAPH_MAX_M];
 	const float *vector;
-	int			n;
-	int			count;
+	int			nout;
 	Size		bytes;
 
 	memset(&key, 0, sizeof(key));
@@ -798,30 +852,29 @@ repair_substitutes(RepairState *rs, int32 deleted, int layer, ItemPointerData *o
 		return entry->count;
 	}
 
-	count = 0;
+	nout = 0;
 	vector = hnsw_walk_vector(rs->main.walk, deleted);
 	if (vector != NULL)
 	{
-		n = rs->main.access->neighbors(rs->main.access->context, deleted, layer, neighbors);
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < count; i++)
 			list[i] = *hnsw_walk_tid(rs->main.walk, neighbors[i]);
 		hnsw_walk_reset(rs->sub.walk, vector);
-		count = repaired_list(rs, &rs->sub, hnsw_walk_handle(rs->sub.walk, &key.tid),
-							  layer, list, n, false, out);
+		nout = repaired_list(rs, &rs->sub, hnsw_walk_handle(rs->sub.walk, &key.tid),
+							 layer, list, count, false, out);
 	}
 
-	bytes = sizeof(ItemPointerData) * count + 2 * sizeof(SubstituteEntry);
+	bytes = sizeof(ItemPointerData) * nout + 2 * sizeof(SubstituteEntry);
 	if (bytes > rs->substitute_budget)
 		hash_search(rs->substitutes, &key, HASH_REMOVE, NULL);	/* not kept */
 	else
 	{
 		rs->substitute_budget -= bytes;
 		entry->tids = MemoryContextAlloc(rs->substitute_context,
-										 sizeof(ItemPointerData) * Max(count, 1));
-		memcpy(entry->tids, out, sizeof(ItemPointerData) * count);
-		entry->count = count;
+										 sizeof(ItemPointerData) * Max(nout, 1));
+		memcpy(entry->tids, out, sizeof(ItemPointerData) * nout);
+		entry->count = nout;
 	}
-	return count;
+	return nout;
 }
 
 /*
@@ -1025,38 +1078,11 @@ typedef struct ReachState
 	int64		left;			/* elements this round could not link */
 } ReachState;
 
-#define BIT_TEST(map, i)	(((map)[(i) / 8] >> ((i) % 8)) & 1)
-#define BIT_SET(map, i)		((map)[(i) / 8] |= (uint8) (1 << ((i) % 8)))
-#define BIT_CLEAR(map, i)	((map)[(i) / 8] &= (uint8) ~(1 << ((i) % 8)))
-
-/*
- * Offsets an element page can have: as many tuples as fit if each were the
- * smallest of the three kinds it holds (element, layer-0 neighbour,
- * heap-TID tuples; tuples are never removed, so line pointers are never
- * left unused).
- */
-static int
-reach_offsets_per_block(const HnswShape *shape)
-{
-	Size		smallest = Min(hnsw_element_tuple_size(shape->dimensions),
-							   hnsw_neighbor_tuple_size(0, shape->m));
-
-	smallest = Min(smallest, MAXALIGN(sizeof(HnswHeapTidTupleData)));
-	return (BLCKSZ - SizeOfPageHeaderData - MAXALIGN(sizeof(HnswPageOpaqueData))) /
-		(MAXALIGN(smallest) + sizeof(ItemIdData));
-}
-
 /* the bit of an element position; -1 when the pass does not track it */
 static int64
 reach_bit(const ReachState *reach, ItemPointer tid)
 {
-	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
-	OffsetNumber offnum = ItemPointerGetOffsetNumber(tid);
-
-	if (blkno == HNSW_METAPAGE_BLKNO || blkno >= reach->nblocks ||
-		offnum < FirstOffsetNumber || offnum > reach->per_block)
-		return -1;
-	return (int64) blkno * reach->per_block + offnum - FirstOffsetNumber;
+	return position_bit(reach->nblocks, reach->per_block, tid);
 }
 
 /*
@@ -1066,8 +1092,8 @@ reach_bit(const ReachState *reach, ItemPointer tid)
 static bool
 reach_begin(RepairState *rs, ReachState *reach)
 {
-	bool		autovacuum = IsAutoVacuumWorkerProcess() && autovacuum_work_mem != -1;
-	int			budget_kb = autovacuum ? autovacuum_work_mem : maintenance_work_mem;
+	const char *budget_name;
+	int			budget_kb = vacuum_memory_kb(&budget_name);
 	Size		map_bytes;
 	Size		block_bytes;
 	Size		needed;
@@ -1085,11 +1111,9 @@ reach_begin(RepairState *rs, ReachState *reach)
 				(errmsg("index \"%s\" was not checked for unreachable elements",
 						RelationGetRelationName(rs->index)),
 				 errdetail("The check needs %zu kB, %s is %d kB.",
-						   needed / 1024 + 1,
-						   autovacuum ? "autovacuum_work_mem" : "maintenance_work_mem",
-						   budget_kb),
+						   needed / 1024 + 1, budget_name, budget_kb),
 				 errhint("Raise %s for VACUUM to re-link elements that no search reaches.",
-						 autovacuum ? "autovacuum_work_mem" : "maintenance_work_mem")));
+						 budget_name)));
 		return false;
 	}
 	reach->live = palloc_extended(map_bytes, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
@@ -1589,8 +1613,8 @@ repair_graph(IndexVacuumInfo *info, const TidList *deleted,
 	if (deleted->count > 0)
 	{
 		HASHCTL		hash;
-		int			budget_kb = (IsAutoVacuumWorkerProcess() && autovacuum_work_mem != -1) ?
-			autovacuum_work_mem : maintenance_work_mem;
+		const char *budget_name;
+		int			budget_kb = vacuum_memory_kb(&budget_name);
 
 		rs.sub.walk = hnsw_walk_begin(info->index, &rs.shape, rs.shape.ef_construction, true);
 		rs.sub.access = hnsw_walk_access(rs.sub.walk);
